@@ -1,0 +1,80 @@
+"""`benchmarks/seed_table.py`'s table and resume logic on recorded stage results (the shape each stage
+process writes); the measurements themselves are the lead's, on the GPU."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "seed_table.py"
+
+# As the stages wrote them (figures in the range of the kit's H100 run and the 2026-11-21 H200 eval).
+RECORDED = {
+    "prompts": {"stage": "prompts", "n": 980, "wall_s": 2.1, "questions_per_s": 466.7, "start_s": 9.8,
+                "prompt_tokens_mean": 812.4, "gpu_peak_mb": 1320.0, "stage_s": 25.0},
+    "hf": {"stage": "hf", "n": 150, "exact": 0.3, "partial": 0.38, "char_f1": 0.41, "wall_s": 109.5,
+           "questions_per_s": 1.37, "start_s": 6.2, "extrapolated_s": 715.3, "gpu_peak_mb": 1900.0,
+           "note": "first 150 of 980 questions; adapter 'default' merged (peft)"},
+    "eval-bf16": {"stage": "eval-bf16", "n": 980, "exact": 0.12, "partial": 0.31, "char_f1": 0.2,
+                  "wall_s": 4.9, "questions_per_s": 200.0, "start_s": 70.0, "gpu_peak_mb": 43000.0},
+    "eval-adapter": {"stage": "eval-adapter", "n": 980, "exact": 0.318, "partial": 0.399, "char_f1": 0.429,
+                     "wall_s": 5.2, "questions_per_s": 188.5, "start_s": 72.0, "gpu_peak_mb": 43100.0},
+    "eval-w4-adapter": {"stage": "eval-w4-adapter", "n": 980, "exact": 0.31, "partial": 0.395,
+                        "char_f1": 0.42, "wall_s": 2.8, "questions_per_s": 350.0, "start_s": 65.0,
+                        "gpu_peak_mb": 42800.0},
+    "serve": {"stage": "serve", "n": 980, "exact": 0.318, "partial": 0.399, "char_f1": 0.429, "wall_s": 8.0,
+              "questions_per_s": 122.5, "start_s": 80.0, "latency_p50_ms": 480.0, "latency_p99_ms": 1500.0},
+    "vllm": {"stage": "vllm", "n": 980, "exact": 0.32, "partial": 0.4, "char_f1": 0.43, "wall_s": 6.0,
+             "questions_per_s": 163.3, "start_s": 60.0, "latency_p50_ms": 380.0, "latency_p99_ms": 900.0},
+}  # fmt: skip
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("kotae_seed_table", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def record(out: Path, stages: dict[str, dict]) -> None:
+    (out / "stages").mkdir(parents=True)
+    for name, result in stages.items():
+        (out / "stages" / f"{name}.json").write_text(json.dumps(result))
+
+
+def test_table_has_a_row_per_stage_and_judges_each_target(tmp_path):
+    seed_table = load_script()
+    record(tmp_path, RECORDED)
+    table = seed_table.write_report(tmp_path, "2026-11-21, 1× H100")
+    assert (tmp_path / "table.md").read_text() == table
+    rows = [line for line in table.splitlines() if line.startswith("| (")]
+    assert [row.split(")")[0] for row in rows] == [f"| ({i}" for i in range(7)]
+    hf = next(row for row in rows if row.startswith("| (1)"))
+    assert "109.50 (→ 715 for all, extrapolated from 150)" in hf and "| 1.37 |" in hf
+    assert "| 480 / 1,500 |" in table and "| 43,100 |" in table
+    assert "- (4) end to end ≤ 3 s: 2.80 s for 980 questions — met" in table
+    assert "- (4) ≥ 200× (1): 255× (q/s against q/s) — met" in table
+    assert "- (5) ≥ 90% of (6)'s throughput: 75% — **missed**" in table
+    assert "- (5) p99 ≤ 1.5× (6)'s: 1.67× — **missed**" in table
+    assert "- 4-bit within 1 point of bf16 (exact, (4) − (3)): -0.8 — met" in table
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert [r["stage"] for r in saved] == list(seed_table.STAGES)
+
+
+def test_missing_and_skipped_stages_say_not_measured(tmp_path):
+    seed_table = load_script()
+    stages = {name: RECORDED[name] for name in ("prompts", "eval-adapter", "serve")}
+    stages["eval-w4-adapter"] = {"stage": "eval-w4-adapter", "status": "skipped", "note": "no 4-bit model"}
+    record(tmp_path, stages)
+    table = seed_table.write_report(tmp_path, "context")
+    assert "**skipped**: no 4-bit model" in table
+    assert "- (4) ≤ 3 s: not measured" in table and "- (5) against (6): not measured" in table
+    assert "- 4-bit within 1 point of bf16: not measured" in table
+
+
+def test_finished_stages_are_not_run_again(tmp_path, capsys):
+    seed_table = load_script()
+    record(tmp_path, RECORDED)
+    seed_table.drive(seed_table.parse_args(["--out", str(tmp_path), "--data", "unused.jsonl"]))
+    printed = capsys.readouterr().out
+    assert printed.count("already done") == len(seed_table.STAGES)
+    assert "| (6) vLLM OpenAI server" in printed
