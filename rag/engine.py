@@ -8,6 +8,7 @@ generation: batching is vLLM's job.
 import asyncio
 import itertools
 import os
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -20,7 +21,9 @@ from kotae.core.errors import KotaeError
 from kotae.rag.prompt import ANSWER_STOPS, cut_repetition
 
 if TYPE_CHECKING:
+    from vllm import RequestOutput, SamplingParams
     from vllm.lora.request import LoRARequest
+    from vllm.sampling_params import RequestOutputKind
     from vllm.v1.engine.async_llm import AsyncLLM
 
 
@@ -69,6 +72,37 @@ class LoadedAdapter:
     loaded_at: float = field(default_factory=time.time)
 
 
+def _sampling_params(sampling: Sampling, output_kind: "RequestOutputKind") -> "SamplingParams":
+    from vllm import SamplingParams
+
+    return SamplingParams(
+        max_tokens=sampling.max_tokens,
+        temperature=sampling.temperature,
+        top_p=sampling.top_p,
+        stop=list(sampling.stop),
+        seed=sampling.seed,
+        output_kind=output_kind,
+    )
+
+
+LOOP_SHAPE = re.compile(r"(.)\1{7}|(..)\2{3}|(.{3,80}?)\3\3", re.DOTALL)
+"""Text in which `cut_repetition` (at its defaults: 3 copies, 8 characters, units up to 80) could
+fire on some prefix: a unit repeated back to back that often and that long. Without one, the loop guard
+never fires while streaming, and a finished text is exactly what `stream` would have returned."""
+
+
+def _finished_completion(output: "RequestOutput") -> Completion:
+    choice = output.outputs[0]
+    return Completion(
+        text=choice.text,
+        prompt_tokens=len(output.prompt_token_ids or ()),
+        completion_tokens=len(choice.token_ids),
+        finish_reason=choice.finish_reason or "stop",
+        # vLLM's own first-token latency, when it keeps request stats (kotae starts it with stats on).
+        first_token_s=getattr(output.metrics, "first_token_latency", None) or None,
+    )
+
+
 def configure_vllm_environment(settings: Settings) -> None:
     """vLLM reads these at import time; explicit user settings win.
 
@@ -109,6 +143,7 @@ class VLLMEngine:
     def start(cls, model: Path, settings: Settings, served_name: str | None = None) -> "VLLMEngine":
         configure_vllm_environment(settings)
         from vllm import AsyncEngineArgs
+        from vllm.usage.usage_lib import UsageContext
         from vllm.v1.engine.async_llm import AsyncLLM
 
         args = AsyncEngineArgs(
@@ -120,10 +155,15 @@ class VLLMEngine:
             max_lora_rank=settings.max_lora_rank,
             gpu_memory_utilization=settings.gpu_memory_utilization,
             quantization=settings.quantization,
+            max_num_seqs=settings.max_num_seqs,
+            max_num_batched_tokens=settings.max_num_batched_tokens,
             enable_prefix_caching=True,
             disable_log_stats=False,
         )
-        llm = AsyncLLM.from_engine_args(args)
+        # vLLM sizes its batch by who starts it: the default engine context gets 128 sequences and
+        # 2,048 tokens per step, its own OpenAI server up to 1,024 and 8,192–16,384 on large GPUs.
+        # kotae is a server, so its engine takes the server's defaults.
+        llm = AsyncLLM.from_engine_args(args, usage_context=UsageContext.OPENAI_API_SERVER)
         return cls(llm, served_name or model.name, settings.max_lora_rank, model)
 
     # -- tokens ---------------------------------------------------------------------------------
@@ -137,17 +177,11 @@ class VLLMEngine:
         self, prompt: str, sampling: Sampling, adapter: str | None = None
     ) -> AsyncIterator[Delta]:
         """Stream an answer; the loop guard stops generation as soon as the answer starts repeating."""
-        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
 
         self._raise_if_dead()
         lora = self._lora_for(adapter)
-        params = SamplingParams(
-            max_tokens=sampling.max_tokens,
-            temperature=sampling.temperature,
-            top_p=sampling.top_p,
-            stop=list(sampling.stop),
-            seed=sampling.seed,
-        )
+        params = _sampling_params(sampling, RequestOutputKind.CUMULATIVE)
         request_id = uuid.uuid4().hex
         started = time.perf_counter()
         first_token_s: float | None = None
@@ -204,10 +238,40 @@ class VLLMEngine:
         adapter: str | None = None,
         on_done: Callable[[], None] | None = None,
     ) -> list[Completion]:
-        """All prompts go to vLLM at once, so its scheduler batches them."""
+        """All prompts go to vLLM at once, so its scheduler batches them.
+
+        Each answer comes back once, finished: streaming a thousand answers token by token costs a
+        Python wake-up and a loop-guard scan per token and request. The rare answer whose text has a
+        loop's shape is asked again through `stream` (greedy decoding repeats it), so the loop guard
+        cuts it exactly where serving would.
+        """
+        from vllm.sampling_params import RequestOutputKind
+
+        self._raise_if_dead()
+        lora = self._lora_for(adapter)
+        params = _sampling_params(sampling, RequestOutputKind.FINAL_ONLY)
+        lora_id = lora.lora_int_id if lora else None
 
         async def one(prompt: str) -> Completion:
-            completion = await self.complete(prompt, sampling, adapter)
+            request_id = uuid.uuid4().hex
+            final = None
+            self._enter(lora_id)
+            try:
+                async for output in self._llm.generate(prompt, params, request_id, lora_request=lora):
+                    final = output
+            except Exception as error:
+                if self.errored:
+                    raise EngineDead("the generation engine has stopped") from error
+                raise
+            finally:
+                if final is None or not final.finished:
+                    await self._llm.abort(request_id)
+                self._leave(lora_id)
+            if final is None or not final.finished:
+                raise EngineDead("the engine ended a request without a result")
+            completion = _finished_completion(final)
+            if LOOP_SHAPE.search(completion.text):
+                completion = await self.complete(prompt, sampling, adapter)
             if on_done:
                 on_done()
             return completion

@@ -67,6 +67,12 @@ class Settings(BaseSettings):
     """Share of GPU memory vLLM may take."""
     max_loras: int = Field(4, ge=1)
     """Adapters one batch may mix."""
+    max_num_seqs: int | None = Field(None, ge=1)
+    """Sequences vLLM batches per step; unset: vLLM's defaults for its own OpenAI server (1,024 on large
+    GPUs, 128 on CPU)."""
+    max_num_batched_tokens: int | None = Field(None, ge=1)
+    """Tokens vLLM schedules per step (prefill chunks included); unset: vLLM's server defaults (8,192 on
+    an H100/H200, 2,048 on CPU). Larger values finish a big eval batch's prefill in fewer steps."""
     max_lora_rank: int = Field(64, ge=1)
     """Largest LoRA rank the engine accepts; bigger adapters are refused at load."""
     quantization: str | None = None
