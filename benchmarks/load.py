@@ -136,7 +136,9 @@ async def run_level(
 def markdown(report: dict) -> str:
     lines = [
         f"Load test, {report['date']}, {report['machine']}; server {report['url']} "
-        f"(model {report['model']}, endpoint /v1/{report['endpoint']}, max_tokens {report['max_tokens']}).",
+        f"(model {report['model']}, endpoint /v1/{report['endpoint']}, max_tokens {report['max_tokens']}); "
+        f"load average {report['load_average']['start'][0]} at the start, {report['load_average']['end'][0]} "
+        "at the end.",
         "",
         "| clients | requests | failed | req/s | tokens/s | p50 ms | p90 ms | p99 ms |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -164,7 +166,10 @@ async def main(args: argparse.Namespace) -> dict:
         # One warm-up request: the first pays one-time costs (kernels, caches) that are not load.
         path, body = request_body(args.endpoint, questions[0], args.max_tokens, args.adapter)
         (await client.post(path, json=body)).raise_for_status()
+        # On a shared machine other work slows the server: the report says how busy it was.
+        load_at_start = os.getloadavg()
         levels = [await run_level(client, n, questions, args) for n in args.concurrency]
+        load_at_end = os.getloadavg()
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.platform()}",
@@ -175,6 +180,7 @@ async def main(args: argparse.Namespace) -> dict:
         "max_tokens": args.max_tokens,
         "duration_s_per_level": args.duration,
         "request_cap_per_level": args.requests,
+        "load_average": {"start": load_at_start, "end": load_at_end},
         "levels": [level.summary() for level in levels],
     }
 

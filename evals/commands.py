@@ -23,7 +23,9 @@ def evaluate(
         None, help="QA set: kotae QA JSONL, JAQKET/AIO JSONL, SQuAD-style JSON file or directory."
     ),
     target: str = typer.Option(IN_PROCESS, help="`inprocess`, or the URL of a running kotae server."),
-    adapter: str | None = typer.Option(None, help="Adapter name or path (default: KOTAE_DEFAULT_ADAPTER)."),
+    adapter: str | None = typer.Option(
+        None, help="Adapter name (default: KOTAE_DEFAULT_ADAPTER); '' for the base model."
+    ),
     contexts: ContextsMode = typer.Option("retrieved", help="`retrieved`, or `given` by the dataset."),
     limit: int | None = typer.Option(None, min=1, help="Only the first N questions."),
     out: Path | None = typer.Option(None, help="Run directory (default: runs/eval/<date>-<data>-<name>)."),

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from kotae.core.config import Settings, get_settings
 from kotae.core.errors import InputError, KotaeError
-from kotae.evals.compare import markdown_row
+from kotae.evals.compare import BASE_MODEL, markdown_row
 from kotae.evals.datasets import EvalItem, dataset_name, load_dataset
 from kotae.evals.memory import GpuMemoryMonitor, peak_rss_mb
 from kotae.evals.metrics import RECALL_KS, score_answer, score_retrieval
@@ -55,7 +55,7 @@ class EvalConfig:
     """`inprocess` builds the pipeline from settings in this process; a base URL (`http://host:8000`)
     asks a running kotae server's `/v1/qa`."""
     adapter: str | None = None
-    """Adapter name (or path, in-process); None leaves the choice to the target's default adapter."""
+    """Adapter name; "" is the base model; None leaves the choice to the target's default adapter."""
     contexts: ContextsMode = "retrieved"
     """`retrieved`: the pipeline retrieves; `given`: the dataset's own passages (in-process only)."""
     limit: int | None = None
@@ -188,7 +188,8 @@ def _require_contexts(path: Path, items: Sequence[EvalItem]) -> None:
 
 def _out_dir(config: EvalConfig, started_at: datetime) -> Path:
     if config.out is None:
-        name = config.label or (Path(config.adapter).name if config.adapter else "default")
+        adapter = "default" if config.adapter is None else config.adapter or BASE_MODEL
+        name = config.label or adapter
         stem = f"{started_at:%Y%m%d-%H%M%S}-{config.data.stem}-{name}"
         return RUNS_DIR / re.sub(r"[^\w.-]+", "_", stem)
     if (config.out / METRICS_FILE).exists():

@@ -36,7 +36,7 @@ class AskOptions:
     """Passages ranked per question for recall; only the first `top_k` reach the prompt."""
     contexts: ContextsMode
     adapter: str | None
-    """As the user named it (a name or a path); None lets the target choose its default."""
+    """As the user named it; "" is the base model; None lets the target choose its default."""
     sampling: Sampling
 
 
@@ -117,7 +117,7 @@ class InProcessTarget:
             adapter=adapter,
             quantization=weights_format(self.pipeline),
             device=device_name(),
-            retrieval_mode=None if ranked is None else self.pipeline.settings.retrieval,
+            retrieval_mode=None if ranked is None else self.pipeline.retriever.describe(),
             retrieval_depth=None if ranked is None else ask.retrieval_depth,
             stage_ms={
                 "retrieve": [p.retrieve_ms for p in prepared] if ranked is not None else [],

@@ -14,7 +14,7 @@ from kotae.indexer.build import build_index
 from kotae.indexer.index import Index
 from kotae.models.store import ModelStore, model_hash
 from kotae.rag.embedder import Embedder
-from kotae.rag.engine import VLLMEngine
+from kotae.rag.engine import UnknownAdapter, VLLMEngine
 from kotae.rag.pipeline import Pipeline
 from kotae.rag.retriever import Retriever
 from kotae.server.core.adapters import AdapterCatalog, ServedBase
@@ -67,7 +67,16 @@ async def load_default_adapters(engine: VLLMEngine, settings: Settings, requeste
     """Load the adapters under the adapter root; the adapter to answer with: `requested` if given ("" is
     the base model), else the configured default when it loaded, else the base model (None)."""
     catalog = await load_adapters(engine, settings)
+    if requested == "":
+        return None
     if requested is not None:
-        return requested or None
+        if not catalog.is_loaded(requested):
+            # Before any question is asked: an eval would otherwise retrieve for every question first.
+            loaded = ", ".join(spec.name for spec in catalog.loaded()) or "none"
+            raise UnknownAdapter(
+                f"adapter {requested!r} is not loaded; loaded from {settings.adapter_dir}: {loaded} "
+                f"('' asks the base model)"
+            )
+        return requested
     default = settings.default_adapter
     return default if default and catalog.is_loaded(default) else None

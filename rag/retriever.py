@@ -31,6 +31,16 @@ class Retriever:
         self.settings = settings
         self.fusion_depth = fusion_depth
 
+    def describe(self) -> str:
+        """The default retrieval as the benchmarks name it: `dense`, `bm25`, `hybrid rrf` or
+        `hybrid weighted 0.4` (the dense weight), for run records."""
+        mode = self.settings.retrieval
+        if mode != "hybrid":
+            return mode
+        if self.settings.fusion == "rrf":
+            return "hybrid rrf"
+        return f"hybrid weighted {self.settings.fusion_dense_weight:g}"
+
     def retrieve(
         self, question: str, top_k: int, mode: RetrievalMode | None = None, fusion: FusionMethod | None = None
     ) -> list[Hit]:

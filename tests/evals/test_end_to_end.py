@@ -16,7 +16,7 @@ from kotae.indexer.build import build_index
 from kotae.indexer.index import Index
 from kotae.models.tiny import build_tiny_e5, build_tiny_gemma
 from kotae.rag.embedder import Embedder
-from kotae.rag.engine import VLLMEngine
+from kotae.rag.engine import UnknownAdapter, VLLMEngine
 from kotae.rag.pipeline import Pipeline
 from kotae.rag.prompt import PROMPT_VERSION
 from kotae.rag.retriever import Retriever
@@ -140,6 +140,8 @@ def test_given_contexts_on_a_pipeline_built_by_the_caller(workspace):
     async def two_runs():
         given = await evaluate(EvalConfig(qa, contexts="given", out=root / "given"), pipeline)
         limited = await evaluate(EvalConfig(qa, contexts="given", limit=2, out=root / "given-2"), pipeline)
+        with pytest.raises(UnknownAdapter, match=r"adapter 'nosuch' is not loaded; loaded from .*: none"):
+            await evaluate(EvalConfig(qa, adapter="nosuch", out=root / "nosuch"), pipeline)
         return given, limited
 
     try:
@@ -151,3 +153,4 @@ def test_given_contexts_on_a_pipeline_built_by_the_caller(workspace):
     assert [row.sources[0].id for row in given.predictions] == ["p1", "p2", "p4", "p6"]
     assert all(row.retrieved_ids is None and row.recall_at is None for row in given.predictions)
     assert limited.metrics.run.n == 2
+    assert not (root / "nosuch").exists(), "an unknown adapter fails the run before anything is written"

@@ -147,6 +147,21 @@ def test_modes_and_fusion_can_be_chosen_per_call(index: Index, tiny: Embedder) -
     assert all(0.0 <= hit.score <= 1.0 for hit in weighted)
 
 
+@pytest.mark.parametrize(
+    ("settings", "described"),
+    [
+        (Settings(retrieval="dense"), "dense"),
+        (Settings(retrieval="bm25"), "bm25"),
+        (Settings(retrieval="hybrid", fusion="rrf"), "hybrid rrf"),
+        (Settings(retrieval="hybrid", fusion="weighted", fusion_dense_weight=0.4), "hybrid weighted 0.4"),
+    ],
+)
+def test_describe_names_mode_fusion_and_weight(
+    index: Index, tiny: Embedder, settings: Settings, described: str
+) -> None:
+    assert Retriever(index, tiny, settings).describe() == described
+
+
 def test_retrieve_many_embeds_once_and_matches_retrieve(index: Index, tiny: CountingEmbedder) -> None:
     retriever = Retriever(index, tiny, Settings(retrieval="hybrid"))
     questions = list(QUESTIONS)

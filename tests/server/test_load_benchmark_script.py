@@ -34,7 +34,8 @@ def test_load_script_reports_each_level(live):
     for level in report["levels"]:
         assert level["requests"] > 0 and level["failed"] == 0 and level["statuses"] == {"200": level["ok"]}
         assert level["throughput_rps"] > 0 and 0 < level["latency_ms"]["p50"] <= level["latency_ms"]["p99"]
-    assert "| 4 |" in load.markdown(report)
+    assert all(len(report["load_average"][moment]) == 3 for moment in ("start", "end"))
+    assert "| 4 |" in load.markdown(report) and "load average" in load.markdown(report)
 
 
 @pytest.mark.parametrize("url", ["http://10.0.0.1:8000", "http://example.com", "http://192.168.1.2"])
