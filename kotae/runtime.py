@@ -15,6 +15,7 @@ from kotae.indexer.index import Index
 from kotae.models.store import ModelStore, model_hash
 from kotae.rag.embedder import Embedder
 from kotae.rag.engine import UnknownAdapter, VLLMEngine
+from kotae.rag.engine_protocol import Engine
 from kotae.rag.pipeline import Pipeline
 from kotae.rag.retriever import Retriever
 from kotae.server.core.adapters import AdapterCatalog, ServedBase
@@ -36,14 +37,24 @@ def open_retriever(settings: Settings) -> Retriever:
     return Retriever(Index.open(index_path(settings, embedder)), embedder, settings)
 
 
+def start_engine(model: Path, settings: Settings) -> Engine:
+    """vLLM in this process, or the replicas of `Settings.replicas` (which still need `model`'s
+    tokenizer here)."""
+    if settings.replicas:
+        from kotae.rag.remote_engine import RemoteEngine
+
+        return RemoteEngine.start(model, settings)
+    return VLLMEngine.start(model, settings)
+
+
 def build_pipeline(settings: Settings) -> Pipeline:
     """The index is opened before the engine starts, so a missing or corrupt index fails in seconds."""
     retriever = open_retriever(settings)
-    engine = VLLMEngine.start(ModelStore(settings.home).generator(settings.generator), settings)
+    engine = start_engine(ModelStore(settings.home).generator(settings.generator), settings)
     return Pipeline(retriever, engine, settings)
 
 
-def served_base(engine: VLLMEngine) -> ServedBase:
+def served_base(engine: Engine) -> ServedBase:
     """The served model's name and content hash (adapters trained by kotae record the hash of their
     base). Without the hash, adapters are matched on the base model's folder name only."""
     digest = None
@@ -55,7 +66,7 @@ def served_base(engine: VLLMEngine) -> ServedBase:
     return ServedBase(name=engine.model_name, hash=digest)
 
 
-async def load_adapters(engine: VLLMEngine, settings: Settings) -> AdapterCatalog:
+async def load_adapters(engine: Engine, settings: Settings) -> AdapterCatalog:
     """Every valid adapter under the adapter root, loaded into the engine (invalid ones are logged)."""
     base = await asyncio.to_thread(served_base, engine)
     catalog = AdapterCatalog(settings.adapter_dir, engine, base)
@@ -63,7 +74,7 @@ async def load_adapters(engine: VLLMEngine, settings: Settings) -> AdapterCatalo
     return catalog
 
 
-async def load_default_adapters(engine: VLLMEngine, settings: Settings, requested: str | None) -> str | None:
+async def load_default_adapters(engine: Engine, settings: Settings, requested: str | None) -> str | None:
     """Load the adapters under the adapter root; the adapter to answer with: `requested` if given ("" is
     the base model), else the configured default when it loaded, else the base model (None)."""
     catalog = await load_adapters(engine, settings)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from kotae.core.config import Settings
 from kotae.core.errors import KotaeError
-from kotae.rag.prompt import ANSWER_STOPS, cut_repetition
+from kotae.rag.prompt import ANSWER_STOPS, guard_stream
 
 if TYPE_CHECKING:
     from vllm import RequestOutput, SamplingParams
@@ -194,11 +194,7 @@ class VLLMEngine:
                 choice = output.outputs[0]
                 if first_token_s is None and choice.token_ids:
                     first_token_s = time.perf_counter() - started
-                text = cut_repetition(choice.text)
-                looping = len(text) < len(choice.text)
-                if looping:
-                    # Already-streamed text cannot be taken back; keep it.
-                    text = text if len(text) >= len(sent) else sent
+                text, looping = guard_stream(choice.text, sent)
                 if len(text) > len(sent):
                     yield Delta(text[len(sent) :])
                     sent = text

@@ -6,7 +6,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from kotae.core.config import RetrievalMode, Settings
-from kotae.rag.engine import Completion, Sampling, VLLMEngine
+from kotae.rag.engine import Completion, Sampling
+from kotae.rag.engine_protocol import Engine
 from kotae.rag.passage import Hit, Passage
 from kotae.rag.prompt import build_prompt, clean_answer, fit_contexts
 from kotae.rag.retriever import Retriever
@@ -38,7 +39,7 @@ class PreparedQuestion:
 
 
 class Pipeline:
-    def __init__(self, retriever: Retriever, engine: VLLMEngine, settings: Settings) -> None:
+    def __init__(self, retriever: Retriever, engine: Engine, settings: Settings) -> None:
         self.retriever = retriever
         self.engine = engine
         self.settings = settings

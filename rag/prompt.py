@@ -68,6 +68,15 @@ def clean_answer(text: str) -> str:
     return cut_repetition(text).strip()
 
 
+def guard_stream(generated: str, sent: str) -> tuple[str, bool]:
+    """The loop guard on a stream: what of the answer may be out by now, and whether it started looping.
+    `generated` is the whole text so far, `sent` what went out already: it cannot be taken back, so a
+    cut never goes below it."""
+    guarded = cut_repetition(generated)
+    looping = len(guarded) < len(generated)
+    return (sent if looping and len(guarded) < len(sent) else guarded), looping
+
+
 def cut_repetition(text: str, min_repeats: int = 3, min_span: int = 8, max_period: int = 80) -> str:
     """Cut a looping tail down to its first occurrence.
 

@@ -2,10 +2,10 @@
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_GENERATOR = "gemma-3-270m"
 DEFAULT_EMBEDDER = "multilingual-e5-small"
@@ -77,8 +77,19 @@ class Settings(BaseSettings):
     """Largest LoRA rank the engine accepts; bigger adapters are refused at load."""
     quantization: str | None = None
     """Passed to vLLM (`None` lets vLLM read it from the model's config)."""
-    engine_urls: list[str] = Field(default_factory=list)
-    """Generation on remote vLLM OpenAI servers (replicas) instead of an in-process engine."""
+    replicas: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Base URLs of vLLM OpenAI servers (`vllm serve`, each may be tensor-parallel) that generate instead
+    of an in-process engine, comma-separated: `KOTAE_REPLICAS=http://h1:8001,http://h2:8002`. Each
+    serves the generator (`--served-model-name` = the name adapters were trained on) with
+    `--enable-lora` and `VLLM_ALLOW_RUNTIME_LORA_UPDATING=True`, and reads the adapter root at the path
+    kotae reads it. Empty: vLLM runs inside kotae. kotae still reads the generator's tokenizer."""
+    replica_health_interval_s: float = Field(5.0, gt=0)
+    """Seconds between `/health` probes of every replica: a failed replica rejoins at the first probe it
+    passes, once the adapters it lacks are loaded into it."""
+    replica_timeout_s: float = Field(600.0, gt=0)
+    """Longest a replica may stay silent in a request (queueing included) before it counts as failed."""
+    replica_start_timeout_s: float = Field(600.0, gt=0)
+    """How long start-up waits for a first replica to answer (replicas may still be loading the model)."""
 
     host: str = "127.0.0.1"
     """Address `kotae serve` binds; never all interfaces unless told."""
@@ -88,6 +99,20 @@ class Settings(BaseSettings):
     """Bearer token for the adapter admin routes; unset disables them."""
     cors_origins: list[str] = Field(default_factory=list)
     """Origins allowed by CORS; empty keeps CORS off."""
+
+    @field_validator("replicas", mode="before")
+    @classmethod
+    def _split_replicas(cls, value: object) -> object:
+        """A comma-separated string (as the environment gives it) or a list; URLs without a trailing
+        `/` or `/v1`, so that both a server's address and its OpenAI base URL work."""
+        urls = value.split(",") if isinstance(value, str) else value
+        if not isinstance(urls, list):
+            return value
+        cleaned = [str(url).strip().rstrip("/").removesuffix("/v1") for url in urls if str(url).strip()]
+        for url in cleaned:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"replica {url!r} is not an http:// or https:// URL")
+        return cleaned
 
     @property
     def indexes_dir(self) -> Path:

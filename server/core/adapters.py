@@ -20,7 +20,7 @@ from typing import Any
 
 from kotae.adapters.metadata import METADATA_FILE, AdapterMetadata, read_metadata
 from kotae.core.errors import InputError
-from kotae.rag.engine import VLLMEngine
+from kotae.rag.engine_protocol import Engine
 from kotae.rag.prompt import PROMPT_VERSION
 from kotae.server.core.errors import APIError
 
@@ -65,7 +65,7 @@ class AdapterCatalog:
     """Adapters loaded in the engine, with what their validation found. The engine's own table is the
     truth for what is served; this keeps the matching metadata."""
 
-    def __init__(self, root: Path, engine: VLLMEngine, base: ServedBase) -> None:
+    def __init__(self, root: Path, engine: Engine, base: ServedBase) -> None:
         self.root = root.resolve()
         self.engine = engine
         self.base = base

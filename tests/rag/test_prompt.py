@@ -1,5 +1,12 @@
 from kotae.rag.passage import Passage
-from kotae.rag.prompt import build_prompt, clean_answer, context_line, cut_repetition, fit_contexts
+from kotae.rag.prompt import (
+    build_prompt,
+    clean_answer,
+    context_line,
+    cut_repetition,
+    fit_contexts,
+    guard_stream,
+)
 
 EXPECTED = (
     "以下は、タスクを説明する指示と、文脈のある入力の組み合わせです。要求を適切に満たす応答を書きなさい。\n\n"
@@ -40,3 +47,10 @@ def test_repetition_guard_cuts_loops_and_leaves_normal_text():
     assert cut_repetition("答えは1990年です。" * 3) == "答えは1990年です。"
     assert cut_repetition("それはそれは見事な桜です。") == "それはそれは見事な桜です。"
     assert cut_repetition("1111年") == "1111年"
+
+
+def test_stream_guard_never_takes_back_streamed_text():
+    looping = "東京都、" * 4
+    assert guard_stream(looping, "") == ("東京都、", True)
+    assert guard_stream(looping, looping[:10]) == (looping[:10], True)
+    assert guard_stream("東京都です", "東京") == ("東京都です", False)

@@ -3,7 +3,6 @@ from the real tokenizers, a real index (dense + BM25) of the demo corpus, real L
 PEFT, and the real vLLM engine. Engine start costs ~15 s or more, so every test shares it."""
 
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,12 +10,12 @@ import httpx
 import pytest
 from server_fixtures import (
     BASE_MODEL,
-    READY_TIMEOUT_S,
     LiveServer,
     build_adapters,
     run_in_thread,
     server_settings,
     tiny_pipeline,
+    wait_ready,
 )
 
 # vLLM reads these when the engine starts.
@@ -53,13 +52,7 @@ def live(workspace: Path) -> Iterator[LiveServer]:
     settings = server_settings(workspace)
     app = create_app(settings, pipeline_factory=tiny_pipeline)
     server, thread, url = run_in_thread(app)
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    with httpx.Client(base_url=url) as client:
-        while client.get("/readyz").status_code != 200:
-            state = app.state.kotae
-            assert state.failure is None, state.failure
-            assert time.monotonic() < deadline, "server not ready in time"
-            time.sleep(0.5)
+    wait_ready(app, url)
     yield LiveServer(
         url=url,
         app=app,

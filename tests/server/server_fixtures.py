@@ -120,15 +120,16 @@ def build_adapters(base: Path, root: Path, outside: Path) -> None:
 
 
 def tiny_pipeline(settings: Settings):
-    """The pipeline `kotae.runtime.build_pipeline` assembles, from folders given by path."""
+    """The pipeline `kotae.runtime.build_pipeline` assembles (vLLM in process, or `settings.replicas`),
+    from folders given by path."""
     from kotae.indexer.index import Index
     from kotae.rag.embedder import Embedder
-    from kotae.rag.engine import VLLMEngine
     from kotae.rag.pipeline import Pipeline
     from kotae.rag.retriever import Retriever
+    from kotae.runtime import start_engine
 
     retriever = Retriever(Index.open(settings.index), Embedder(Path(settings.embedder)), settings)
-    engine = VLLMEngine.start(Path(settings.generator), settings)
+    engine = start_engine(Path(settings.generator), settings)
     return Pipeline(retriever, engine, settings)
 
 
@@ -169,3 +170,22 @@ def run_in_thread(app: FastAPI) -> tuple[uvicorn.Server, threading.Thread, str]:
     while not server.started:
         time.sleep(0.01)
     return server, thread, f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def wait_ready(app: FastAPI, url: str) -> None:
+    """Until the app in `run_in_thread` answers /readyz with 200; fails at once if start-up failed."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    # While the engine starts in the server's thread, a loaded machine can keep /readyz waiting for
+    # longer than httpx's default 5 s, or starve the server's loop until it drops a kept-alive
+    # connection: both mean "ask again".
+    with httpx.Client(base_url=url, timeout=60) as client:
+        while True:
+            try:
+                if client.get("/readyz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            state = app.state.kotae
+            assert state.failure is None, state.failure
+            assert time.monotonic() < deadline, "server not ready in time"
+            time.sleep(0.5)
