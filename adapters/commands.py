@@ -232,7 +232,13 @@ def quantize(
     ] = "W4A16",
     python: Annotated[
         str | None,
-        typer.Option(help="Interpreter that has llm-compressor (default: $KOTAE_QUANT_PYTHON, this one)."),
+        typer.Option(help="Interpreter for llm-compressor (default: KOTAE_QUANT_PYTHON, else this one)."),
+    ] = None,
+    site: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder put first on its PYTHONPATH (default: KOTAE_QUANT_SITE, else .venv/quant-site)."
+        ),
     ] = None,
     samples: Annotated[int, typer.Option(help="Calibration samples.")] = 512,
     max_seq_length: Annotated[int, typer.Option(help="Tokens per calibration sample.")] = 2048,
@@ -241,6 +247,17 @@ def quantize(
     """Quantize weights to 4 (or 8) bits with llm-compressor, in its own interpreter, for vLLM + LoRA."""
     from kotae.adapters.quantize import quantize_model
 
+    settings = get_settings()
     quantize_model(
-        model, method, scheme, calib, out, console, python, samples, max_seq_length, overwrite=overwrite
+        model,
+        method,
+        scheme,
+        calib,
+        out,
+        console,
+        python or settings.quant_python,
+        site or settings.quant_site,
+        samples,
+        max_seq_length,
+        overwrite=overwrite,
     )

@@ -1,10 +1,12 @@
 """`kotae quantize`: a 4-bit (or 8-bit) weight-only checkpoint that vLLM serves with LoRA on top.
 
-llm-compressor does the work, in its own interpreter: it pins a compressed-tensors release that vLLM's
-does not accept, so the two never share an environment (on the GPU kit: `/tmp/site_q` first on
-PYTHONPATH). This process validates everything and builds the calibration set — Wikipedia passages plus
-training prompts, as the seed calibrated — then runs `quantize_worker.py` (a standalone script that
-needs only llm-compressor, transformers and datasets) with `--python` / `KOTAE_QUANT_PYTHON`.
+llm-compressor does the work, in its own process: it pins a compressed-tensors release that vLLM's
+does not accept (and an older transformers), so the two never share an import path. scripts/bootstrap.sh
+installs it with those pins into `.venv/quant-site`, which only the worker puts first on its PYTHONPATH
+(on the GPU kit the same folder is `/tmp/site_q`: `--site /tmp/site_q`). This process validates
+everything and builds the calibration set — Wikipedia passages plus training prompts, as the seed
+calibrated — then runs `quantize_worker.py`, a standalone script that needs only llm-compressor,
+transformers and datasets.
 """
 
 import json
@@ -25,8 +27,10 @@ from kotae.core.errors import InputError, KotaeError
 
 SCHEMES = {"gptq": ("W4A16", "W4A16_ASYM", "W8A16"), "awq": ("W4A16", "W4A16_ASYM")}
 """Weight-only schemes: activations stay 16-bit, so LoRA (computed in 16 bits) applies on top unchanged."""
-PYTHON_ENV = "KOTAE_QUANT_PYTHON"
+DEFAULT_SITE = Path(sys.prefix) / "quant-site"
+"""Where scripts/bootstrap.sh installs requirements/quant.lock."""
 WORKER = Path(__file__).with_name("quantize_worker.py")
+FIND_LLMCOMPRESSOR = "import importlib.util, sys; sys.exit(importlib.util.find_spec('llmcompressor') is None)"
 
 
 class CalibrationRow(BaseModel):
@@ -75,21 +79,49 @@ def calibration_samples(files: list[Path], count: int, seed: int) -> list[str]:
     return samples[:count]
 
 
-def check_worker_python(python: str) -> None:
-    """Fail with a clear message unless `python` can import llm-compressor."""
-    try:
-        probe = subprocess.run(
-            [python, "-c", "import llmcompressor"], capture_output=True, text=True, timeout=300, check=False
-        )
-    except OSError as error:
-        raise KotaeError(f"cannot run the quantization interpreter {python!r}: {error}") from None
-    if probe.returncode != 0:
-        last = (probe.stderr.strip().splitlines() or ["(no output)"])[-1]
-        raise KotaeError(
-            f"llm-compressor is not importable by {python} ({last}). It pins a compressed-tensors release "
-            f"that vLLM does not accept, so install it in a separate environment and point kotae at that "
-            f"interpreter with --python or {PYTHON_ENV}."
-        )
+class Worker(BaseModel):
+    """The interpreter that runs llm-compressor and the folder it puts first on its import path."""
+
+    python: str
+    site: Path | None
+
+    @classmethod
+    def resolve(cls, python: str | None, site: Path | None) -> "Worker":
+        """kotae's own interpreter gets the bootstrapped site by default; another interpreter is taken
+        as it is (it may have llm-compressor installed the ordinary way)."""
+        if python:
+            return cls(python=python, site=site)
+        return cls(python=sys.executable, site=site or (DEFAULT_SITE if DEFAULT_SITE.is_dir() else None))
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        if self.site:
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (str(self.site), env.get("PYTHONPATH")) if p)
+        return env
+
+    def check(self) -> None:
+        """Fail with a clear message unless llm-compressor is there (found, not imported: importing it
+        takes the worker's own start-up time again)."""
+        try:
+            probe = subprocess.run(
+                [self.python, "-c", FIND_LLMCOMPRESSOR],
+                env=self.env(),
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+        except OSError as error:
+            raise KotaeError(f"cannot run the quantization interpreter {self.python!r}: {error}") from None
+        if probe.returncode != 0:
+            last = (probe.stderr.strip().splitlines() or ["no module llmcompressor"])[-1]
+            where = f"{self.python} with {self.site} first on PYTHONPATH" if self.site else self.python
+            raise KotaeError(
+                f"llm-compressor is not importable by {where} ({last}). "
+                f"`make bootstrap` installs it (requirements/quant.lock) into {DEFAULT_SITE.name} of kotae's "
+                f"environment; elsewhere give its folder with --site or KOTAE_QUANT_SITE, or an interpreter "
+                f"that has it with --python or KOTAE_QUANT_PYTHON."
+            )
 
 
 def quantize_model(
@@ -100,6 +132,7 @@ def quantize_model(
     out: Path,
     console: Console,
     python: str | None = None,
+    site: Path | None = None,
     samples: int = 512,
     max_seq_length: int = 2048,
     seed: int = 42,
@@ -113,8 +146,8 @@ def quantize_model(
         raise KotaeError("give at least one --calib file (passages and/or training examples)")
     check_target(out, overwrite)
     texts = calibration_samples(calib, samples, seed)
-    interpreter = python or os.environ.get(PYTHON_ENV) or sys.executable
-    check_worker_python(interpreter)
+    worker = Worker.resolve(python, site)
+    worker.check()
     with atomic_dir(out, overwrite) as staging:
         job = QuantizeJob(
             model=str(model.resolve()),
@@ -128,7 +161,7 @@ def quantize_model(
         job_file.write_text(job.model_dump_json(), encoding="utf-8")
         try:
             console.print(f"quantizing {model.name} ({method} {scheme}, {len(texts)} calibration samples)…")
-            done = subprocess.run([interpreter, str(WORKER), str(job_file)], check=False)
+            done = subprocess.run([worker.python, str(WORKER), str(job_file)], env=worker.env(), check=False)
         finally:
             job_file.unlink(missing_ok=True)
         if done.returncode != 0:

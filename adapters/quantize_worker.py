@@ -41,10 +41,8 @@ def _recipe(method: str, scheme: str) -> object:
         from llmcompressor.modifiers.awq import AWQModifier
 
         return AWQModifier(targets=["Linear"], scheme=scheme, ignore=["lm_head"])
-    try:
-        from llmcompressor.modifiers.gptq import GPTQModifier
-    except ImportError:  # older llm-compressor releases kept it here
-        from llmcompressor.modifiers.quantization import GPTQModifier
+    from llmcompressor.modifiers.gptq import GPTQModifier
+
     return GPTQModifier(targets=["Linear"], scheme=scheme, ignore=["lm_head"])
 
 

@@ -90,6 +90,11 @@ class Settings(BaseSettings):
     """Longest a replica may stay silent in a request (queueing included) before it counts as failed."""
     replica_start_timeout_s: float = Field(600.0, gt=0)
     """How long start-up waits for a first replica to answer (replicas may still be loading the model)."""
+    quant_python: str | None = None
+    """Interpreter that runs `kotae quantize`'s llm-compressor worker; unset: kotae's own."""
+    quant_site: Path | None = None
+    """Folder put first on that worker's PYTHONPATH (llm-compressor and its pins); unset with kotae's own
+    interpreter: `quant-site` in kotae's environment, which scripts/bootstrap.sh fills."""
 
     host: str = "127.0.0.1"
     """Address `kotae serve` binds; never all interfaces unless told."""

