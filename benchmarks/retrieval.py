@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -30,6 +31,10 @@ from kotae.indexer.chunking import chunk_document, indexed_text
 from kotae.indexer.sources import read_documents
 from kotae.rag.embedder import Embedder, load_embedder
 from kotae.rag.passage import Passage
+
+if TYPE_CHECKING:  # faiss and pydantic stay out of --embed-only, which runs where they are not installed
+    from kotae.indexer.dense import DenseIndex, DenseSpec
+    from kotae.indexer.index import Index
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 CORPUS = DATA / "jawiki-paragraphs.jsonl"
@@ -41,7 +46,9 @@ RECALL_AT = (1, 5, 20)
 FUSION_WEIGHTS = (0.3, 0.4, 0.5, 0.7)
 ANN_K = 10
 HNSW_EF_SEARCH = (16, 32, 64, 128, 256)
-IVFPQ_NPROBE = (4, 8, 16, 32, 64)
+IVFPQ_NPROBE = (8, 16, 32, 64)
+IVFPQ_RERANK = (1, 4, 16, 64)
+"""Shortlist of k·rerank candidates re-scored exactly; 1 re-orders the codes' own top k (their recall)."""
 
 
 @dataclass(frozen=True)
@@ -81,33 +88,63 @@ def main() -> None:
     if args.embed_only:
         print(json.dumps(embedding, indent=2))
         return
-    results: dict = {
+    results = Results(Path(f"{args.out}.json"), resume=args.resume)
+    results.data |= {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": _machine(),
         "embedder": {"name": embedder.name, "hash": embedder.hash, "device": embedder.device},
         "embedding_cache": embedding,
-        "cpu_embedding": cpu_embedding(embedder, corpora[args.chunk_chars[0]], questions, cache),
     }
+    results.stage(("cpu_embedding",), cpu_embedding, embedder, corpora[args.chunk_chars[0]], questions, cache)
     cached = CachedEmbedder(embedder, cache)
-    results["quality"], results["build"], results["retrieve_latency"] = {}, {}, {}
     with tempfile.TemporaryDirectory(prefix="kotae-retrieval-bench-", dir=args.cache) as work:
         for chunk, corpus in corpora.items():
+            name = f"chunk {chunk}"
+            if results.has(("quality", name)) and results.has(("retrieve_latency", name)):
+                continue
             index, build = build_real_index(corpus, cached, Path(work) / f"chunk-{chunk}")
-            results["build"][f"chunk {chunk}"] = build
-            results["quality"][f"chunk {chunk}"] = quality(index, cached, corpus, questions)
-            results["retrieve_latency"][f"chunk {chunk}"] = retrieve_latency(index, cached, questions)
+            results.put(("build", name), build)
+            results.stage(("quality", name), quality, index, cached, corpus, questions)
+            results.stage(("retrieve_latency", name), retrieve_latency, index, cached, questions)
             index.close()
-    scale_corpus = corpora[args.chunk_chars[-1]]
-    query_vectors = cache.vectors("questions-jsquad-valid")[: args.latency_queries]
-    passage_vectors = cache.vectors(f"chunk{scale_corpus.chunk_chars}")
-    results["ann"] = {
-        f"{len(passage_vectors)} real": ann(passage_vectors, query_vectors, len(passage_vectors)),
-        f"{args.scale} (real + random)": ann(passage_vectors, query_vectors, args.scale),
-    }
-    Path(f"{args.out}.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
-    Path(f"{args.out}.md").write_text(markdown(results))
-    print(markdown(results))
+    passages = cache.vectors(f"chunk{args.chunk_chars[-1]}")
+    queries = cache.vectors("questions-jsquad-valid")[: args.latency_queries]
+    ann(results, f"{len(passages)} real", passages, queries, len(passages), {})
+    ann(results, f"{args.scale} (real + random)", passages, queries, args.scale, args.scale_params)
+    Path(f"{args.out}.md").write_text(markdown(results.data))
+    print(markdown(results.data))
+
+
+class Results:
+    """The report so far, saved after every stage, so that a run killed halfway (the 1M builds take long)
+    resumes with --resume where it stopped."""
+
+    def __init__(self, path: Path, resume: bool) -> None:
+        self.path = path
+        self.data: dict = json.loads(path.read_text()) if resume and path.exists() else {}
+
+    def has(self, keys: tuple[str, ...]) -> bool:
+        node = self.data
+        for key in keys:
+            if key not in node:
+                return False
+            node = node[key]
+        return True
+
+    def stage(self, keys: tuple[str, ...], compute: Callable[..., object], *args: object) -> None:
+        """Runs `compute(*args)` unless a resumed report already holds its result."""
+        if not self.has(keys):
+            self.put(keys, compute(*args))
+
+    def put(self, keys: tuple[str, ...], value: object) -> None:
+        node = self.data
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+        node[keys[-1]] = value
+        partial = self.path.with_suffix(".json.partial")
+        partial.write_text(json.dumps(self.data, indent=2, ensure_ascii=False) + "\n")
+        os.replace(partial, self.path)
 
 
 # Inputs ---------------------------------------------------------------------------------------------------
@@ -224,7 +261,7 @@ def cpu_embedding(
 # Quality and latency over a real index --------------------------------------------------------------------
 
 
-def build_real_index(corpus: Corpus, embedder: Embedder, out: Path) -> tuple:
+def build_real_index(corpus: Corpus, embedder: Embedder, out: Path) -> tuple["Index", dict]:
     from kotae.indexer.build import build_index
     from kotae.indexer.index import Index
 
@@ -240,24 +277,26 @@ def build_real_index(corpus: Corpus, embedder: Embedder, out: Path) -> tuple:
     return Index.open(out), build
 
 
-def quality(index, embedder: Embedder, corpus: Corpus, questions: dict[str, list[Question]]) -> dict:
+def quality(index: "Index", embedder: Embedder, corpus: Corpus, questions: dict[str, list[Question]]) -> dict:
     from kotae.core.config import Settings
     from kotae.rag.retriever import Retriever
 
-    modes: dict[str, tuple[Settings, str]] = {
-        "dense": (Settings(retrieval="dense"), "dense"),
-        "bm25": (Settings(retrieval="bm25"), "bm25"),
-        "hybrid rrf": (Settings(retrieval="hybrid", fusion="rrf"), "hybrid"),
+    modes = {
+        "dense": Settings(retrieval="dense"),
+        "bm25": Settings(retrieval="bm25"),
+        "hybrid rrf": Settings(retrieval="hybrid", fusion="rrf"),
     }
     for weight in FUSION_WEIGHTS:
-        settings = Settings(retrieval="hybrid", fusion="weighted", fusion_dense_weight=weight)
-        modes[f"hybrid weighted {weight}"] = (settings, "hybrid")
+        modes[f"hybrid weighted {weight}"] = Settings(
+            retrieval="hybrid", fusion="weighted", fusion_dense_weight=weight
+        )
     scores: dict = {}
     for name, qs in questions.items():
         scores[name] = {}
-        for mode, (settings, _) in modes.items():
-            retriever = Retriever(index, embedder, settings)
-            hit_lists = retriever.retrieve_many([q.question for q in qs], max(RECALL_AT))
+        for mode, settings in modes.items():
+            hit_lists = Retriever(index, embedder, settings).retrieve_many(
+                [q.question for q in qs], max(RECALL_AT)
+            )
             ranks = [
                 _gold_rank(hits, q.gold, corpus.document_of) for hits, q in zip(hit_lists, qs, strict=True)
             ]
@@ -279,7 +318,7 @@ def _recall(ranks: list[int | None]) -> dict:
     return scores
 
 
-def retrieve_latency(index, embedder: Embedder, questions: dict[str, list[Question]]) -> dict:
+def retrieve_latency(index: "Index", embedder: Embedder, questions: dict[str, list[Question]]) -> dict:
     """Milliseconds per retrieve() call for one question (top 5), query embedding excluded (cached)."""
     from kotae.core.config import Settings
     from kotae.rag.retriever import Retriever
@@ -304,29 +343,53 @@ def retrieve_latency(index, embedder: Embedder, questions: dict[str, list[Questi
 # faiss at scale -------------------------------------------------------------------------------------------
 
 
-def ann(real: np.ndarray, queries: np.ndarray, total: int) -> dict:
-    """Build time, size, single-query latency and recall@10 relative to Flat for each faiss type."""
-    from kotae.indexer.dense import DenseIndex, FlatSpec, HnswSpec, IvfPqSpec
+def ann(
+    results: Results, label: str, real: np.ndarray, queries: np.ndarray, total: int, params: dict[str, dict]
+) -> None:
+    """Per faiss type: build time, size, and single-query latency and recall@10 relative to exact search.
+    `params`: build parameters by type, e.g. {"hnsw": {"ef_construction": 40}}."""
+    from kotae.indexer.dense import dense_spec
+
+    searches = {
+        "flat": {"exact": {}},
+        "ivfpq": {
+            f"nprobe={nprobe} rerank={rerank}": {"nprobe": nprobe, "rerank": rerank}
+            for nprobe in IVFPQ_NPROBE
+            for rerank in IVFPQ_RERANK
+        },
+        "hnsw": {f"ef_search={ef}": {"ef_search": ef} for ef in HNSW_EF_SEARCH},
+    }
+    if all(results.has(("ann", label, kind)) for kind in searches):
+        return
+    import faiss
 
     vectors = _with_random_vectors(real, total)
     keys = np.arange(len(vectors), dtype=np.int64)
-    report: dict = {}
-    flat, report["flat"] = _timed_build(lambda: DenseIndex.build(FlatSpec(), vectors, keys))
-    truth = [{key for key, _ in ranked} for ranked in flat.search(queries, ANN_K)]
-    report["flat"]["search"] = {"exact": _search_report(flat, queries[:200], truth[:200])}
-    del flat
-    hnsw, report["hnsw"] = _timed_build(lambda: DenseIndex.build(HnswSpec(), vectors, keys))
-    report["hnsw"]["search"] = {}
-    for ef in HNSW_EF_SEARCH:
-        hnsw.tune_search(HnswSpec(ef_search=ef))
-        report["hnsw"]["search"][f"ef_search={ef}"] = _search_report(hnsw, queries, truth)
-    del hnsw
-    ivfpq, report["ivfpq"] = _timed_build(lambda: DenseIndex.build(IvfPqSpec(), vectors, keys))
-    report["ivfpq"]["params"] = ivfpq.spec.model_dump()
-    report["ivfpq"]["search"] = {}
-    for nprobe in IVFPQ_NPROBE:
-        ivfpq.tune_search(ivfpq.spec.model_copy(update={"nprobe": nprobe}))
-        report["ivfpq"]["search"][f"nprobe={nprobe}"] = _search_report(ivfpq, queries, truth)
+    _, exact = faiss.knn(queries, vectors, ANN_K, metric=faiss.METRIC_INNER_PRODUCT)
+    truth = [set(row.tolist()) for row in exact]
+    for kind, tunings in searches.items():
+        spec = dense_spec(kind, params.get(kind))
+        # Flat is timed on fewer queries: each one scans every vector.
+        measured = (queries[:200], truth[:200]) if kind == "flat" else (queries, truth)
+        results.stage(("ann", label, kind), _measure, spec, vectors, keys, tunings, *measured)
+
+
+def _measure(
+    spec: "DenseSpec", vectors: np.ndarray, keys: np.ndarray, tunings: dict, queries: np.ndarray, truth: list
+) -> dict:
+    from kotae.indexer.dense import DenseIndex
+
+    started = time.perf_counter()
+    index = DenseIndex.build(spec, vectors, keys)
+    seconds = time.perf_counter() - started
+    with tempfile.NamedTemporaryFile(suffix=".faiss") as file:
+        index.save(Path(file.name))
+        size = Path(file.name).stat().st_size
+    report = {"vectors": len(index), "params": index.spec.model_dump(), "build_seconds": round(seconds, 1)}
+    report |= {"mib": round(size / 2**20, 1), "search": {}}
+    for setting, update in tunings.items():
+        index.tune_search(index.spec.model_copy(update=update))
+        report["search"][setting] = _search_report(index, queries, truth)
     return report
 
 
@@ -340,18 +403,7 @@ def _with_random_vectors(real: np.ndarray, total: int) -> np.ndarray:
     return vectors
 
 
-def _timed_build(build: Callable) -> tuple:
-    started = time.perf_counter()
-    index = build()
-    seconds = time.perf_counter() - started
-    with tempfile.NamedTemporaryFile(suffix=".faiss") as file:
-        index.save(Path(file.name))
-        size = Path(file.name).stat().st_size
-    report = {"vectors": len(index), "build_seconds": round(seconds, 1), "mib": round(size / 2**20, 1)}
-    return index, report
-
-
-def _search_report(index, queries: np.ndarray, truth: list[set[int]]) -> dict:
+def _search_report(index: "DenseIndex", queries: np.ndarray, truth: list[set[int]]) -> dict:
     index.search(queries[:5], ANN_K)  # warm-up
     times, recalls = [], []
     with single_threaded_faiss():
@@ -445,9 +497,14 @@ def markdown(results: dict) -> str:
     ]
     for scale, by_type in results["ann"].items():
         for kind, r in by_type.items():
+            built = ", ".join(
+                f"{k}={v}"
+                for k, v in r["params"].items()
+                if k not in {"type", "ef_search", "nprobe", "rerank"}
+            )
             for setting, s in r["search"].items():
                 lines.append(
-                    f"| {scale} | {kind} | {r['build_seconds']} | {r['mib']} | {setting} | "
+                    f"| {scale} | {kind} {built} | {r['build_seconds']} | {r['mib']} | {setting} | "
                     f"{s[f'recall@{ANN_K}_vs_flat']:.3f} | {s['ms']['p50']} | {s['ms']['p99']} |"
                 )
     return "\n".join(lines) + "\n"
@@ -477,10 +534,30 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--scale", type=int, default=1_000_000, help="Vectors in the large faiss test.")
     parser.add_argument("--latency-queries", type=int, default=1000)
     parser.add_argument("--embed-only", action="store_true", help="Fill the embedding cache and stop.")
+    parser.add_argument("--resume", action="store_true", help="Keep the stages OUT.json already holds.")
+    parser.add_argument(
+        "--scale-params",
+        nargs="*",
+        default=["hnsw.ef_construction=40"],
+        help="Build parameters at the large scale, TYPE.KEY=VALUE (default: hnsw.ef_construction=40; "
+        "the index's default 200 takes hours on 2 cores there).",
+    )
     args = parser.parse_args()
     if not args.embed_only and args.out is None:
         parser.error("--out is required unless --embed-only")
+    args.scale_params = _scale_params(parser, args.scale_params)
     return args
+
+
+def _scale_params(parser: argparse.ArgumentParser, pairs: list[str]) -> dict[str, dict[str, str]]:
+    params: dict[str, dict[str, str]] = {}
+    for pair in pairs:
+        name, equals, value = pair.partition("=")
+        kind, dot, key = name.partition(".")
+        if not (equals and dot and kind and key):
+            parser.error(f"--scale-params {pair!r}: expected TYPE.KEY=VALUE, e.g. hnsw.M=16")
+        params.setdefault(kind, {})[key] = value
+    return params
 
 
 if __name__ == "__main__":

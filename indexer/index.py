@@ -36,10 +36,6 @@ class Index:
     def open(cls, directory: Path, gpu: bool = True) -> "Index":
         """Raises KotaeError naming the file when the index is missing, incomplete or damaged.
         `gpu`: serve the faiss index from a GPU when faiss has CUDA support and sees one."""
-        if not directory.is_dir():
-            raise KotaeError(
-                f"index {directory} not found: build it with `kotae index build SOURCE --out {directory}`"
-            )
         manifest = read_manifest(directory)
         store = PassageStore.open(directory / STORE_FILE)
         try:

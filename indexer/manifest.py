@@ -67,6 +67,10 @@ class Manifest(BaseModel):
 
 
 def read_manifest(index_dir: Path) -> Manifest:
+    if not index_dir.is_dir():
+        raise KotaeError(
+            f"index {index_dir} not found: build it with `kotae index build SOURCE --out {index_dir}`"
+        )
     path = index_dir / MANIFEST_FILE
     if not path.is_file():
         raise InputError(path, None, "manifest missing: not a kotae index, or an incomplete one; rebuild it")

@@ -1,4 +1,5 @@
-"""faiss indexes: exact hits for each type, parameters, removal and addition by key, save/load."""
+"""faiss indexes: exact hits for each type, parameters, IVF-PQ re-ranking, removal and addition by key,
+save/load."""
 
 from pathlib import Path
 
@@ -10,7 +11,8 @@ from kotae.core.errors import InputError, KotaeError
 from kotae.indexer.dense import DenseIndex, HnswSpec, IvfPqSpec, dense_spec
 
 DIMENSION = 16
-TYPES = {"flat": {}, "hnsw": {"M": 8}, "ivfpq": {"nbits": 4, "m": 4, "nprobe": 4}}
+IVFPQ = {"nbits": 4, "m": 4, "nprobe": 4}
+TYPES = {"flat": {}, "hnsw": {"M": 8}, "ivfpq": IVFPQ, "ivfpq codes only": {**IVFPQ, "rerank": 0}}
 
 
 def unit_vectors(count: int, seed: int) -> np.ndarray:
@@ -25,14 +27,21 @@ KEYS = np.arange(1000, 1200, dtype=np.int64)
 
 @pytest.fixture(params=list(TYPES))
 def built(request: pytest.FixtureRequest) -> DenseIndex:
-    return DenseIndex.build(dense_spec(request.param, TYPES[request.param]), VECTORS, KEYS)
+    index_type = request.param.split()[0]
+    return DenseIndex.build(dense_spec(index_type, TYPES[request.param]), VECTORS, KEYS)
+
+
+def codes_only(index: DenseIndex) -> bool:
+    return isinstance(index.spec, IvfPqSpec) and index.spec.rerank == 0
 
 
 def test_each_type_finds_a_stored_vector_first(built: DenseIndex) -> None:
     results = built.search(VECTORS[:20], 3)
     found = sum(ranked[0][0] == key for ranked, key in zip(results, KEYS[:20], strict=True))
-    # IVF-PQ scores are approximate (4-bit codes here); exact types must be right every time.
-    assert found >= (16 if built.spec.type == "ivfpq" else 20)
+    # IVF-PQ's codes score approximately (4-bit codes here); exact scores must be right every time.
+    assert found >= (16 if codes_only(built) else 20)
+    if not codes_only(built):
+        assert all(ranked[0][1] == pytest.approx(1.0, abs=1e-5) for ranked in results)
     assert len(built) == 200 and built.dimension == DIMENSION
 
 
@@ -47,7 +56,7 @@ def test_removal_and_addition_by_key(built: DenseIndex, tmp_path: Path) -> None:
     assert not found & set(removed.tolist())
     results = updated.search(new_vectors, 5)
     found_new = sum(key in {k for k, _ in ranked} for ranked, key in zip(results, new_keys, strict=True))
-    assert found_new >= (8 if built.spec.type == "ivfpq" else 10)
+    assert found_new >= (8 if codes_only(built) else 10)
     updated.save(tmp_path / "dense.faiss")
     assert len(DenseIndex.load(tmp_path / "dense.faiss", updated.spec)) == 160
 
@@ -55,7 +64,37 @@ def test_removal_and_addition_by_key(built: DenseIndex, tmp_path: Path) -> None:
 def test_automatic_ivfpq_parameters_are_recorded() -> None:
     spec = DenseIndex.build(IvfPqSpec(nbits=4), VECTORS, KEYS).spec
     assert isinstance(spec, IvfPqSpec)
-    assert (spec.nlist, spec.m) == (5, 8)  # min(4·√200, 200 // 39) clusters; dimension/2 sub-quantizers
+    assert (spec.nlist, spec.m) == (5, 4)  # min(4·√200, 200 // 39) clusters; dimension/4 sub-quantizers
+
+
+def test_ivfpq_reranking_gives_exact_results() -> None:
+    """Every list probed and a shortlist of every vector: re-ranking must then rank exactly like Flat,
+    where the coarse codes alone (2 sub-quantizers of 4 bits) do not."""
+    queries, k = unit_vectors(30, seed=3), 5
+    exact = DenseIndex.build(dense_spec("flat"), VECTORS, KEYS).search(queries, k)
+    everything = {"nbits": 4, "m": 2, "nlist": 5, "nprobe": 5}
+    reranked = DenseIndex.build(IvfPqSpec(**everything, rerank=len(VECTORS) // k), VECTORS, KEYS)
+    results = reranked.search(queries, k)
+    assert keys_of(results) == keys_of(exact)
+    for ranked, truth in zip(results, exact, strict=True):
+        assert [score for _, score in ranked] == pytest.approx([score for _, score in truth], abs=1e-5)
+    codes = DenseIndex.build(IvfPqSpec(**everything, rerank=0), VECTORS, KEYS)
+    assert keys_of(codes.search(queries, k)) != keys_of(exact)
+
+
+def keys_of(results: list[list[tuple[int, float]]]) -> list[list[int]]:
+    return [[key for key, _ in ranked] for ranked in results]
+
+
+def test_ivfpq_index_without_exact_vectors_still_loads(tmp_path: Path) -> None:
+    """A file of codes only (built with rerank 0, or before re-ranking existed: its manifest then lacks
+    `rerank`, and reads the default) is served from its codes."""
+    DenseIndex.build(IvfPqSpec(**IVFPQ, rerank=0), VECTORS, KEYS).save(tmp_path / "dense.faiss")
+    loaded = DenseIndex.load(tmp_path / "dense.faiss", dense_spec("ivfpq", IVFPQ))
+    assert isinstance(loaded.spec, IvfPqSpec) and loaded.spec.rerank == 0
+    assert [ranked[0][0] for ranked in loaded.search(VECTORS[:5], 1)] == KEYS[:5].tolist()
+    with pytest.raises(KotaeError, match="more than search parameters"):
+        loaded.tune_search(loaded.spec.model_copy(update={"rerank": 8}))
 
 
 def test_search_parameters_survive_a_reload(tmp_path: Path) -> None:
