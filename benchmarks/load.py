@@ -202,11 +202,15 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+def save_report(report: dict, table: str, out: Path, name: str) -> None:
+    """`NAME.json` (every figure) and `NAME.md` (the table) into `out`; the table is printed too."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    (out / f"{name}.md").write_text(table)
+    print(table)
+
+
 if __name__ == "__main__":
     arguments = parse_args()
     report = asyncio.run(main(arguments))
-    arguments.out.mkdir(parents=True, exist_ok=True)
-    (arguments.out / "load.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-    table = markdown(report)
-    (arguments.out / "load.md").write_text(table)
-    print(table)
+    save_report(report, markdown(report), arguments.out, "load")

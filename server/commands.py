@@ -1,15 +1,13 @@
 """`kotae serve`: the HTTP API on uvicorn."""
 
 import logging
+import signal
 from pathlib import Path
 
 import typer
 
 from kotae.core.config import get_settings
 from kotae.core.errors import KotaeError
-
-GRACEFUL_SHUTDOWN_S = 60
-"""On SIGTERM: stop accepting, let in-flight answers finish for at most this long, then exit."""
 
 
 def serve(
@@ -37,12 +35,17 @@ def serve(
             server.should_exit = True
 
     app = create_app(settings, on_fatal=stop)
+    # On SIGTERM or SIGINT uvicorn stops accepting, lets in-flight requests finish, shuts the engine down,
+    # then raises the signal again for the handler that was there before it. A stop asked for and done
+    # gracefully is a clean exit (status 0), so that handler does nothing.
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, lambda *_: None)
     config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         log_level=log_level,
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        timeout_graceful_shutdown=settings.shutdown_grace_s,
         # Streams end with [DONE]; proxies in front may still want the server to close idle sockets.
         timeout_keep_alive=30,
     )

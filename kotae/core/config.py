@@ -105,6 +105,8 @@ class Settings(BaseSettings):
     """Bearer token for the adapter admin routes; unset disables them."""
     cors_origins: list[str] = Field(default_factory=list)
     """Origins allowed by CORS; empty keeps CORS off."""
+    shutdown_grace_s: float = Field(60.0, ge=0)
+    """On SIGTERM `kotae serve` stops accepting and lets in-flight requests finish for at most this long."""
 
     @field_validator("replicas", mode="before")
     @classmethod

@@ -129,6 +129,7 @@ class AdapterCatalog:
         """Every check that can be made without the engine; `AdapterRejected` says which failed."""
         path = self.resolve(folder)
         shown = path.relative_to(self.root).as_posix() or "."
+        self._check_contents(path)
         config = self._read_config(path, shown)
         if not any((path / weights).is_file() for weights in WEIGHT_FILES):
             raise AdapterRejected(f"adapter folder {shown!r} has no adapter weights", "adapter_invalid")
@@ -142,7 +143,7 @@ class AdapterCatalog:
         refused (the check runs on the fully resolved path)."""
         try:
             path = (self.root / folder).resolve()
-        except (OSError, ValueError):
+        except (OSError, ValueError, RuntimeError):  # RuntimeError: a symlink loop
             raise AdapterRejected("adapter path is not a valid path", "adapter_path_invalid") from None
         if not path.is_relative_to(self.root):
             raise AdapterRejected(
@@ -157,6 +158,23 @@ class AdapterCatalog:
                 HTTPStatus.NOT_FOUND,
             )
         return path
+
+    def _check_contents(self, path: Path) -> None:
+        """The engine reads every file of the folder: a symlinked file that leads out of the root is an
+        escape as much as a symlinked folder."""
+        for entry in path.rglob("*"):
+            try:
+                target = entry.resolve()
+            except (OSError, RuntimeError):  # a symlink loop
+                raise AdapterRejected(
+                    "adapter folder holds an unusable symlink", "adapter_path_invalid"
+                ) from None
+            if not target.is_relative_to(self.root):
+                raise AdapterRejected(
+                    "adapter files must stay inside the adapter directory",
+                    "adapter_path_outside_root",
+                    HTTPStatus.BAD_REQUEST,
+                )
 
     @staticmethod
     def _read_config(path: Path, shown: str) -> dict[str, Any]:

@@ -17,7 +17,10 @@ async def models(service: ServiceDep) -> ModelList:
 
 
 @router.get(
-    "/v1/models/{model_id}", responses=error_responses(HTTPStatus.NOT_FOUND, HTTPStatus.SERVICE_UNAVAILABLE)
+    "/v1/models/{model_id}",
+    responses=error_responses(
+        HTTPStatus.NOT_FOUND, HTTPStatus.UNPROCESSABLE_ENTITY, HTTPStatus.SERVICE_UNAVAILABLE
+    ),
 )
 async def model(model_id: str, service: ServiceDep) -> ModelCard:
     return find_model(service, model_id)

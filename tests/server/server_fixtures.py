@@ -1,8 +1,15 @@
-"""What the server tests build: tiny models, LoRA adapters (good and bad), settings, a server in a thread."""
+"""What the server tests build: tiny models, LoRA adapters (good and bad), settings, a server in a thread,
+`kotae serve` in a process of its own."""
 
+import contextlib
 import json
+import os
+import re
 import shutil
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -172,3 +179,87 @@ def wait_ready(app: FastAPI, url: str) -> None:
             assert state.failure is None, state.failure
             assert time.monotonic() < deadline, "server not ready in time"
             time.sleep(0.5)
+
+
+LONG_STREAM = {
+    "model": BASE_MODEL,
+    "messages": [{"role": "user", "content": "富士山は？"}],
+    "max_tokens": 512,
+    "temperature": 1.0,
+    "seed": 0,
+    "stream": True,
+    "stream_options": {"include_usage": True},
+}
+"""A chat stream that keeps the tiny model busy for seconds: sampled (no loop guard stop), 512 tokens."""
+
+SERVE_COMMAND = (sys.executable, "-c", "from kotae.cli import main; main()", "serve")
+SERVING_AT = re.compile(r"Uvicorn running on (http://127\.0\.0\.1:\d+)")
+
+
+def serve_environment(workspace: Path, index: Path, **variables: str) -> dict[str, str]:
+    """`kotae serve` on the workspace's tiny models, configured the way users do it: KOTAE_* variables."""
+    return {
+        **os.environ,
+        "KOTAE_HOME": str(workspace / "home"),
+        "KOTAE_GENERATOR": str(workspace / BASE_MODEL),
+        "KOTAE_EMBEDDER": str(workspace / "tiny-e5"),
+        "KOTAE_INDEX": str(index),
+        "KOTAE_ADAPTER_DIR": str(workspace / "adapters"),
+        "KOTAE_PORT": "0",
+        "KOTAE_KV_CACHE_GIB": "1",
+        "KOTAE_MAX_MODEL_LEN": "1024",
+        **variables,
+    }
+
+
+@dataclass
+class ServeProcess:
+    """A ready `kotae serve` process; its engine core is a child in the same process group."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL to the whole group (engine core included) if it lingers."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=60)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=60)
+
+
+def ready(url: str) -> bool:
+    """/readyz says 200; a busy server starting up may be slow to answer at all."""
+    try:
+        return httpx.get(f"{url}/readyz", timeout=30).status_code == 200
+    except httpx.TimeoutException:
+        return False
+
+
+def start_serve(workspace: Path, index: Path, log: Path, **variables: str) -> ServeProcess:
+    """`kotae serve` on a free port (KOTAE_PORT=0; the port is read from uvicorn's log), once ready."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            SERVE_COMMAND,
+            env=serve_environment(workspace, index, **variables),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server = ServeProcess(process, "", log)
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while True:
+        if not server.url and (found := SERVING_AT.search(server.output())):
+            server.url = found.group(1)
+        if server.url and ready(server.url):
+            return server
+        if process.poll() is not None or time.monotonic() > deadline:
+            server.stop()
+            raise AssertionError(f"kotae serve did not get ready:\n{server.output()[-3000:]}")
+        time.sleep(0.5)

@@ -1,15 +1,13 @@
 """Start-up: probes answer while the pipeline is built, every other route says 503 with a reason, and a
 missing or corrupt index stops `kotae serve` with a message naming the file."""
 
-import os
 import shutil
 import subprocess
-import sys
 import threading
 
 import httpx
 import pytest
-from server_fixtures import run_in_thread, server_settings
+from server_fixtures import SERVE_COMMAND, run_in_thread, serve_environment, server_settings
 
 from kotae.core.errors import KotaeError
 from kotae.server.app import create_app
@@ -56,17 +54,14 @@ def test_routes_answer_503_until_ready_and_a_failed_start_is_reported(tmp_path):
 
 
 def serve(workspace, index) -> subprocess.CompletedProcess:
-    environment = {
-        **os.environ,
-        "KOTAE_HOME": str(workspace / "home"),
-        "KOTAE_GENERATOR": str(workspace / "tiny-gemma"),
-        "KOTAE_EMBEDDER": str(workspace / "tiny-e5"),
-        "KOTAE_INDEX": str(index),
-        "KOTAE_ADAPTER_DIR": str(workspace / "adapters"),
-        "KOTAE_PORT": "0",
-    }
-    command = [sys.executable, "-c", "from kotae.cli import main; main()", "serve"]
-    return subprocess.run(command, env=environment, capture_output=True, text=True, timeout=600, check=False)
+    return subprocess.run(
+        SERVE_COMMAND,
+        env=serve_environment(workspace, index),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
 
 
 @pytest.mark.parametrize("damage", ["missing", "corrupt"])

@@ -1,0 +1,50 @@
+"""SIGTERM to `kotae serve`: it stops accepting connections at once, lets the answer being streamed finish,
+shuts the engine down and exits with status 0."""
+
+import json
+import signal
+import threading
+import time
+
+import httpx
+from server_fixtures import LONG_STREAM, start_serve
+
+
+def test_sigterm_finishes_the_request_in_flight_then_exits_0(workspace, tmp_path):
+    server = start_serve(workspace, workspace / "index", tmp_path / "serve.log")
+    streaming, events, outcome = threading.Event(), [], {}
+
+    def stream_in_flight() -> None:
+        with (
+            httpx.Client(base_url=server.url, timeout=120) as http,
+            http.stream("POST", "/v1/chat/completions", json=LONG_STREAM) as response,
+        ):
+            outcome["status"] = response.status_code
+            for line in filter(None, response.iter_lines()):
+                streaming.set()
+                events.append(line)
+        outcome["ended_at"] = time.monotonic()
+
+    reader = threading.Thread(target=stream_in_flight)
+    try:
+        reader.start()
+        assert streaming.wait(timeout=120)
+        server.process.send_signal(signal.SIGTERM)
+        refused_at = None
+        while refused_at is None and reader.is_alive():
+            try:
+                httpx.get(f"{server.url}/healthz", timeout=2)
+            except httpx.ConnectError:
+                refused_at = time.monotonic()
+            time.sleep(0.05)
+        reader.join(timeout=120)
+        exit_status = server.process.wait(timeout=120)
+    finally:
+        server.stop()
+    assert refused_at is not None, "new connections were still accepted while the stream ran"
+    assert refused_at < outcome["ended_at"]
+    assert outcome["status"] == 200 and events[-1] == "data: [DONE]"
+    assert not any("stream_failed" in event for event in events)
+    last = json.loads(events[-2].removeprefix("data: "))
+    assert last["usage"]["completion_tokens"] > 0
+    assert exit_status == 0, server.output()[-3000:]
