@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 from kotae.core.errors import KotaeError
 from kotae.evals.datasets import EvalItem
 from kotae.evals.schema import ContextsMode
+from kotae.models.weights import weights_format
 from kotae.rag.engine import Sampling
 from kotae.rag.passage import Hit, Passage
 from kotae.rag.pipeline import Pipeline, PreparedQuestion
@@ -115,7 +116,7 @@ class InProcessTarget:
             wall_s=wall_s,
             model=self.pipeline.engine.model_name,
             adapter=adapter,
-            quantization=weights_format(self.pipeline),
+            quantization=self._weights_format(),
             device=device_name(),
             retrieval_mode=None if ranked is None else self.pipeline.retriever.describe(),
             retrieval_depth=None if ranked is None else ask.retrieval_depth,
@@ -130,6 +131,13 @@ class InProcessTarget:
                 "first_token": "all questions submitted at once: time from submission to each first token",
             },
         )
+
+    def _weights_format(self) -> str | None:
+        engine, settings = self.pipeline.engine, self.pipeline.settings
+        if engine.model_path is None:
+            return None
+        # Replicas quantize as their own command line says, not as kotae's settings do.
+        return weights_format(engine.model_path, None if settings.replicas else settings.quantization)
 
     def _retrieve(
         self, items: Sequence[EvalItem], ask: AskOptions
@@ -155,17 +163,6 @@ class InProcessTarget:
 def _given(item: EvalItem, top_k: int) -> list[Passage]:
     assert item.contexts is not None  # the runner refuses `given` on items without contexts
     return list(item.contexts[:top_k])
-
-
-def weights_format(pipeline: Pipeline) -> str:
-    """vLLM's quantization method for the loaded model, else its dtype (`bf16`)."""
-    # VLLMEngine does not expose vLLM's model config; read it from the wrapped AsyncLLM.
-    config = pipeline.engine._llm.model_config
-    if config.quantization:
-        return str(config.quantization)
-    return {"torch.bfloat16": "bf16", "torch.float16": "fp16", "torch.float32": "fp32"}.get(
-        str(config.dtype), str(config.dtype)
-    )
 
 
 def device_name() -> str:
