@@ -9,7 +9,6 @@ calibrated — then runs `quantize_worker.py`, a standalone script that needs on
 transformers and datasets.
 """
 
-import json
 import os
 import random
 import subprocess
@@ -24,6 +23,8 @@ from kotae.adapters.config import Method
 from kotae.adapters.cpt import passage_text
 from kotae.adapters.rows import read_rows
 from kotae.core.errors import InputError, KotaeError
+from kotae.models.quantized import RECORD_FILE, QuantizeRecord
+from kotae.models.store import model_hash
 
 SCHEMES = {"gptq": ("W4A16", "W4A16_ASYM", "W8A16"), "awq": ("W4A16", "W4A16_ASYM")}
 """Weight-only schemes: activations stay 16-bit, so LoRA (computed in 16 bits) applies on top unchanged."""
@@ -166,12 +167,13 @@ def quantize_model(
             job_file.unlink(missing_ok=True)
         if done.returncode != 0:
             raise KotaeError(f"quantization failed (exit {done.returncode}); see the output above")
-        (staging / "kotae_quantize.json").write_text(
-            json.dumps(
-                {"model": str(model.resolve()), "method": method, "scheme": scheme, "samples": len(texts)}
-            )
-            + "\n",
-            encoding="utf-8",
+        record = QuantizeRecord(
+            model=str(model.resolve()),
+            model_hash=model_hash(model),
+            method=method,
+            scheme=scheme,
+            samples=len(texts),
         )
+        (staging / RECORD_FILE).write_text(record.model_dump_json() + "\n", encoding="utf-8")
     console.print(f"[green]quantized[/] {out}")
     return out

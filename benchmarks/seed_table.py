@@ -381,7 +381,6 @@ def stage_eval(args: argparse.Namespace, stage: str) -> StageResult:
     from kotae.evals.runner import EvalConfig, run_eval
 
     adapter = "" if stage == "eval-bf16" else args.adapter
-    repointed = stage == "eval-w4-adapter" and repoint_adapter(args)
     run_dir = args.out / "runs" / stage
     if (run_dir / "metrics.json").exists():
         (run_dir / "metrics.json").unlink()  # a half-finished earlier attempt
@@ -403,36 +402,8 @@ def stage_eval(args: argparse.Namespace, stage: str) -> StageResult:
             f"{metrics.run.quantization}, adapter {metrics.run.adapter}; retrieve p50 "
             f"{_cell(metrics.speed.retrieve.p50_ms if metrics.speed.retrieve else None, 2)} ms/question "
             f"(batched); finish {metrics.finish_reasons}; run dir {run_dir}"
-            + ("; adapter metadata re-pointed at the 4-bit base (same LoRA weights)" if repointed else "")
         ),
     )
-
-
-def repoint_adapter(args: argparse.Namespace) -> bool:
-    """The adapter was trained on the bf16 base, and kotae refuses an adapter whose recorded base hash is
-    another model's. The 4-bit model is that base quantized: serve the same LoRA weights on it from a
-    copy whose metadata names the 4-bit folder. True when a copy was needed."""
-    import shutil
-
-    from kotae.core.config import get_settings
-    from kotae.models.store import model_hash
-
-    source = get_settings().adapter_dir / args.adapter
-    metadata_path = source / "kotae_adapter.json"
-    if not metadata_path.exists():
-        return False
-    metadata = json.loads(metadata_path.read_text())
-    digest = model_hash(args.w4_model)
-    if metadata["base_model"].get("hash") == digest:
-        return False
-    root = args.out / "w4-adapters"
-    shutil.rmtree(root, ignore_errors=True)
-    shutil.copytree(source, root / args.adapter, ignore=shutil.ignore_patterns("logs"))
-    metadata["base_model"] = {"name": args.w4_model.name, "path": str(args.w4_model), "hash": digest}
-    (root / args.adapter / "kotae_adapter.json").write_text(json.dumps(metadata, indent=2))
-    os.environ["KOTAE_ADAPTER_DIR"] = str(root)
-    get_settings.cache_clear()
-    return True
 
 
 async def send_all(

@@ -12,6 +12,7 @@ from kotae.core.config import Settings
 from kotae.demo import corpus_path
 from kotae.indexer.build import build_index
 from kotae.indexer.index import Index
+from kotae.models.quantized import quantized_from_hash
 from kotae.models.store import ModelStore, model_hash
 from kotae.rag.embedder import Embedder
 from kotae.rag.engine import UnknownAdapter, VLLMEngine
@@ -54,21 +55,23 @@ def build_pipeline(settings: Settings) -> Pipeline:
     return Pipeline(retriever, engine, settings)
 
 
-def served_base(engine: Engine) -> ServedBase:
-    """The served model's name and content hash (adapters trained by kotae record the hash of their
-    base). Without the hash, adapters are matched on the base model's folder name only."""
-    digest = None
-    if engine.model_path is not None:
-        try:
-            digest = model_hash(engine.model_path)
-        except OSError as error:
-            logger.warning("served model not hashed (%s): adapters are matched on its name only", error)
-    return ServedBase(name=engine.model_name, hash=digest)
+def served_base(name: str, folder: Path | None) -> ServedBase:
+    """The served model's name, content hash and, for a `kotae quantize` output, its source's hash
+    (adapters trained by kotae record the hash of their base). Without a hash, adapters are matched on
+    the base model's folder name only."""
+    if folder is None:
+        return ServedBase(name=name, hash=None)
+    try:
+        digest = model_hash(folder)
+    except OSError as error:
+        logger.warning("served model not hashed (%s): adapters are matched on its name only", error)
+        return ServedBase(name=name, hash=None)
+    return ServedBase(name=name, hash=digest, quantized_from=quantized_from_hash(folder))
 
 
 async def load_adapters(engine: Engine, settings: Settings) -> AdapterCatalog:
     """Every valid adapter under the adapter root, loaded into the engine (invalid ones are logged)."""
-    base = await asyncio.to_thread(served_base, engine)
+    base = await asyncio.to_thread(served_base, engine.model_name, engine.model_path)
     catalog = AdapterCatalog(settings.adapter_dir, engine, base)
     await catalog.load_root()
     return catalog

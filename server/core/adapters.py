@@ -43,6 +43,34 @@ class ServedBase:
 
     name: str
     hash: str | None
+    quantized_from: str | None = None
+    """The hash of the model `kotae quantize` made the served one from: adapters trained on that model
+    apply unchanged (LoRA runs in 16 bits on top of weight-only quantization)."""
+
+    def check_adapter(self, config: dict[str, Any], metadata: AdapterMetadata | None, shown: str) -> str:
+        """The adapter's base model name, if it may serve on this model. The base model's content hash
+        decides when both sides know it (the served model's own or its quantization source's); else the
+        base model's folder name in the PEFT config must be the served model's."""
+        if metadata is not None and self.hash is not None:
+            if metadata.base_model.hash not in {self.hash, self.quantized_from}:
+                raise AdapterRejected(
+                    f"adapter {shown!r} was trained on base model {metadata.base_model.name!r} "
+                    f"(another build than the served {self.name!r})",
+                    "adapter_base_mismatch",
+                )
+            return metadata.base_model.name
+        declared = config.get("base_model_name_or_path")
+        if not isinstance(declared, str) or not declared.strip():
+            raise AdapterRejected(
+                f"{shown}/{CONFIG_FILE} does not name its base model", "adapter_base_mismatch"
+            )
+        base_name = Path(declared.rstrip("/")).name
+        if base_name != self.name:
+            raise AdapterRejected(
+                f"adapter {shown!r} was trained on base model {base_name!r}, the server serves {self.name!r}",
+                "adapter_base_mismatch",
+            )
+        return base_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +163,7 @@ class AdapterCatalog:
             raise AdapterRejected(f"adapter folder {shown!r} has no adapter weights", "adapter_invalid")
         rank = self._rank(config, shown)
         metadata = self._read_metadata(path, shown)
-        base_model = self._check_base(config, metadata, shown)
+        base_model = self.base.check_adapter(config, metadata, shown)
         return AdapterSpec(name, path, shown, rank, base_model, metadata)
 
     def resolve(self, folder: str) -> Path:
@@ -222,28 +250,3 @@ class AdapterCatalog:
                 "adapter_prompt_mismatch",
             )
         return metadata
-
-    def _check_base(self, config: dict[str, Any], metadata: AdapterMetadata | None, shown: str) -> str:
-        """The base model's content hash decides when both sides know it; else the base model's folder
-        name in the PEFT config must be the served model's."""
-        if metadata is not None and self.base.hash is not None:
-            if metadata.base_model.hash != self.base.hash:
-                raise AdapterRejected(
-                    f"adapter {shown!r} was trained on base model {metadata.base_model.name!r} "
-                    f"(another build than the served {self.base.name!r})",
-                    "adapter_base_mismatch",
-                )
-            return metadata.base_model.name
-        declared = config.get("base_model_name_or_path")
-        if not isinstance(declared, str) or not declared.strip():
-            raise AdapterRejected(
-                f"{shown}/{CONFIG_FILE} does not name its base model", "adapter_base_mismatch"
-            )
-        base_name = Path(declared.rstrip("/")).name
-        if base_name != self.base.name:
-            raise AdapterRejected(
-                f"adapter {shown!r} was trained on base model {base_name!r}, "
-                f"the server serves {self.base.name!r}",
-                "adapter_base_mismatch",
-            )
-        return base_name

@@ -13,6 +13,8 @@ from rich.console import Console
 from kotae.adapters.quantize import calibration_samples, quantize_model
 from kotae.core.config import Settings
 from kotae.core.errors import InputError, KotaeError
+from kotae.models.quantized import quantized_from_hash
+from kotae.models.store import model_hash
 from kotae.models.tiny import build_random_lora, build_tiny_gemma
 
 console = Console()
@@ -102,6 +104,7 @@ def test_gptq_w4a16_checkpoint_serves_in_vllm_with_a_lora_adapter(calib, tmp_pat
     )
     with safe_open(out / "model.safetensors", "pt") as tensors:
         assert tensors.get_tensor("model.layers.0.mlp.down_proj.weight_packed").dtype == torch.int32
+    assert quantized_from_hash(out) == model_hash(base), "adapters of the base would be refused on it"
 
     adapter = build_random_lora(base, tmp_path / "lora", seed=1)
     settings = Settings(home=tmp_path / "home", kv_cache_gib=1, max_model_len=512, max_lora_rank=8)
