@@ -5,6 +5,7 @@ corpus indexed on first use, and the adapters shipped in `adapters/trained/`.
 """
 
 import asyncio
+import hashlib
 import logging
 from pathlib import Path
 
@@ -24,12 +25,20 @@ from kotae.server.core.adapters import AdapterCatalog, ServedBase
 logger = logging.getLogger(__name__)
 
 
+DEMO_CORPUS_STAMP = "demo-corpus.sha256"
+"""File in the demo index naming the corpus it was built from: another shipped corpus rebuilds it."""
+
+
 def index_path(settings: Settings, embedder: Embedder) -> Path:
-    """The configured index, or the demo index (built on first use)."""
+    """The configured index, or the demo index (built on first use, rebuilt when the corpus changed)."""
     if settings.index is not None:
         return settings.index
-    if not (settings.demo_index / "manifest.json").exists():
-        build_index([corpus_path()], settings.demo_index, embedder)
+    corpus = corpus_path()
+    digest = hashlib.sha256(corpus.read_bytes()).hexdigest()
+    stamp = settings.demo_index / DEMO_CORPUS_STAMP
+    if not (stamp.is_file() and stamp.read_text(encoding="utf-8").strip() == digest):
+        build_index([corpus], settings.demo_index, embedder)
+        stamp.write_text(digest + "\n", encoding="utf-8")
     return settings.demo_index
 
 
