@@ -1,10 +1,11 @@
 from http import HTTPStatus
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from kotae.server.chat.protocol import ChatCompletion, ChatCompletionRequest
 from kotae.server.chat.serving import complete_chat, prepare_turn, start_stream
+from kotae.server.core.cancellation import with_cancellation
 from kotae.server.core.deps import ServiceDep
 from kotae.server.core.errors import error_responses
 
@@ -25,8 +26,9 @@ router = APIRouter(tags=["chat"])
         ),
     },
 )
+@with_cancellation
 async def chat_completions(
-    request: ChatCompletionRequest, service: ServiceDep
+    request: ChatCompletionRequest, service: ServiceDep, raw_request: Request
 ) -> ChatCompletion | StreamingResponse:
     """OpenAI-compatible chat: the answer to the last user message, from retrieved passages by default."""
     turn = await prepare_turn(service, request)

@@ -1,7 +1,8 @@
 from http import HTTPStatus
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
+from kotae.server.core.cancellation import with_cancellation
 from kotae.server.core.deps import ServiceDep
 from kotae.server.core.errors import error_responses
 from kotae.server.qa.protocol import QARequest, QAResponse
@@ -20,6 +21,7 @@ router = APIRouter(tags=["qa"])
         HTTPStatus.SERVICE_UNAVAILABLE,
     ),
 )
-async def qa(request: QARequest, service: ServiceDep) -> QAResponse:
+@with_cancellation
+async def qa(request: QARequest, service: ServiceDep, raw_request: Request) -> QAResponse:
     """Answer a question from the index, with the passages the answer was written from."""
     return await answer_question(service, request)
