@@ -204,6 +204,7 @@ class QAReply(BaseModel):
     model: str
     adapter: str | None = None
     usage: QAUsage = QAUsage()
+    finish_reason: str | None = None
     timings: QATimings
 
 
@@ -243,6 +244,7 @@ class HttpTarget:
                 ranked_ids=[s.id for s in reply.sources],
                 prompt_tokens=reply.usage.prompt_tokens,
                 completion_tokens=reply.usage.completion_tokens,
+                finish_reason=reply.finish_reason,
             )
 
         started = time.perf_counter()

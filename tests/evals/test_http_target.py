@@ -39,6 +39,7 @@ def stand_in_app(seen):
             "sources": sources,
             "model": "stand-in",
             "adapter": body.get("adapter"),
+            "finish_reason": "length" if body["question"] == "花の色は？" else "stop",
             "usage": {"prompt_tokens": 100, "completion_tokens": 5, "total_tokens": 105},
             "timings": {"retrieve_ms": 3.0, "generate_ms": 40.0},
         }
@@ -89,7 +90,7 @@ def test_eval_over_http_scores_and_records_every_question(server, qa_file, tmp_p
         "temperature": 0.0,
     }
     assert (metrics.run.model, metrics.run.adapter, metrics.run.n) == ("stand-in", "sft", 4)
-    assert metrics.errors == 1 and metrics.finish_reasons["error"] == 1
+    assert metrics.errors == 1 and metrics.finish_reasons == {"stop": 2, "length": 1, "error": 1}
     # ツバメ and ３つ are exact after normalization; 白い花です only contains 白; the failure scores 0.
     assert (metrics.answer.exact, metrics.answer.partial) == (0.5, 0.75)
     # Over HTTP the ranking is the top_k sources: recall@5 and @20 cannot be measured with top_k=3.
