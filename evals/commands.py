@@ -92,7 +92,8 @@ def compare(
     for note in mismatches(loaded):
         console.print(f"[yellow]note:[/] {note}")
     if markdown:
-        console.print(markdown_table(loaded), markup=False, highlight=False)
+        # Plain text: rich would wrap the rows at the console's width and break the table.
+        typer.echo(markdown_table(loaded))
     else:
         console.print(rich_table(loaded))
     if png is not None:
