@@ -12,6 +12,7 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -180,17 +181,12 @@ class VLLMEngine:
         from vllm.sampling_params import RequestOutputKind
 
         self._raise_if_dead()
-        lora = self._lora_for(adapter)
         params = _sampling_params(sampling, RequestOutputKind.CUMULATIVE)
-        request_id = uuid.uuid4().hex
         started = time.perf_counter()
         first_token_s: float | None = None
         sent = ""
-        finished = False
-        lora_id = lora.lora_int_id if lora else None
-        self._enter(lora_id)
-        try:
-            async for output in self._llm.generate(prompt, params, request_id, lora_request=lora):
+        async with aclosing(self._outputs(prompt, params, self._lora_for(adapter))) as outputs:
+            async for output in outputs:
                 choice = output.outputs[0]
                 if first_token_s is None and choice.token_ids:
                     first_token_s = time.perf_counter() - started
@@ -199,7 +195,6 @@ class VLLMEngine:
                     yield Delta(text[len(sent) :])
                     sent = text
                 if looping or output.finished:
-                    finished = True
                     reason = "repetition" if looping else (choice.finish_reason or "stop")
                     yield Delta(
                         "",
@@ -212,14 +207,6 @@ class VLLMEngine:
                         ),
                     )
                     return
-        except Exception as error:
-            if self.errored:
-                raise EngineDead("the generation engine has stopped") from error
-            raise
-        finally:
-            if not finished:
-                await self._llm.abort(request_id)
-            self._leave(lora_id)
 
     async def complete(self, prompt: str, sampling: Sampling, adapter: str | None = None) -> Completion:
         async for delta in self.stream(prompt, sampling, adapter):
@@ -246,23 +233,12 @@ class VLLMEngine:
         self._raise_if_dead()
         lora = self._lora_for(adapter)
         params = _sampling_params(sampling, RequestOutputKind.FINAL_ONLY)
-        lora_id = lora.lora_int_id if lora else None
 
         async def one(prompt: str) -> Completion:
-            request_id = uuid.uuid4().hex
             final = None
-            self._enter(lora_id)
-            try:
-                async for output in self._llm.generate(prompt, params, request_id, lora_request=lora):
+            async with aclosing(self._outputs(prompt, params, lora)) as outputs:
+                async for output in outputs:
                     final = output
-            except Exception as error:
-                if self.errored:
-                    raise EngineDead("the generation engine has stopped") from error
-                raise
-            finally:
-                if final is None or not final.finished:
-                    await self._llm.abort(request_id)
-                self._leave(lora_id)
             if final is None or not final.finished:
                 raise EngineDead("the engine ended a request without a result")
             completion = _finished_completion(final)
@@ -310,6 +286,29 @@ class VLLMEngine:
         if loaded is None:
             raise UnknownAdapter(f"adapter {adapter!r} is not loaded")
         return loaded.request
+
+    async def _outputs(
+        self, prompt: str, params: "SamplingParams", lora: "LoRARequest | None"
+    ) -> AsyncIterator["RequestOutput"]:
+        """vLLM's outputs for one request, counted against its adapter (for deferred removal). A request
+        left before it finished (the caller stopped reading, the client went away) is aborted; a failure
+        of the engine itself is raised as EngineDead. Use it under `aclosing`, so both happen at once."""
+        request_id = uuid.uuid4().hex
+        lora_id = lora.lora_int_id if lora else None
+        finished = False
+        self._enter(lora_id)
+        try:
+            async for output in self._llm.generate(prompt, params, request_id, lora_request=lora):
+                finished = output.finished
+                yield output
+        except Exception as error:
+            if self.errored:
+                raise EngineDead("the generation engine has stopped") from error
+            raise
+        finally:
+            if not finished:
+                await self._llm.abort(request_id)
+            self._leave(lora_id)
 
     def _enter(self, lora_id: int | None) -> None:
         if lora_id is not None:
