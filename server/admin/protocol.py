@@ -6,7 +6,7 @@ from kotae.server.core.adapters import ADAPTER_NAME_PATTERN, AdapterSpec
 
 
 class LoadAdapterRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: str = Field(pattern=ADAPTER_NAME_PATTERN)
     """Model id the adapter is served under; loading an existing name replaces its weights."""

@@ -17,14 +17,14 @@ from kotae.server.core.protocol import Source, Usage
 
 
 class TextPart(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     type: Literal["text"]
     text: str
 
 
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[TextPart] | None = None
@@ -37,7 +37,7 @@ class ChatMessage(BaseModel):
 
 
 class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     include_usage: bool = False
     """Send a last chunk with empty `choices` and the request's token usage."""
@@ -46,7 +46,7 @@ class StreamOptions(BaseModel):
 class KotaeOptions(BaseModel):
     """kotae's own request options (OpenAI clients: `extra_body={"kotae": {...}}`)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     retrieval: bool = True
     """Answer from retrieved passages (the /v1/qa prompt); false: the question alone, empty 入力."""
@@ -60,7 +60,7 @@ class ChatCompletionRequest(BaseModel):
     """The question is the last user message; earlier turns and system messages are not used (the
     model is tuned for single-turn 指示/入力/応答 prompts)."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     model: str | None = Field(None, max_length=128)
     """The base model's id or a loaded adapter (GET /v1/models); unset: the default adapter."""

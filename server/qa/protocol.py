@@ -7,7 +7,7 @@ from kotae.server.core.protocol import Source, Usage
 
 
 class QARequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     question: str = Field(max_length=100_000)
     """In Japanese. The server's own limit (`KOTAE_MAX_QUESTION_CHARS`) is usually lower; this bound only

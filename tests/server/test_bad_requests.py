@@ -27,6 +27,11 @@ def assert_error(response, status: int, code: str | None = None, live=None) -> d
         ({"question": "富士山は？", "temperature": -1}, "invalid_request", "temperature"),
         ({"question": "富士山は？", "retrieval": "grep"}, "invalid_request", "retrieval"),
         ({"question": "富士山は？", "unknown": 1}, "invalid_request", "unknown"),
+        # JSON types are kept strictly, as the OpenAPI schema states them: no bool for int, no str for number.
+        ({"question": "富士山は？", "max_tokens": True}, "invalid_request", "max_tokens"),
+        ({"question": "富士山は？", "top_k": "5"}, "invalid_request", "top_k"),
+        ({"question": "富士山は？", "temperature": "0.5"}, "invalid_request", "temperature"),
+        ({"question": "富士山は？", "include_text": 1}, "invalid_request", "include_text"),
         ({"question": 3}, "invalid_request", "question"),
         ({}, "invalid_request", "question"),
     ],
@@ -47,6 +52,8 @@ def test_qa_rejects_bad_fields_with_422(client, live, body, code, field):
         {"messages": [{"role": "user", "content": "x"}], "n": 2},
         {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]},
         {"messages": [{"role": "user", "content": "x"}], "kotae": {"top_k": 0}},
+        {"messages": [{"role": "user", "content": "x"}], "max_tokens": True},
+        {"messages": [{"role": "user", "content": "x"}], "stream": "yes"},
     ],
 )
 def test_chat_rejects_bad_requests_with_422(client, live, body):
