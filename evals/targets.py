@@ -84,9 +84,8 @@ class InProcessTarget:
         adapter = await load_default_adapters(self.pipeline.engine, self.pipeline.settings, ask.adapter)
         started = time.perf_counter()
         if ask.contexts == "given":
-            prepared = self.pipeline.prepare_many(
-                [item.question for item in items], ask.top_k, [_given(item, ask.top_k) for item in items]
-            )
+            given = [_given(item, ask.top_k) for item in items]
+            prepared = self.pipeline.prepare_many([item.question for item in items], ask.top_k, given=given)
             ranked: list[list[str]] | None = None
         else:
             prepared, ranked = await asyncio.to_thread(self._retrieve, items, ask)

@@ -1,6 +1,5 @@
 """Question → retrieved passages → prompt → answer: the one path that both the server and evals run."""
 
-import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -10,7 +9,11 @@ from kotae.rag.engine import Completion, Sampling
 from kotae.rag.engine_protocol import Engine
 from kotae.rag.passage import Hit, Passage
 from kotae.rag.prompt import build_prompt, clean_answer, fit_contexts
+from kotae.rag.retrieval_batcher import RetrievalBatcher
 from kotae.rag.retriever import Retriever
+
+RETRIEVAL_BATCH = 64
+"""Most questions one shared retrieval batch embeds (concurrent requests beyond it wait for the next)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +46,7 @@ class Pipeline:
         self.retriever = retriever
         self.engine = engine
         self.settings = settings
+        self._batcher = RetrievalBatcher(self.prepare_many, RETRIEVAL_BATCH)
 
     def prompt_for(self, question: str, passages: Sequence[Passage]) -> str:
         return make_prompt(question, passages, self.engine.count_tokens, self.settings.context_token_budget)
@@ -50,23 +54,26 @@ class Pipeline:
     def prepare(
         self, question: str, top_k: int | None = None, mode: RetrievalMode | None = None
     ) -> PreparedQuestion:
-        started = time.perf_counter()
-        hits = self.retriever.retrieve(question, top_k or self.settings.top_k, mode)
-        retrieve_ms = (time.perf_counter() - started) * 1000
-        return PreparedQuestion(
-            question, hits, self.prompt_for(question, [h.passage for h in hits]), retrieve_ms
-        )
+        return self.prepare_many([question], top_k, mode)[0]
+
+    async def prepare_batched(
+        self, question: str, top_k: int | None = None, mode: RetrievalMode | None = None
+    ) -> PreparedQuestion:
+        """`prepare` for a request among concurrent ones: retrieved in a batch with the questions that
+        arrived while the previous batch ran; `retrieve_ms` includes that wait."""
+        return await self._batcher.prepare(question, top_k, mode)
 
     def prepare_many(
         self,
         questions: Sequence[str],
         top_k: int | None = None,
+        mode: RetrievalMode | None = None,
         given: Sequence[Sequence[Passage]] | None = None,
     ) -> list[PreparedQuestion]:
         """Batched retrieval (one embedding batch for all questions), or the given passages as they are."""
         started = time.perf_counter()
         if given is None:
-            hit_lists = self.retriever.retrieve_many(list(questions), top_k or self.settings.top_k)
+            hit_lists = self.retriever.retrieve_many(list(questions), top_k or self.settings.top_k, mode)
         else:
             hit_lists = [[Hit(p, 1.0) for p in passages] for passages in given]
         retrieve_ms = (time.perf_counter() - started) * 1000 / max(len(questions), 1)
@@ -83,7 +90,7 @@ class Pipeline:
         top_k: int | None = None,
         mode: RetrievalMode | None = None,
     ) -> Answer:
-        prepared = await asyncio.to_thread(self.prepare, question, top_k, mode)
+        prepared = await self.prepare_batched(question, top_k, mode)
         started = time.perf_counter()
         completion = await self.engine.complete(prepared.prompt, sampling, adapter)
         return _answer(prepared, completion, (time.perf_counter() - started) * 1000)

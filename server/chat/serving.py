@@ -5,7 +5,6 @@ question goes into the same template with an empty 入力, so adapters always se
 trained on.
 """
 
-import asyncio
 import json
 import logging
 import time
@@ -71,7 +70,7 @@ async def prepare_turn(service: Service, request: ChatCompletionRequest) -> Chat
     options = request.kotae
     sources: list[Source] | None = None
     if options.retrieval:
-        prepared = await asyncio.to_thread(service.pipeline.prepare, question, options.top_k, options.mode)
+        prepared = await service.pipeline.prepare_batched(question, options.top_k, options.mode)
         service.metrics.retrieval_seconds.observe(prepared.retrieve_ms / 1000)
         prompt = prepared.prompt
         sources = [Source.of(hit, options.include_text) for hit in prepared.sources]

@@ -1,0 +1,82 @@
+"""Retrieval for concurrent requests in shared batches.
+
+One question at a time, each request pays a whole embedding forward and holds the GIL through Sudachi and
+BM25 in its own thread; under load those per-request costs cap the server's throughput below the engine's.
+Here the questions that arrive while a batch is being retrieved wait for the next batch, which embeds them
+in one forward (`Retriever.retrieve_many`). An idle server adds no delay: a lone question is a batch of one.
+"""
+
+import asyncio
+import dataclasses
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from kotae.core.config import RetrievalMode
+
+if TYPE_CHECKING:
+    from kotae.rag.pipeline import PreparedQuestion
+
+PrepareMany = Callable[[Sequence[str], int | None, RetrievalMode | None], list["PreparedQuestion"]]
+
+
+@dataclass(slots=True)
+class _Waiting:
+    question: str
+    top_k: int | None
+    mode: RetrievalMode | None
+    future: asyncio.Future
+    queued_at: float
+
+
+class RetrievalBatcher:
+    def __init__(self, prepare_many: PrepareMany, max_batch: int) -> None:
+        self._prepare_many = prepare_many
+        self._max_batch = max_batch
+        self._waiting: list[_Waiting] = []
+        self._worker: asyncio.Task | None = None
+
+    async def prepare(
+        self, question: str, top_k: int | None, mode: RetrievalMode | None
+    ) -> "PreparedQuestion":
+        """The question's `PreparedQuestion`; its `retrieve_ms` counts the wait for the batch too."""
+        loop = asyncio.get_running_loop()
+        if self._worker is not None and self._worker.get_loop() is not loop:
+            # A pipeline outlived its event loop (one `asyncio.run` per command or test): what waited there
+            # can never run.
+            self._waiting, self._worker = [], None
+        future = loop.create_future()
+        self._waiting.append(_Waiting(question, top_k, mode, future, time.perf_counter()))
+        if self._worker is None or self._worker.done():
+            self._worker = loop.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting[: self._max_batch], self._waiting[self._max_batch :]
+            groups: dict[tuple[int | None, RetrievalMode | None], list[_Waiting]] = defaultdict(list)
+            for waiting in batch:
+                if not waiting.future.done():  # its request was cancelled while it waited
+                    groups[waiting.top_k, waiting.mode].append(waiting)
+            for (top_k, mode), members in groups.items():
+                await self._prepare_group(members, top_k, mode)
+
+    async def _prepare_group(
+        self, members: list[_Waiting], top_k: int | None, mode: RetrievalMode | None
+    ) -> None:
+        try:
+            prepared = await asyncio.to_thread(
+                self._prepare_many, [member.question for member in members], top_k, mode
+            )
+        except Exception as error:  # every request of the batch gets the error (bad mode, broken index)
+            for member in members:
+                if not member.future.done():
+                    member.future.set_exception(error)
+            return
+        done_at = time.perf_counter()
+        for member, result in zip(members, prepared, strict=True):
+            if not member.future.done():
+                waited_ms = (done_at - member.queued_at) * 1000
+                member.future.set_result(dataclasses.replace(result, retrieve_ms=waited_ms))

@@ -1,0 +1,109 @@
+"""Concurrent requests share retrieval batches; each gets its own result, or its own batch's error."""
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from kotae.rag.pipeline import PreparedQuestion
+from kotae.rag.retrieval_batcher import RetrievalBatcher
+
+
+class RecordingPrepare:
+    """`Pipeline.prepare_many` stand-in: records each batch; slow enough for requests to pile up."""
+
+    def __init__(self, seconds: float = 0.05) -> None:
+        self.batches: list[tuple[list[str], int | None, str | None]] = []
+        self.seconds = seconds
+        self.lock = threading.Lock()
+
+    def __call__(self, questions, top_k, mode) -> list[PreparedQuestion]:
+        with self.lock:
+            self.batches.append((list(questions), top_k, mode))
+        time.sleep(self.seconds)
+        if mode == "bm25":
+            raise ValueError("this index has no BM25 part")
+        return [PreparedQuestion(q, [], f"{q}|{top_k}|{mode}", 0.0) for q in questions]
+
+
+def test_requests_arriving_together_are_one_batch_and_each_gets_its_own_prompt():
+    prepare = RecordingPrepare()
+    batcher = RetrievalBatcher(prepare, max_batch=64)
+
+    async def ask_all():
+        return await asyncio.gather(*(batcher.prepare(f"q{i}", 5, None) for i in range(10)))
+
+    results = asyncio.run(ask_all())
+    assert [r.prompt for r in results] == [f"q{i}|5|None" for i in range(10)]
+    assert [len(questions) for questions, _, _ in prepare.batches] == [10]
+    assert all(r.retrieve_ms >= 40 for r in results)  # the batch's wall time, not a share of it
+
+
+def test_requests_that_arrive_during_a_batch_wait_for_the_next_one_up_to_the_batch_limit():
+    prepare = RecordingPrepare()
+    batcher = RetrievalBatcher(prepare, max_batch=4)
+
+    async def two_waves():
+        first = asyncio.ensure_future(batcher.prepare("early", None, None))
+        await asyncio.sleep(0.01)  # the first batch (of one) is running now
+        later = await asyncio.gather(*(batcher.prepare(f"late{i}", None, None) for i in range(6)))
+        return [await first, *later]
+
+    results = asyncio.run(two_waves())
+    assert [r.question for r in results] == ["early", *(f"late{i}" for i in range(6))]
+    assert [len(questions) for questions, _, _ in prepare.batches] == [1, 4, 2]
+
+
+def test_settings_split_a_batch_and_an_error_reaches_only_its_own_group():
+    prepare = RecordingPrepare()
+    batcher = RetrievalBatcher(prepare, max_batch=64)
+
+    async def mixed():
+        return await asyncio.gather(
+            batcher.prepare("a", 3, None),
+            batcher.prepare("b", 3, "bm25"),
+            batcher.prepare("c", 5, None),
+            batcher.prepare("d", 3, None),
+            return_exceptions=True,
+        )
+
+    a, b, c, d = asyncio.run(mixed())
+    assert (a.prompt, c.prompt, d.prompt) == ("a|3|None", "c|5|None", "d|3|None")
+    assert isinstance(b, ValueError)
+    assert sorted(prepare.batches) == [(["a", "d"], 3, None), (["b"], 3, "bm25"), (["c"], 5, None)]
+
+
+def test_a_cancelled_request_leaves_the_batch_and_the_others_unharmed():
+    prepare = RecordingPrepare()
+    batcher = RetrievalBatcher(prepare, max_batch=64)
+
+    async def cancel_one():
+        first = asyncio.ensure_future(batcher.prepare("first", None, None))
+        await asyncio.sleep(0.01)
+        gone = asyncio.ensure_future(batcher.prepare("gone", None, None))
+        kept = asyncio.ensure_future(batcher.prepare("kept", None, None))
+        await asyncio.sleep(0)
+        gone.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await gone
+        return await first, await kept
+
+    first, kept = asyncio.run(cancel_one())
+    assert (first.question, kept.question) == ("first", "kept")
+    assert [questions for questions, _, _ in prepare.batches] == [["first"], ["kept"]]
+
+
+def test_a_batcher_outlives_an_event_loop_that_stopped_mid_batch():
+    """Tests and commands run one event loop after another on the same pipeline; a loop may stop while
+    its batch is still being retrieved, leaving that batch's worker pending forever."""
+    prepare = RecordingPrepare(seconds=0.2)
+    batcher = RetrievalBatcher(prepare, max_batch=64)
+    first = asyncio.new_event_loop()
+    abandoned = first.create_task(batcher.prepare("first loop", None, None))
+    first.run_until_complete(asyncio.sleep(0.05))  # the batch is in its thread now
+    first.close()
+    assert not abandoned.done()
+
+    second = asyncio.run(asyncio.wait_for(batcher.prepare("second loop", None, None), 5))
+    assert second.question == "second loop"
