@@ -38,12 +38,25 @@ def main(job_path: str) -> None:
 def _recipe(method: str, scheme: str) -> object:
     # lm_head stays 16-bit: Gemma ties it to the embeddings, and 262k output rows are where 4 bits hurt most.
     if method == "awq":
-        from llmcompressor.modifiers.awq import AWQModifier
+        from llmcompressor.modifiers.quantization import QuantizationModifier
+        from llmcompressor.modifiers.transform.awq import AWQModifier
 
-        return AWQModifier(targets=["Linear"], scheme=scheme, ignore=["lm_head"])
+        _skip_pinning_without_an_accelerator()
+        # AWQ scales activation-salient channels, then round-to-nearest quantization of the scaled weights.
+        return [AWQModifier(), QuantizationModifier(targets=["Linear"], scheme=scheme, ignore=["lm_head"])]
     from llmcompressor.modifiers.gptq import GPTQModifier
 
     return GPTQModifier(targets=["Linear"], scheme=scheme, ignore=["lm_head"])
+
+
+def _skip_pinning_without_an_accelerator() -> None:
+    """AWQ pins its cached activations for fast copies to the GPU, which torch refuses where there is none
+    ("Cannot access accelerator device"); on a CPU-only machine there is nothing to copy to."""
+    import torch
+    from llmcompressor.pipelines.cache import IntermediatesCache
+
+    if not torch.accelerator.is_available():
+        IntermediatesCache.pin_memory = lambda self, batch_index, input_names=None: None
 
 
 if __name__ == "__main__":

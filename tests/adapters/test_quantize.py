@@ -82,8 +82,10 @@ def test_arguments_are_checked_before_anything_runs(model_dir, calib, tmp_path):
 
 
 @pytest.mark.engine
-def test_gptq_w4a16_checkpoint_serves_in_vllm_with_a_lora_adapter(calib, tmp_path):
-    """The command as CI runs it: no flag, so llm-compressor comes from the bootstrapped quant site."""
+@pytest.mark.parametrize("method", ["gptq", "awq"])
+def test_w4a16_checkpoint_serves_in_vllm_with_a_lora_adapter(method, calib, tmp_path):
+    """The command as CI runs it: no flag, so llm-compressor comes from the bootstrapped quant site. AWQ
+    runs here on the CPU too (its activation cache would pin memory for a GPU that is not there)."""
     import torch
     from safetensors import safe_open
 
@@ -92,7 +94,7 @@ def test_gptq_w4a16_checkpoint_serves_in_vllm_with_a_lora_adapter(calib, tmp_pat
     out = tmp_path / "w4a16"
     command = [sys.executable, "-m", "kotae", "quantize", "--model", str(base), "--out", str(out)]
     command += [arg for path in calib for arg in ("--calib", str(path))]
-    command += ["--method", "gptq", "--scheme", "W4A16", "--samples", "8", "--max-seq-length", "64"]
+    command += ["--method", method, "--scheme", "W4A16", "--samples", "8", "--max-seq-length", "64"]
     subprocess.run(command, check=True)
     config = json.loads((out / "config.json").read_text())["quantization_config"]
     weights = config["config_groups"]["group_0"]["weights"]
