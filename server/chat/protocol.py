@@ -8,12 +8,14 @@ response (the first chunk when streaming), which OpenAI clients ignore.
 
 import time
 import uuid
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from kotae.core.config import RetrievalMode
 from kotae.server.core.protocol import Source, Usage
+
+StopString = Annotated[str, Field(min_length=1, max_length=200)]
 
 
 class TextPart(BaseModel):
@@ -70,8 +72,10 @@ class ChatCompletionRequest(BaseModel):
     """OpenAI's newer name for max_tokens; wins when both are given."""
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     top_p: float | None = Field(None, gt=0.0, le=1.0)
-    stop: str | list[str] | None = Field(None, max_length=4)
-    seed: int | None = None
+    stop: StopString | Annotated[list[StopString], Field(max_length=4)] | None = None
+    """A stop string or up to four (as OpenAI allows), none empty."""
+    seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1)
+    """A 64-bit integer: vLLM seeds a torch generator with it, and a larger one fails inside the engine."""
     n: int = Field(1, ge=1, le=1)
     """One choice per request."""
     stream: bool = False

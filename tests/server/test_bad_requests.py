@@ -54,6 +54,10 @@ def test_qa_rejects_bad_fields_with_422(client, live, body, code, field):
         {"messages": [{"role": "user", "content": "x"}], "kotae": {"top_k": 0}},
         {"messages": [{"role": "user", "content": "x"}], "max_tokens": True},
         {"messages": [{"role": "user", "content": "x"}], "stream": "yes"},
+        {"messages": [{"role": "user", "content": "x"}], "stop": [""]},
+        {"messages": [{"role": "user", "content": "x"}], "seed": 2**64},
+        {"messages": [{"role": "user", "content": "x"}], "stop": ""},
+        {"messages": [{"role": "user", "content": "x"}], "stop": ["a", "b", "c", "d", "e"]},
     ],
 )
 def test_chat_rejects_bad_requests_with_422(client, live, body):

@@ -41,6 +41,20 @@ def test_chat_completion_with_sources(oai):
     assert sources and "demo-001" in {source["id"] for source in sources}
 
 
+def test_the_largest_seed_is_served_and_seeds_repeat_samples(oai):
+    request = {"model": "tiny-gemma", "messages": ask(), "max_tokens": 4, "temperature": 1.0}
+    seeded = [oai.chat.completions.create(**request, seed=2**63 - 1) for _ in range(2)]
+    assert seeded[0].choices[0].message.content == seeded[1].choices[0].message.content
+    assert oai.chat.completions.create(**request).choices
+
+
+def test_stop_strings_of_any_length_are_accepted(oai):
+    """One stop string longer than four characters is fine: the limit of four is on the list."""
+    for stop in ("これは長い停止文字列", ["。", "、", "\n", "です"]):
+        completion = oai.chat.completions.create(model="tiny-gemma", messages=ask(), max_tokens=4, stop=stop)
+        assert completion.choices[0].finish_reason in ("stop", "length")
+
+
 def test_stream_matches_the_non_streamed_answer_and_reports_usage(oai):
     request = {"model": "tiny-gemma", "messages": ask(), "max_tokens": 12, "temperature": 0}
     whole = oai.chat.completions.create(**request)
