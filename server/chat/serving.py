@@ -27,6 +27,7 @@ from kotae.server.chat.protocol import (
     completion_id,
 )
 from kotae.server.core.errors import APIError, error_body
+from kotae.server.core.metrics import Outcome, outcome_of
 from kotae.server.core.protocol import Source, Usage
 from kotae.server.core.state import Service
 
@@ -81,12 +82,8 @@ async def prepare_turn(service: Service, request: ChatCompletionRequest) -> Chat
 
 async def complete_chat(service: Service, turn: ChatTurn) -> ChatCompletion:
     started = time.perf_counter()
-    ok = False
-    try:
+    with service.metrics.track_request(turn.adapter):
         completion = await service.pipeline.engine.complete(turn.prompt, turn.sampling, turn.adapter)
-        ok = True
-    finally:
-        service.metrics.record_request(turn.adapter, time.perf_counter() - started, ok)
     service.metrics.record_generation(turn.adapter, completion, time.perf_counter() - started)
     return ChatCompletion(
         model=turn.model,
@@ -110,8 +107,8 @@ async def start_stream(service: Service, turn: ChatTurn, include_usage: bool) ->
     )
     try:
         first = await anext(deltas)
-    except BaseException:
-        service.metrics.record_request(turn.adapter, time.perf_counter() - started, False)
+    except BaseException as error:
+        service.metrics.record_request(turn.adapter, time.perf_counter() - started, outcome_of(error))
         await deltas.aclose()
         raise
     return _events(service, turn, include_usage, started, first, deltas)
@@ -131,7 +128,7 @@ async def _events(
         chunk = ChatCompletionChunk(id=ident, created=created, model=turn.model, choices=choices, **extra)
         return f"data: {chunk.model_dump_json()}\n\n"
 
-    ok = False
+    outcome: Outcome = "error"
     completion: Completion | None = None
     try:
         opening = ChunkChoice(delta=DeltaMessage(role="assistant", content=""))
@@ -148,16 +145,19 @@ async def _events(
         yield event([ChunkChoice(delta=DeltaMessage(), finish_reason=finish)])
         if include_usage:
             yield event([], usage=Usage.of(completion))
-        ok = True
+        outcome = "ok"
     except KotaeError as error:
         # Headers are sent: report in-band, as OpenAI does, then end the stream normally.
         logger.warning("chat stream failed: %s", error)
         body = error_body(HTTPStatus.SERVICE_UNAVAILABLE, str(error), "stream_failed")
         yield f"data: {json.dumps(body)}\n\n"
+    except BaseException as error:
+        outcome = outcome_of(error)
+        raise
     finally:
         await deltas.aclose()
         elapsed = time.perf_counter() - started
-        service.metrics.record_request(turn.adapter, elapsed, ok)
+        service.metrics.record_request(turn.adapter, elapsed, outcome)
         if completion is not None:
             service.metrics.record_generation(turn.adapter, completion, elapsed)
     yield "data: [DONE]\n\n"

@@ -5,6 +5,12 @@ not collide; vLLM registers its metrics in prometheus-client's default registry 
 on, and `/metrics` concatenates both.
 """
 
+import asyncio
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Literal
+
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from kotae.rag.engine import Completion
@@ -14,6 +20,8 @@ BASE_LABEL = "base"
 
 # Request latency on CPU spans milliseconds (health, errors) to minutes (long answers under load).
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160)
+Outcome = Literal["ok", "error", "cancelled"]
+
 RETRIEVAL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
 
@@ -59,7 +67,7 @@ class Metrics:
         )
         self.adapter_requests = Counter(
             "kotae_adapter_requests",
-            "Generation requests per adapter and outcome (ok, error).",
+            "Generation requests per adapter and outcome (ok, error, cancelled: the client went away).",
             ["adapter", "outcome"],
             registry=registry,
         )
@@ -83,11 +91,30 @@ class Metrics:
         self.prompt_tokens.labels(label).inc(completion.prompt_tokens)
         self.completion_tokens.labels(label).inc(completion.completion_tokens)
 
-    def record_request(self, adapter: str | None, seconds: float, ok: bool) -> None:
+    def record_request(self, adapter: str | None, seconds: float, outcome: Outcome) -> None:
         label = adapter or BASE_LABEL
-        self.adapter_requests.labels(label, "ok" if ok else "error").inc()
+        self.adapter_requests.labels(label, outcome).inc()
         self.adapter_request_seconds.labels(label).observe(seconds)
+
+    @contextmanager
+    def track_request(self, adapter: str | None) -> Iterator[None]:
+        """Times the block and counts it as one request of `adapter`, by how it ended."""
+        started = time.perf_counter()
+        outcome: Outcome = "error"
+        try:
+            yield
+            outcome = "ok"
+        except BaseException as error:
+            outcome = outcome_of(error)
+            raise
+        finally:
+            self.record_request(adapter, time.perf_counter() - started, outcome)
 
     def render(self) -> bytes:
         """The exposition text: vLLM's metrics (default registry) then kotae's."""
         return generate_latest(REGISTRY) + generate_latest(self.registry)
+
+
+def outcome_of(error: BaseException) -> Outcome:
+    """A request that ended with `error`: cancelled when its client went away, else an error."""
+    return "cancelled" if isinstance(error, asyncio.CancelledError | GeneratorExit) else "error"

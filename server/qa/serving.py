@@ -1,7 +1,5 @@
 """Answers `/v1/qa` through `Pipeline.answer`, the path `kotae ask` and the evals share."""
 
-import time
-
 from kotae.server.core.protocol import Source, Usage
 from kotae.server.core.state import Service
 from kotae.server.qa.protocol import QARequest, QAResponse, QATimings
@@ -11,13 +9,8 @@ async def answer_question(service: Service, request: QARequest) -> QAResponse:
     question = service.check_question(request.question)
     sampling = service.sampling(request.max_tokens, request.temperature)
     adapter = service.adapter_for(request.adapter)
-    started = time.perf_counter()
-    ok = False
-    try:
+    with service.metrics.track_request(adapter):
         answer = await service.pipeline.answer(question, sampling, adapter, request.top_k, request.retrieval)
-        ok = True
-    finally:
-        service.metrics.record_request(adapter, time.perf_counter() - started, ok)
     service.metrics.retrieval_seconds.observe(answer.timings.retrieve_ms / 1000)
     service.metrics.record_generation(adapter, answer.completion, answer.timings.generate_ms / 1000)
     return QAResponse(

@@ -46,6 +46,15 @@ def vllm_requests(url: str) -> float:
     return sum(float(value) for value in found)
 
 
+def cancelled_requests(url: str) -> float:
+    """kotae's count of requests whose client went away, over all adapters."""
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+    found = re.findall(
+        r'^kotae_adapter_requests_total\{[^}]*outcome="cancelled"[^}]*\} (\S+)$', text, re.MULTILINE
+    )
+    return sum(float(value) for value in found)
+
+
 def wait_for(condition, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -58,6 +67,7 @@ def wait_for(condition, timeout_s: float) -> bool:
 @pytest.mark.parametrize("path", LONG_REQUESTS)
 def test_hanging_up_aborts_the_generation(server: ServeProcess, path: str) -> None:
     assert wait_for(lambda: vllm_requests(server.url) == 0, 60), "an earlier request is still running"
+    cancelled_before = cancelled_requests(server.url)
     outcome: list[BaseException] = []
 
     def ask_then_give_up() -> None:
@@ -76,4 +86,7 @@ def test_hanging_up_aborts_the_generation(server: ServeProcess, path: str) -> No
     hung_up = time.monotonic()
     assert wait_for(lambda: vllm_requests(server.url) == 0, 5), (
         f"vLLM still runs the abandoned request {time.monotonic() - hung_up:.0f} s after the client left"
+    )
+    assert wait_for(lambda: cancelled_requests(server.url) == cancelled_before + 1, 5), (
+        "not counted as cancelled"
     )
