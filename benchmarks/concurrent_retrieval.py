@@ -20,7 +20,7 @@ from load import percentile
 
 from kotae.core.config import Settings
 from kotae.evals.datasets import load_dataset
-from kotae.rag.pipeline import PreparedQuestion
+from kotae.rag.pipeline import RETRIEVAL_BATCH, PreparedQuestion
 from kotae.rag.retrieval_batcher import RetrievalBatcher
 from kotae.rag.retriever import Retriever
 from kotae.runtime import open_retriever
@@ -56,7 +56,7 @@ def batched(retriever: Retriever, top_k: int) -> RetrievalBatcher:
         hit_lists = retriever.retrieve_many(list(questions), top_k, mode)
         return [PreparedQuestion(q, hits, "", 0.0) for q, hits in zip(questions, hit_lists, strict=True)]
 
-    return RetrievalBatcher(prepare_many, max_batch=64)
+    return RetrievalBatcher(prepare_many, RETRIEVAL_BATCH)
 
 
 def main() -> None:
