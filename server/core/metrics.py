@@ -18,10 +18,11 @@ from kotae.rag.engine import Completion
 BASE_LABEL = "base"
 """The `adapter` label of requests answered by the base model."""
 
+Outcome = Literal["ok", "error", "cancelled"]
+"""The `outcome` label of a generation request."""
+
 # Request latency on CPU spans milliseconds (health, errors) to minutes (long answers under load).
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160)
-Outcome = Literal["ok", "error", "cancelled"]
-
 RETRIEVAL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
 
