@@ -60,6 +60,10 @@ Wandb = Annotated[bool, typer.Option(help="Also log to Weights & Biases (WANDB_M
 Seed = Annotated[int, typer.Option(help="Seed of shuffling, splits, context order and LoRA init.")]
 SaveSteps = Annotated[int | None, typer.Option(help="Checkpoint every this many steps (for --resume).")]
 Resume = Annotated[bool, typer.Option(help="Continue from the newest checkpoint of an interrupted run.")]
+InitAdapter = Annotated[
+    Path | None,
+    typer.Option(help="Continue training this adapter (its shape replaces --r/--alpha/--target-modules)."),
+]
 Overwrite = Annotated[bool, typer.Option(help="Replace the output if it exists.")]
 
 
@@ -116,6 +120,7 @@ def sft(
     seed: Seed = SFT["seed"],
     save_steps: SaveSteps = None,
     resume: Resume = False,
+    init_adapter: InitAdapter = None,
     overwrite: Overwrite = False,
 ) -> None:
     """LoRA SFT on QA in the served prompt format (gold passage + retrieved distractors → answer)."""
@@ -166,6 +171,7 @@ def cpt(
     seed: Seed = CPT["seed"],
     save_steps: SaveSteps = None,
     resume: Resume = False,
+    init_adapter: InitAdapter = None,
     overwrite: Overwrite = False,
 ) -> None:
     """Continued pre-training: next-token loss on raw passages (seed 002's first step; then merge, SFT)."""

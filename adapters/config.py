@@ -86,6 +86,9 @@ class TrainingConfig:
     """Checkpoint (adapter + optimizer state) every this many steps into the work dir, for `resume`."""
     resume: bool = False
     """Continue from the newest checkpoint in the work dir (`<out>.work/`)."""
+    init_adapter: Path | None = None
+    """Start from this adapter's weights instead of a fresh LoRA (a further epoch, new data): its shape
+    (`lora`) is kept, and it must have been trained on `base`. The optimizer and schedule start afresh."""
     logging_steps: int = 10
     """Log the loss every this many optimizer steps."""
     probe_every: int = 100
@@ -105,7 +108,7 @@ class TrainingConfig:
     def hyperparameters(self) -> dict[str, Any]:
         """What the metadata records: every knob but the paths, as JSON values (tuples become lists)."""
         values = asdict(self)
-        for key in ("base", "out", "knowledge_probe", "data", "index", "examples", "text"):
+        for key in ("base", "out", "knowledge_probe", "data", "index", "examples", "text", "init_adapter"):
             values.pop(key, None)
         return json.loads(json.dumps(values))
 

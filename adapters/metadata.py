@@ -55,6 +55,14 @@ class ContextsRef(BaseModel):
     """Questions left out: the answer did not fit in the context budget, or straddles two chunks."""
 
 
+class AdapterRef(BaseModel):
+    """An adapter a run started from, identified by its weights."""
+
+    path: str
+    sha256: str
+    """Of its `adapter_model.safetensors`."""
+
+
 class LoraShape(BaseModel):
     r: int
     alpha: int
@@ -74,6 +82,8 @@ class AdapterMetadata(BaseModel):
     data: DataRef
     contexts: ContextsRef | None = None
     lora: LoraShape
+    continued_from: AdapterRef | None = None
+    """The adapter whose weights this run started from (`init_adapter`), if any."""
     hyperparameters: dict[str, Any]
     eval_metrics: dict[str, float]
     """Final held-out loss, token accuracy, probe scores, knowledge retention."""

@@ -12,7 +12,7 @@ proper mixed precision, so LoRA and fully trained modules (CPT's embeddings) kee
 import random
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -26,16 +26,20 @@ from kotae.adapters.forgetting import KnowledgeProbe
 from kotae.adapters.merge import read_lineage
 from kotae.adapters.metadata import (
     AdapterMetadata,
+    AdapterRef,
     ContextsRef,
     DataRef,
     LoraShape,
+    file_sha256,
     model_ref,
+    read_metadata,
     write_metadata,
 )
 from kotae.adapters.probe_callback import Probe, ProbeCallback
 from kotae.adapters.report import KnowledgeReport, LossPoint, RunReport, write_report
 from kotae.adapters.reporting import Reporters, choose_reporters
 from kotae.core.errors import KotaeError
+from kotae.models.store import model_hash
 from kotae.rag.prompt import PROMPT_VERSION
 
 if TYPE_CHECKING:
@@ -82,6 +86,9 @@ def train_adapter(
     check_target(config.out, overwrite)
     if not run.train:
         raise KotaeError("nothing to train on: the training split is empty")
+    continued_from = None
+    if config.init_adapter is not None:
+        config, continued_from = _continue_from(config, config.init_adapter)
     import torch
     from datasets import Dataset
     from trl import SFTTrainer
@@ -101,12 +108,12 @@ def train_adapter(
         else None
     )
     trainer = SFTTrainer(
-        model=str(config.base),
+        model=_peft_model(config.base, continued_from) if continued_from else str(config.base),
         args=_trainer_args(config, work, cuda, bf16, reporters, has_eval=bool(run.eval)),
         train_dataset=Dataset.from_list(run.train),
         eval_dataset=Dataset.from_list(run.eval) if run.eval else None,
         processing_class=tokenizer,
-        peft_config=_lora_config(config.lora),
+        peft_config=None if continued_from else _lora_config(config.lora),
         callbacks=[probes] if probes else None,
     )
     if config.lora.modules_to_save:
@@ -144,7 +151,7 @@ def train_adapter(
         probes=probes.history if probes else [],
         knowledge=knowledge_report,
     )
-    metadata = _metadata(config, run, report)
+    metadata = _metadata(config, run, report, continued_from)
     with atomic_dir(config.out, overwrite) as staging:
         trainer.model.save_pretrained(staging)
         write_metadata(staging, metadata)
@@ -190,7 +197,8 @@ def _trainer_args(
         weight_decay=config.weight_decay,
         bf16=bf16,
         fp16=False,
-        model_init_kwargs={"dtype": "float32"},
+        # A model passed in (a continued adapter) is already loaded in fp32.
+        model_init_kwargs=None if config.init_adapter else {"dtype": "float32"},
         gradient_checkpointing=config.gradient_checkpointing,
         max_length=config.max_length,
         packing=config.packing,
@@ -229,6 +237,39 @@ def _lora_config(spec: LoraSpec) -> "LoraConfig":
     )
 
 
+def _continue_from(config: TrainingConfig, adapter: Path) -> tuple[TrainingConfig, AdapterRef]:
+    """The config with the adapter's own shape, and what the metadata records of it; refuses an adapter
+    trained on another base (its deltas would apply to other weights)."""
+    metadata = read_metadata(adapter)
+    if metadata.base_model.hash != model_hash(config.base):
+        raise KotaeError(
+            f"--init-adapter {adapter} was trained on {metadata.base_model.name} "
+            f"({metadata.base_model.hash[:12]}), not on {config.base} ({model_hash(config.base)[:12]})"
+        )
+    shape = metadata.lora
+    lora = LoraSpec(
+        r=shape.r,
+        alpha=shape.alpha,
+        dropout=shape.dropout,
+        target_modules=tuple(shape.target_modules),
+        modules_to_save=tuple(shape.modules_to_save),
+    )
+    reference = AdapterRef(
+        path=str(adapter.resolve()), sha256=file_sha256(adapter / "adapter_model.safetensors")
+    )
+    return replace(config, lora=lora), reference
+
+
+def _peft_model(base: Path, adapter: AdapterRef) -> Any:
+    """The base in fp32 (as TRL loads it) with the adapter's weights, trainable."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    return PeftModel.from_pretrained(model, adapter.path, is_trainable=True)
+
+
 def _optimizer(model: Any, config: TrainingConfig) -> "torch.optim.Optimizer":
     """AdamW with the fully trained modules at their own, lower learning rate (the scheduler scales both)."""
     import torch
@@ -262,7 +303,9 @@ def _earlier_stages(base: Path, knowledge: KnowledgeProbe) -> dict[str, float | 
     return {"before_cpt": earlier.before_cpt, "after_cpt": earlier.after_cpt}
 
 
-def _metadata(config: TrainingConfig, run: RunData, report: RunReport) -> AdapterMetadata:
+def _metadata(
+    config: TrainingConfig, run: RunData, report: RunReport, continued_from: AdapterRef | None
+) -> AdapterMetadata:
     metrics = {k: v for k, v in report.eval_metrics.items() if k in RECORDED_EVAL_METRICS}
     if report.train_loss is not None:
         metrics["train_loss"] = report.train_loss
@@ -283,6 +326,7 @@ def _metadata(config: TrainingConfig, run: RunData, report: RunReport) -> Adapte
             target_modules=list(config.lora.target_modules),
             modules_to_save=list(config.lora.modules_to_save),
         ),
+        continued_from=continued_from,
         hyperparameters=config.hyperparameters(),
         eval_metrics=metrics,
         servable=not config.lora.modules_to_save,

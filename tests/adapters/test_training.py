@@ -2,6 +2,7 @@
 metadata and report say what happened, and CPT → merge → SFT carries the forgetting check through."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -10,10 +11,11 @@ from rich.console import Console
 from kotae.adapters.config import CPTRunConfig, LoraSpec, SFTRunConfig
 from kotae.adapters.cpt import train_cpt
 from kotae.adapters.merge import MERGE_FILE, merge_adapter
-from kotae.adapters.metadata import read_metadata
+from kotae.adapters.metadata import AdapterMetadata, file_sha256, read_metadata
 from kotae.adapters.report import read_report
 from kotae.adapters.rows import ExampleRow
 from kotae.adapters.sft import train_sft
+from kotae.core.errors import KotaeError
 from kotae.rag.engine import Sampling
 from kotae.rag.prompt import PROMPT_VERSION
 
@@ -66,6 +68,39 @@ def test_sft_adapter_learns_the_answers_and_vllm_serves_it(
         answered += (completion.text, completion.finish_reason) == (row.answers[0], "stop")
     # The tiny model's margins are thin: vLLM's bf16 may flip a token the fp32 training model got right.
     assert answered >= len(questions) // 3, learned.answers
+
+
+def test_sft_continues_an_adapter_from_its_weights_and_shape(tiny_gemma, examples_file, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    first = _brief_sft(tiny_gemma, tmp_path / "first", examples_file, lora=LoraSpec(r=4, alpha=8))
+    # At a vanishing learning rate the continued run ends where the first one did.
+    second = _brief_sft(
+        tiny_gemma, tmp_path / "second", examples_file, init_adapter=tmp_path / "first", learning_rate=1e-12
+    )
+
+    assert second.lora == first.lora, "the adapter's own shape, not the config's default r16"
+    weights = tmp_path / "first" / "adapter_model.safetensors"
+    assert second.continued_from is not None and second.continued_from.sha256 == file_sha256(weights)
+    started, ended = load_file(weights), load_file(tmp_path / "second" / "adapter_model.safetensors")
+    assert started.keys() == ended.keys()
+    lora_b = [name for name in started if "lora_B" in name]
+    assert lora_b and all(started[name].abs().max() > 0 for name in lora_b), "a fresh LoRA starts at B = 0"
+    for name, tensor in started.items():
+        assert torch.allclose(ended[name], tensor, atol=1e-6), name
+
+
+def test_continuing_an_adapter_of_another_base_is_refused(tiny_gemma, examples_file, tmp_path):
+    other = tmp_path / "other-base"
+    shutil.copytree(tiny_gemma, other)
+    config = json.loads((other / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**config, "comment": "another base"}))
+    _brief_sft(other, tmp_path / "first", examples_file)
+
+    with pytest.raises(KotaeError, match="was trained on other-base"):
+        _brief_sft(tiny_gemma, tmp_path / "second", examples_file, init_adapter=tmp_path / "first")
+    assert not (tmp_path / "second").exists()
 
 
 def test_cpt_then_merge_then_sft_reports_the_forgetting_curve(
@@ -148,3 +183,10 @@ def _assert_merged_model_matches_adapter(base: Path, adapter: Path, merged: Path
 
 def _examples(path: Path) -> list[ExampleRow]:
     return [ExampleRow.model_validate_json(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def _brief_sft(base: Path, out: Path, examples: Path, **knobs) -> AdapterMetadata:
+    config = SFTRunConfig(
+        base=base, out=out, examples=examples, eval_fraction=0.0, probe_every=0, **{**BRIEF, **knobs}
+    )
+    return train_sft(config, console)
