@@ -8,7 +8,7 @@ from kotae.adapters.atomic import check_target
 from kotae.adapters.config import SFTRunConfig
 from kotae.adapters.metadata import AdapterMetadata, DataRef, file_sha256
 from kotae.adapters.probe_callback import Probe
-from kotae.adapters.sft_examples import BuiltExamples, build_examples, engine_token_counter, read_examples
+from kotae.adapters.sft_examples import BuiltExamples, build_examples, read_examples
 from kotae.adapters.training import RunData, held_out_split, train_adapter
 from kotae.core.config import get_settings
 from kotae.core.errors import KotaeError
@@ -57,6 +57,7 @@ def build_sft_examples(
     from kotae.models.store import ModelStore
     from kotae.rag.embedder import Embedder
     from kotae.rag.retriever import Retriever
+    from kotae.rag.token_counter import TokenCounter
 
     settings = get_settings()
     with console.status("opening the index and the embedder…"):
@@ -64,7 +65,7 @@ def build_sft_examples(
         retriever = Retriever(
             opened, Embedder(ModelStore(settings.home).embedder(settings.embedder)), settings
         )
-        count_tokens = engine_token_counter(AutoTokenizer.from_pretrained(base))
+        count_tokens = TokenCounter(AutoTokenizer.from_pretrained(base))
     try:
         built = build_examples(
             data, index, opened, retriever, settings.retrieval, count_tokens, contexts, budget, seed

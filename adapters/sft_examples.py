@@ -51,16 +51,6 @@ def completion_for(answer: str) -> str:
     return answer.strip() + COMPLETION_END
 
 
-def engine_token_counter(tokenizer: "object") -> Callable[[str], int]:
-    """The count `VLLMEngine.count_tokens` makes (same tokenizer folder, no special tokens), so the
-    context budget trims the same characters at training and at serving."""
-
-    def count_tokens(text: str) -> int:
-        return len(tokenizer.encode(text, add_special_tokens=False))  # type: ignore[attr-defined]
-
-    return count_tokens
-
-
 class ExamplesInfo(BaseModel):
     """Sidecar of an examples file (`<file>.json`): how its prompts were made."""
 

@@ -14,6 +14,9 @@ from kotae.indexer.store import PassageStore
 from kotae.indexer.tokenizer import SudachiTokenizer
 from kotae.rag.passage import Hit, Passage
 
+KeyRanking = list[tuple[int, float]]
+"""(passage key, score) pairs, best first: a ranking before its passages are read."""
+
 
 class Index:
     def __init__(
@@ -59,24 +62,32 @@ class Index:
 
     def search_dense(self, query_vectors: np.ndarray, k: int) -> list[list[Hit]]:
         """Per query vector: the k passages of highest cosine similarity, best first."""
-        return [self._hits(ranked) for ranked in self._dense.search(query_vectors, k)]
+        return self.hits(self.rank_dense(query_vectors, k))
 
     def search_bm25(self, questions: Sequence[str], k: int) -> list[list[Hit]]:
         """Per question: up to k passages by BM25 score, best first (only passages sharing a word)."""
+        return self.hits(self.rank_bm25(questions, k))
+
+    def rank_dense(self, query_vectors: np.ndarray, k: int) -> list[KeyRanking]:
+        """`search_dense` as (key, score) lists, no passage read."""
+        return self._dense.search(query_vectors, k)
+
+    def rank_bm25(self, questions: Sequence[str], k: int) -> list[KeyRanking]:
+        """`search_bm25` as (key, score) lists, no passage read."""
         if self._bm25 is None or self._tokenizer is None:
             raise KotaeError(
                 f"index {self.directory} has no BM25 index (built with --no-bm25): use dense retrieval"
             )
-        return [
-            self._hits(self._bm25.search(self._tokenizer.tokenize(question), k)) for question in questions
-        ]
+        return [self._bm25.search(self._tokenizer.tokenize(question), k) for question in questions]
+
+    def hits(self, rankings: Sequence[KeyRanking]) -> list[list[Hit]]:
+        """The passages of (key, score) rankings, read from the store in one query for all of them."""
+        keys = [key for ranking in rankings for key, _ in ranking]
+        passages = iter(self._store.passages(keys))
+        return [[Hit(next(passages), score) for _, score in ranking] for ranking in rankings]
 
     def passage(self, passage_id: str) -> Passage | None:
         return self._store.passage(passage_id)
-
-    def _hits(self, ranked: list[tuple[int, float]]) -> list[Hit]:
-        passages = self._store.passages([key for key, _ in ranked])
-        return [Hit(passage, score) for passage, (_, score) in zip(passages, ranked, strict=True)]
 
 
 def _check_consistent(

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from kotae.core.config import Settings
 from kotae.core.errors import KotaeError
 from kotae.rag.prompt import ANSWER_STOPS, guard_stream
+from kotae.rag.token_counter import TokenCounter
 
 if TYPE_CHECKING:
     from vllm import RequestOutput, SamplingParams
@@ -138,7 +139,7 @@ class VLLMEngine:
         self._in_flight: dict[int, int] = {}
         self._retired: set[int] = set()
         self._adapter_lock = asyncio.Lock()
-        self._tokenizer = llm.get_tokenizer()
+        self.count_tokens = TokenCounter(llm.get_tokenizer())
 
     @classmethod
     def start(cls, model: Path, settings: Settings, served_name: str | None = None) -> "VLLMEngine":
@@ -166,11 +167,6 @@ class VLLMEngine:
         # kotae is a server, so its engine takes the server's defaults.
         llm = AsyncLLM.from_engine_args(args, usage_context=UsageContext.OPENAI_API_SERVER)
         return cls(llm, served_name or model.name, settings.max_lora_rank, model)
-
-    # -- tokens ---------------------------------------------------------------------------------
-
-    def count_tokens(self, text: str) -> int:
-        return len(self._tokenizer.encode(text, add_special_tokens=False))
 
     # -- generation -----------------------------------------------------------------------------
 

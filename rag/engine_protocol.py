@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Protocol
 
 from kotae.rag.engine import Completion, Delta, Sampling
+from kotae.rag.token_counter import TokenCounter
 
 
 class LoadedAdapterInfo(Protocol):
@@ -29,7 +30,8 @@ class Engine(Protocol):
     """The base model's local folder (its content hash is matched against adapters' metadata)."""
     max_lora_rank: int
 
-    def count_tokens(self, text: str) -> int: ...
+    count_tokens: TokenCounter
+    """The generator's tokenizer, counting as training does (the context budget's unit)."""
 
     def stream(self, prompt: str, sampling: Sampling, adapter: str | None = None) -> AsyncIterator[Delta]:
         """Deltas of the answer; the last one carries the finished `Completion`."""

@@ -8,7 +8,7 @@ from kotae.core.config import RetrievalMode, Settings
 from kotae.rag.engine import Completion, Sampling
 from kotae.rag.engine_protocol import Engine
 from kotae.rag.passage import Hit, Passage
-from kotae.rag.prompt import build_prompt, clean_answer, fit_contexts
+from kotae.rag.prompt import build_prompt, clean_answer, context_line, fit_contexts
 from kotae.rag.retrieval_batcher import RetrievalBatcher
 from kotae.rag.retriever import Retriever
 
@@ -48,8 +48,11 @@ class Pipeline:
         self.settings = settings
         self._batcher = RetrievalBatcher(self.prepare_many, RETRIEVAL_BATCH)
 
-    def prompt_for(self, question: str, passages: Sequence[Passage]) -> str:
-        return make_prompt(question, passages, self.engine.count_tokens, self.settings.context_token_budget)
+    def prompt_for(
+        self, question: str, passages: Sequence[Passage], count_tokens: Callable[[str], int] | None = None
+    ) -> str:
+        budget = self.settings.context_token_budget
+        return make_prompt(question, passages, count_tokens or self.engine.count_tokens, budget)
 
     def prepare(
         self, question: str, top_k: int | None = None, mode: RetrievalMode | None = None
@@ -76,9 +79,13 @@ class Pipeline:
             hit_lists = self.retriever.retrieve_many(list(questions), top_k or self.settings.top_k, mode)
         else:
             hit_lists = [[Hit(p, 1.0) for p in passages] for passages in given]
+        # Every context line counted in one batch, not one tokenizer call per line under the GIL.
+        count = self.engine.count_tokens.knowing(
+            [context_line(hit.passage) for hits in hit_lists for hit in hits]
+        )
         retrieve_ms = (time.perf_counter() - started) * 1000 / max(len(questions), 1)
         return [
-            PreparedQuestion(q, hits, self.prompt_for(q, [h.passage for h in hits]), retrieve_ms)
+            PreparedQuestion(q, hits, self.prompt_for(q, [h.passage for h in hits], count), retrieve_ms)
             for q, hits in zip(questions, hit_lists, strict=True)
         ]
 

@@ -35,6 +35,7 @@ from kotae.core.config import Settings
 from kotae.core.errors import KotaeError
 from kotae.rag.engine import Completion, Delta, EngineDead, Sampling, UnknownAdapter
 from kotae.rag.prompt import guard_stream
+from kotae.rag.token_counter import TokenCounter
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ class RemoteEngine:
         self.max_lora_rank = settings.max_lora_rank
         """The replicas' `--max-lora-rank` must be at least this: vLLM does not report its own."""
         self.replicas = replicas
-        self._tokenizer = AutoTokenizer.from_pretrained(model_path)
+        self.count_tokens = TokenCounter(AutoTokenizer.from_pretrained(model_path))
         self._timeout = httpx.Timeout(settings.replica_timeout_s, connect=CONNECT_TIMEOUT_S)
         self._health_interval_s = settings.replica_health_interval_s
         self._adapters: dict[str, ReplicaAdapter] = {}
@@ -159,11 +160,6 @@ class RemoteEngine:
             ", ".join(r.url for r in replicas if r.healthy),
         )
         return cls(replicas, model_name, model, settings)
-
-    # -- tokens ---------------------------------------------------------------------------------
-
-    def count_tokens(self, text: str) -> int:
-        return len(self._tokenizer.encode(text, add_special_tokens=False))
 
     # -- generation -----------------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ from collections.abc import Sequence
 
 from kotae.core.config import FusionMethod, RetrievalMode, Settings
 from kotae.core.errors import KotaeError
-from kotae.indexer.index import Index
+from kotae.indexer.index import Index, KeyRanking
 from kotae.rag.embedder import Embedder
 from kotae.rag.fusion import reciprocal_rank_fusion, weighted_fusion
 from kotae.rag.passage import Hit
@@ -61,21 +61,17 @@ class Retriever:
         depth = max(top_k, self.fusion_depth) if mode == "hybrid" else top_k
         dense = lexical = None
         if mode in ("dense", "hybrid"):
-            dense = self.index.search_dense(self.embedder.embed_queries(list(questions)), depth)
+            dense = self.index.rank_dense(self.embedder.embed_queries(list(questions)), depth)
         if mode in ("bm25", "hybrid"):
-            lexical = self.index.search_bm25(questions, depth)
-        if dense is None:
-            return lexical
-        if lexical is None:
-            return dense
+            lexical = self.index.rank_bm25(questions, depth)
+        if dense is None or lexical is None:
+            return self.index.hits(dense or lexical)
+        # Fused on keys: only the top_k passages of each question are read from the store.
         method = fusion or self.settings.fusion
-        return [self._fuse(d, b, method)[:top_k] for d, b in zip(dense, lexical, strict=True)]
+        fused = [self._fuse(d, b, method)[:top_k] for d, b in zip(dense, lexical, strict=True)]
+        return self.index.hits(fused)
 
-    def _fuse(self, dense: list[Hit], lexical: list[Hit], method: FusionMethod) -> list[Hit]:
-        by_id = {hit.passage.id: hit.passage for hit in (*dense, *lexical)}
-        rankings = [[(hit.passage.id, hit.score) for hit in hits] for hits in (dense, lexical)]
+    def _fuse(self, dense: KeyRanking, lexical: KeyRanking, method: FusionMethod) -> KeyRanking:
         if method == "rrf":
-            fused = reciprocal_rank_fusion(rankings)
-        else:
-            fused = weighted_fusion(*rankings, dense_weight=self.settings.fusion_dense_weight)
-        return [Hit(by_id[passage_id], score) for passage_id, score in fused]
+            return reciprocal_rank_fusion([dense, lexical])
+        return weighted_fusion(dense, lexical, dense_weight=self.settings.fusion_dense_weight)

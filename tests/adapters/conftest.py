@@ -135,14 +135,14 @@ def examples_file(tiny_gemma: Path, tmp_path_factory: pytest.TempPathFactory) ->
         BuiltExamples,
         ExamplesInfo,
         completion_for,
-        engine_token_counter,
         write_examples,
     )
     from kotae.rag.passage import Passage
     from kotae.rag.pipeline import make_prompt
     from kotae.rag.prompt import PROMPT_VERSION
+    from kotae.rag.token_counter import TokenCounter
 
-    count_tokens = engine_token_counter(AutoTokenizer.from_pretrained(tiny_gemma))
+    count_tokens = TokenCounter(AutoTokenizer.from_pretrained(tiny_gemma))
     budget = 200
     rows = []
     for i, question in enumerate(QUESTIONS):

@@ -4,11 +4,12 @@ import random
 
 import pytest
 
-from kotae.adapters.sft_examples import COMPLETION_END, _place_gold, completion_for, engine_token_counter
+from kotae.adapters.sft_examples import COMPLETION_END, _place_gold, completion_for
 from kotae.rag.engine import Sampling
 from kotae.rag.passage import Passage
 from kotae.rag.pipeline import Pipeline, make_prompt
 from kotae.rag.prompt import ANSWER_STOPS, fit_contexts
+from kotae.rag.token_counter import TokenCounter
 
 GOLD = Passage("g", "富士山", "富士山の標高は3776メートルである。")
 OTHERS = [Passage(str(i), f"題{i}", "あ" * 30) for i in range(4)]
@@ -47,7 +48,7 @@ def test_training_prompt_is_the_serving_prompt_byte_for_byte(tiny_gemma, engine_
     budget = 60  # cuts the first passage and drops the second: the count must agree to the token
     settings = engine_settings.model_copy(update={"context_token_budget": budget})
     served_prompt = Pipeline(None, served.engine, settings).prompt_for("日本一高い山は？", passages)  # type: ignore[arg-type]
-    training_prompt = make_prompt("日本一高い山は？", passages, engine_token_counter(tokenizer), budget)
+    training_prompt = make_prompt("日本一高い山は？", passages, TokenCounter(tokenizer), budget)
     assert training_prompt == served_prompt
     assert "とても長い本文" in training_prompt and "3776" not in training_prompt
 
@@ -99,7 +100,7 @@ def retriever(index_dir, engine_settings):
 def _build(retriever, data, tokenizer, seed=0):
     from kotae.adapters.sft_examples import build_examples
 
-    count_tokens = engine_token_counter(tokenizer)
+    count_tokens = TokenCounter(tokenizer)
     return build_examples(
         data, retriever.index.directory, retriever.index, retriever, "hybrid", count_tokens, 3, 200, seed
     )

@@ -1,0 +1,32 @@
+"""Tokens of a text as the generator's tokenizer counts them: the context budget's unit."""
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+
+class TokenCounter:
+    """Counts without special tokens, as `VLLMEngine`, `RemoteEngine` and training all do, so the context
+    budget trims the same characters when an adapter is trained and when it is served."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self._tokenizer = tokenizer
+
+    def __call__(self, text: str) -> int:
+        return len(self._tokenizer.encode(text, add_special_tokens=False))
+
+    def many(self, texts: Sequence[str]) -> list[int]:
+        """One batched call: the Rust tokenizer encodes the batch in parallel, outside the GIL, where
+        one call per text holds the server's event loop thread."""
+        if not texts:
+            return []
+        return [len(ids) for ids in self._tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+
+    def knowing(self, texts: Sequence[str]) -> Callable[[str], int]:
+        """A counter that answers `texts` from one `many` call and anything else one by one."""
+        known = dict(zip(texts, self.many(texts), strict=True))
+
+        def count(text: str) -> int:
+            cached = known.get(text)
+            return self(text) if cached is None else cached
+
+        return count
