@@ -153,7 +153,7 @@ def train_adapter(
     )
     metadata = _metadata(config, run, report, continued_from)
     with atomic_dir(config.out, overwrite) as staging:
-        trainer.model.save_pretrained(staging)
+        save_adapter(trainer.model, staging, bf16)
         write_metadata(staging, metadata)
         write_report(staging, report)
         if (work / "runs").is_dir():
@@ -162,6 +162,16 @@ def train_adapter(
         shutil.rmtree(work)
     console.print(f"[green]saved[/] {config.out} ({report.minutes:.1f} min, {report.steps} steps)")
     return metadata
+
+
+def save_adapter(model: Any, folder: Path, bf16: bool) -> None:
+    """The PEFT folder; after bf16 training in bf16, the dtype vLLM serves it in, at half the size of the
+    fp32 master weights (a continued adapter's weights load in fp32)."""
+    if bf16:
+        import torch
+
+        model = model.to(torch.bfloat16)  # training is over: nothing reads the fp32 weights again
+    model.save_pretrained(folder)
 
 
 def _training_tokenizer(base: Path) -> "PreTrainedTokenizerBase":

@@ -15,6 +15,7 @@ from kotae.adapters.metadata import AdapterMetadata, file_sha256, read_metadata
 from kotae.adapters.report import read_report
 from kotae.adapters.rows import ExampleRow
 from kotae.adapters.sft import train_sft
+from kotae.adapters.training import save_adapter
 from kotae.core.errors import KotaeError
 from kotae.rag.engine import Sampling
 from kotae.rag.prompt import PROMPT_VERSION
@@ -89,6 +90,20 @@ def test_sft_continues_an_adapter_from_its_weights_and_shape(tiny_gemma, example
     assert lora_b and all(started[name].abs().max() > 0 for name in lora_b), "a fresh LoRA starts at B = 0"
     for name, tensor in started.items():
         assert torch.allclose(ended[name], tensor, atol=1e-6), name
+
+
+def test_an_adapter_trained_in_bf16_is_saved_in_bf16(tiny_gemma, tmp_path):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_gemma, dtype=torch.float32)
+    model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj"]))
+    for bf16, dtype in ((False, torch.float32), (True, torch.bfloat16)):
+        save_adapter(model, tmp_path / str(bf16), bf16)
+        weights = load_file(tmp_path / str(bf16) / "adapter_model.safetensors")
+        assert weights and {t.dtype for t in weights.values()} == {dtype}
 
 
 def test_continuing_an_adapter_of_another_base_is_refused(tiny_gemma, examples_file, tmp_path):
