@@ -13,7 +13,7 @@ from kotae.core.config import Settings
 from kotae.demo import corpus_path
 from kotae.indexer.build import build_index
 from kotae.indexer.index import Index
-from kotae.models.quantized import quantized_from_hash
+from kotae.models.quantized import read_quantize_record
 from kotae.models.store import ModelStore, model_hash
 from kotae.rag.embedder import Embedder
 from kotae.rag.engine import UnknownAdapter, VLLMEngine
@@ -75,7 +75,12 @@ def served_base(name: str, folder: Path | None) -> ServedBase:
     except OSError as error:
         logger.warning("served model not hashed (%s): adapters are matched on its name only", error)
         return ServedBase(name=name, hash=None)
-    return ServedBase(name=name, hash=digest, quantized_from=quantized_from_hash(folder))
+    record = read_quantize_record(folder)
+    if record is None or record.model_hash is None:
+        return ServedBase(name=name, hash=digest)
+    if record.keeps_activations:
+        return ServedBase(name=name, hash=digest, quantized_from=record.model_hash)
+    return ServedBase(name=name, hash=digest, rescaled_from=(record.model_hash, record.method))
 
 
 async def load_adapters(engine: Engine, settings: Settings) -> AdapterCatalog:

@@ -1,8 +1,10 @@
 """What `kotae quantize` records in the folder it writes: the model it was made from.
 
-An adapter trained on that model serves on the quantized one too: the schemes are weight-only, so LoRA
-is computed in 16 bits on top of the dequantized weights, unchanged. The server reads the source's hash
-here to accept such adapters.
+An adapter trained on that model serves on a GPTQ output too: GPTQ only rounds weights, so every layer
+reads the activations the adapter was trained on and LoRA adds its 16-bit update unchanged. AWQ does not:
+it divides each layer's input channels by scales folded into the layer before, so a LoRA A matrix trained
+on the source reads rescaled inputs (measured: exact 0.592 → 0.140 on 980 jsquad-valid questions with the
+default adapter). The server reads the source's hash here to accept, or to refuse with that reason.
 """
 
 from pathlib import Path
@@ -22,14 +24,18 @@ class QuantizeRecord(BaseModel):
     samples: int
     """Calibration samples used."""
 
+    @property
+    def keeps_activations(self) -> bool:
+        """Whether each layer still reads the source's activations, so the source's adapters apply."""
+        return self.method != "awq"
 
-def quantized_from_hash(folder: Path) -> str | None:
-    """The hash of the model `folder` was quantized from; None when `folder` was not made by
-    `kotae quantize` or its record predates the hash."""
+
+def read_quantize_record(folder: Path) -> QuantizeRecord | None:
+    """What `kotae quantize` recorded in `folder`; None if it did not make it or the record is unreadable."""
     path = Path(folder) / RECORD_FILE
     if not path.is_file():
         return None
     try:
-        return QuantizeRecord.model_validate_json(path.read_bytes()).model_hash
+        return QuantizeRecord.model_validate_json(path.read_bytes())
     except ValidationError:
         return None

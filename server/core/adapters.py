@@ -44,14 +44,24 @@ class ServedBase:
     name: str
     hash: str | None
     quantized_from: str | None = None
-    """The hash of the model `kotae quantize` made the served one from: adapters trained on that model
-    apply unchanged (LoRA runs in 16 bits on top of weight-only quantization)."""
+    """The hash of the model `kotae quantize` made the served one from with GPTQ: adapters trained on
+    that model apply unchanged (LoRA runs in 16 bits on top of rounded weights)."""
+    rescaled_from: tuple[str, str] | None = None
+    """(hash, method) of the model a quantization that rescales activations (AWQ) made the served one
+    from: adapters trained on that model are refused with the reason (`kotae.models.quantized`)."""
 
     def check_adapter(self, config: dict[str, Any], metadata: AdapterMetadata | None, shown: str) -> str:
         """The adapter's base model name, if it may serve on this model. The base model's content hash
         decides when both sides know it (the served model's own or its quantization source's); else the
         base model's folder name in the PEFT config must be the served model's."""
         if metadata is not None and self.hash is not None:
+            if self.rescaled_from and metadata.base_model.hash == self.rescaled_from[0]:
+                raise AdapterRejected(
+                    f"adapter {shown!r} was trained on {metadata.base_model.name!r}, which the served "
+                    f"{self.name!r} was made from by {self.rescaled_from[1].upper()}: it rescales the "
+                    f"activations the adapter reads. Serve a GPTQ model, or train the adapter on this one.",
+                    "adapter_base_mismatch",
+                )
             if metadata.base_model.hash not in {self.hash, self.quantized_from}:
                 raise AdapterRejected(
                     f"adapter {shown!r} was trained on base model {metadata.base_model.name!r} "

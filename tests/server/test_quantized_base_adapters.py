@@ -65,3 +65,15 @@ def test_unquantized_model_accepts_only_its_own_adapters(quantized: Path, tmp_pa
     assert base.quantized_from is None
     with pytest.raises(AdapterRejected):
         base.check_adapter(CONFIG, adapter_trained_on(tmp_path, SOURCE_HASH), "a")
+
+
+def test_awq_model_refuses_adapters_of_its_source_and_says_why(quantized: Path, tmp_path: Path) -> None:
+    record = QuantizeRecord.model_validate_json((quantized / RECORD_FILE).read_text())
+    (quantized / RECORD_FILE).write_text(record.model_copy(update={"method": "awq"}).model_dump_json())
+    base = served_base(quantized.name, quantized)
+    assert base.quantized_from is None
+    with pytest.raises(AdapterRejected, match="by AWQ: it rescales the activations") as refused:
+        base.check_adapter(CONFIG, adapter_trained_on(tmp_path, SOURCE_HASH), "a")
+    assert refused.value.code == "adapter_base_mismatch"
+    own = adapter_trained_on(tmp_path, model_hash(quantized))
+    assert base.check_adapter(CONFIG, own, "b") == "tiny-gemma"
