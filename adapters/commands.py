@@ -64,6 +64,9 @@ InitAdapter = Annotated[
     Path | None,
     typer.Option(help="Continue training this adapter (its shape replaces --r/--alpha/--target-modules)."),
 ]
+TokenizeWorkers = Annotated[
+    int | None, typer.Option(help="Processes that tokenize the examples (default: this one).")
+]
 Overwrite = Annotated[bool, typer.Option(help="Replace the output if it exists.")]
 
 
@@ -121,6 +124,7 @@ def sft(
     save_steps: SaveSteps = None,
     resume: Resume = False,
     init_adapter: InitAdapter = None,
+    tokenize_workers: TokenizeWorkers = None,
     overwrite: Overwrite = False,
 ) -> None:
     """LoRA SFT on QA in the served prompt format (gold passage + retrieved distractors → answer)."""
@@ -172,6 +176,7 @@ def cpt(
     save_steps: SaveSteps = None,
     resume: Resume = False,
     init_adapter: InitAdapter = None,
+    tokenize_workers: TokenizeWorkers = None,
     overwrite: Overwrite = False,
 ) -> None:
     """Continued pre-training: next-token loss on raw passages (seed 002's first step; then merge, SFT)."""

@@ -227,6 +227,7 @@ def _trainer_args(
         seed=config.seed,
         data_seed=config.seed,
         dataloader_num_workers=config.dataloader_workers,
+        dataset_num_proc=config.tokenize_workers,
         dataloader_pin_memory=cuda,  # pinned host memory only speeds copies to a GPU
         disable_tqdm=False,
     )

@@ -106,6 +106,13 @@ def test_an_adapter_trained_in_bf16_is_saved_in_bf16(tiny_gemma, tmp_path):
         assert weights and {t.dtype for t in weights.values()} == {dtype}
 
 
+def test_examples_tokenized_by_two_processes_train_alike(tiny_gemma, examples_file, tmp_path):
+    _brief_sft(tiny_gemma, tmp_path / "one", examples_file)
+    _brief_sft(tiny_gemma, tmp_path / "two", examples_file, tokenize_workers=2)
+    losses = [[point.loss for point in read_report(tmp_path / name).losses] for name in ("one", "two")]
+    assert losses[0] and losses[0] == losses[1]
+
+
 def test_continuing_an_adapter_of_another_base_is_refused(tiny_gemma, examples_file, tmp_path):
     other = tmp_path / "other-base"
     shutil.copytree(tiny_gemma, other)
