@@ -147,15 +147,7 @@ class InProcessTarget:
         started = time.perf_counter()
         rankings = self.pipeline.retriever.retrieve_many(questions, ask.retrieval_depth)
         retrieve_ms = (time.perf_counter() - started) * 1000 / len(questions)
-        prepared = [
-            PreparedQuestion(
-                question,
-                hits[: ask.top_k],
-                self.pipeline.prompt_for(question, [hit.passage for hit in hits[: ask.top_k]]),
-                retrieve_ms,
-            )
-            for question, hits in zip(questions, rankings, strict=True)
-        ]
+        prepared = self.pipeline.prepared(questions, [hits[: ask.top_k] for hits in rankings], retrieve_ms)
         return prepared, [[hit.passage.id for hit in hits] for hits in rankings]
 
 

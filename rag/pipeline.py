@@ -79,11 +79,17 @@ class Pipeline:
             hit_lists = self.retriever.retrieve_many(list(questions), top_k or self.settings.top_k, mode)
         else:
             hit_lists = [[Hit(p, 1.0) for p in passages] for passages in given]
+        retrieve_ms = (time.perf_counter() - started) * 1000 / max(len(questions), 1)
+        return self.prepared(questions, hit_lists, retrieve_ms)
+
+    def prepared(
+        self, questions: Sequence[str], hit_lists: Sequence[list[Hit]], retrieve_ms: float
+    ) -> list[PreparedQuestion]:
+        """The prompts of questions whose passages are already retrieved."""
         # Every context line counted in one batch, not one tokenizer call per line under the GIL.
         count = self.engine.count_tokens.knowing(
             [context_line(hit.passage) for hits in hit_lists for hit in hits]
         )
-        retrieve_ms = (time.perf_counter() - started) * 1000 / max(len(questions), 1)
         return [
             PreparedQuestion(q, hits, self.prompt_for(q, [h.passage for h in hits], count), retrieve_ms)
             for q, hits in zip(questions, hit_lists, strict=True)
