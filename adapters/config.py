@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from kotae.core.config import DEFAULT_TOP_K
+
 Method = Literal["gptq", "awq"]
 
 ATTENTION_MLP = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -126,7 +128,7 @@ class SFTRunConfig(TrainingConfig):
     """Index holding the gold passages and giving the distractors."""
     examples: Path | None = None
     """Prompt/completion JSONL written by `kotae train examples` (instead of `data` + `index`)."""
-    contexts: int = 5
+    contexts: int = DEFAULT_TOP_K
     """Passages per prompt: the gold one plus contexts - 1 retrieved distractors, as `top_k` serves."""
     context_token_budget: int = 1536
     """Token budget of the contexts, as `Settings.context_token_budget` serves."""

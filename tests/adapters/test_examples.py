@@ -1,10 +1,13 @@
 """SFT examples are the served prompts: same bytes, same tokens, and an answer that fits."""
 
 import random
+from pathlib import Path
 
 import pytest
 
+from kotae.adapters.config import SFTRunConfig
 from kotae.adapters.sft_examples import COMPLETION_END, _place_gold, completion_for
+from kotae.core.config import Settings
 from kotae.rag.engine import Sampling
 from kotae.rag.passage import Passage
 from kotae.rag.pipeline import Pipeline, make_prompt
@@ -37,6 +40,11 @@ def test_question_whose_answer_cannot_fit_is_dropped():
 def test_completion_ends_at_the_first_served_stop():
     assert COMPLETION_END == ANSWER_STOPS[0] == "\n\n"
     assert completion_for(" 富士山 \n") == "富士山\n\n"
+
+
+def test_training_puts_as_many_passages_in_a_prompt_as_the_server_does():
+    training, serving = SFTRunConfig(base=Path("base"), out=Path("out")), Settings(_env_file=None)
+    assert (training.contexts, training.context_token_budget) == (serving.top_k, serving.context_token_budget)
 
 
 @pytest.mark.engine
