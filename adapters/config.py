@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from kotae.core.config import DEFAULT_TOP_K
+from kotae.core.config import DEFAULT_CONTEXT_TOKEN_BUDGET, DEFAULT_TOP_K
 
 Method = Literal["gptq", "awq"]
 
@@ -130,7 +130,7 @@ class SFTRunConfig(TrainingConfig):
     """Prompt/completion JSONL written by `kotae train examples` (instead of `data` + `index`)."""
     contexts: int = DEFAULT_TOP_K
     """Passages per prompt: the gold one plus contexts - 1 retrieved distractors, as `top_k` serves."""
-    context_token_budget: int = 1536
+    context_token_budget: int = DEFAULT_CONTEXT_TOKEN_BUDGET
     """Token budget of the contexts, as `Settings.context_token_budget` serves."""
 
 

@@ -8,9 +8,10 @@
 # Then on the GPU machine, after scripts/gpu/setup.sh (kotae, TRL and the model in place):
 #   bash adapters/gpu/train_default.sh EXAMPLES.jsonl.gz OUT_DIR [more `kotae train sft` options]
 #
-# One epoch at an effective batch of 32 is ~990 optimizer steps: ~12 min on an H100 with 3 contexts. A device call stops after 10 minutes:
-# checkpoints every 200 steps let a stopped run continue with `--resume` (the work dir `.OUT_DIR.work`
-# must survive between calls, or travel back and forth with them), and `--max-steps` time-boxes a run.
+# One epoch at an effective batch of 32 is ~990 optimizer steps: ~12 min on an H100 with 3 contexts. A device
+# call stops after 10 minutes: checkpoints every 200 steps let a stopped run continue with `--resume` (the work
+# dir `.OUT_DIR.work` must survive between calls, or travel back and forth with them), and `--max-steps`
+# time-boxes a run.
 set -euo pipefail
 examples=${1:?usage: train_default.sh EXAMPLES OUT_DIR [kotae train sft options]}
 out=${2:?usage: train_default.sh EXAMPLES OUT_DIR [kotae train sft options]}
