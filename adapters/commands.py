@@ -1,4 +1,4 @@
-"""`kotae train sft|cpt|examples`, `kotae merge`, `kotae quantize`.
+"""`kotae train sft|cpt|examples|shrink`, `kotae merge`, `kotae quantize`.
 
 Option defaults are read from the config dataclasses, so `--help` shows the values a run really uses
 and the two never drift apart.
@@ -216,6 +216,19 @@ def examples(
     built = build_sft_examples(resolve_base(base), data, index, contexts, budget, seed, console)
     write_examples(out, built)
     console.print(f"[green]wrote[/] {out}")
+
+
+@train_app.command("shrink")
+def shrink(
+    adapter: Annotated[Path, typer.Option(help="Adapter folder to shrink (a plain LoRA).")],
+    r: Annotated[int, typer.Option("--r", help="Rank of the new adapter (below the adapter's own).")],
+    out: Annotated[Path, typer.Option(help="Adapter folder to write (atomically).")],
+    overwrite: Overwrite = False,
+) -> None:
+    """A lower-rank copy of an adapter: each module's update cut to its best rank-r approximation (SVD)."""
+    from kotae.adapters.shrink import shrink_adapter
+
+    shrink_adapter(adapter, out, r, console, overwrite)
 
 
 def merge(

@@ -84,6 +84,8 @@ class AdapterMetadata(BaseModel):
     lora: LoraShape
     continued_from: AdapterRef | None = None
     """The adapter whose weights this run started from (`init_adapter`), if any."""
+    shrunk_from: AdapterRef | None = None
+    """The higher-rank adapter this one is the truncated SVD of (`kotae train shrink`), if any."""
     hyperparameters: dict[str, Any]
     eval_metrics: dict[str, float]
     """Final held-out loss, token accuracy, probe scores, knowledge retention."""

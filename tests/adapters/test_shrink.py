@@ -1,0 +1,106 @@
+"""`kotae train shrink`: the lower-rank adapter holds each update's best rank-k approximation, loads in PEFT
+as it is, and says where it came from."""
+
+import json
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from kotae.adapters.config import LoraSpec, SFTRunConfig
+from kotae.adapters.metadata import file_sha256, read_metadata
+from kotae.adapters.sft import train_sft
+from kotae.adapters.shrink import shrink_adapter
+from kotae.core.errors import InputError, KotaeError
+
+console = Console(width=120)
+
+
+@pytest.fixture(scope="module")
+def rank8_adapter(tiny_gemma: Path, examples_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A kotae adapter of rank 8 whose updates have eight clearly different singular values: after two
+    training steps B is still near zero, so random factors stand in for a long run's."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    out = tmp_path_factory.mktemp("shrink") / "r8"
+    config = SFTRunConfig(
+        base=tiny_gemma,
+        out=out,
+        examples=examples_file,
+        lora=LoraSpec(r=8, alpha=16),
+        eval_fraction=0.0,
+        probe_every=0,
+        max_steps=1,
+        batch_size=6,
+    )
+    train_sft(config, console)
+    weights = out / "adapter_model.safetensors"
+    generator = torch.Generator().manual_seed(0)
+    tensors = {name: torch.randn(t.shape, generator=generator) for name, t in load_file(weights).items()}
+    save_file(tensors, weights, metadata={"format": "pt"})
+    return out
+
+
+def test_shrunk_adapter_holds_the_best_low_rank_update_and_peft_applies_it(
+    rank8_adapter, tiny_gemma, tmp_path
+):
+    import torch
+    from peft import PeftModel
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "r3"
+    result = shrink_adapter(rank8_adapter, out, 3, console)
+
+    source, shrunk = (
+        load_file(rank8_adapter / "adapter_model.safetensors"),
+        load_file(out / "adapter_model.safetensors"),
+    )
+    assert source.keys() == shrunk.keys()
+    name = next(n for n in source if "q_proj.lora_A" in n)
+    update = 16 / 8 * source[name.replace("lora_A", "lora_B")].double() @ source[name].double()
+    u, s, vh = torch.linalg.svd(update)
+    best = u[:, :3] @ torch.diag(s[:3]) @ vh[:3]
+    assert shrunk[name].shape[0] == 3
+    assert torch.allclose(
+        shrunk[name.replace("lora_A", "lora_B")].double() @ shrunk[name].double(), best, atol=1e-4
+    )
+    assert 0 < result.energy_kept_min <= result.energy_kept_mean < 1
+
+    # PEFT scales by alpha / r: the shrunk config must make that 1, or the update comes out rescaled.
+    base = AutoModelForCausalLM.from_pretrained(tiny_gemma, dtype=torch.float32)
+    before = base.model.layers[0].self_attn.q_proj.weight.detach().clone()
+    merged = PeftModel.from_pretrained(base, out).merge_and_unload()
+    added = merged.model.layers[0].self_attn.q_proj.weight.detach().double() - before.double()
+    layer0 = next(n for n in source if "layers.0.self_attn.q_proj.lora_A" in n)
+    expected = shrunk[layer0.replace("lora_A", "lora_B")].double() @ shrunk[layer0].double()
+    assert torch.allclose(added, expected, atol=1e-5)
+
+    metadata = read_metadata(out)
+    assert (metadata.lora.r, metadata.lora.alpha) == (3, 3)
+    assert metadata.shrunk_from is not None
+    assert metadata.shrunk_from.sha256 == file_sha256(rank8_adapter / "adapter_model.safetensors")
+    assert metadata.eval_metrics == {
+        "update_energy_kept_mean": result.energy_kept_mean,
+        "update_energy_kept_min": result.energy_kept_min,
+    }
+    assert read_metadata(rank8_adapter).lora.r == 8, "the source adapter is left as it was"
+
+
+def test_a_rank_not_below_the_adapters_is_refused_before_writing(rank8_adapter, tmp_path):
+    with pytest.raises(KotaeError, match="has rank 8; choose 1 to 7"):
+        shrink_adapter(rank8_adapter, tmp_path / "r8", 8, console)
+    assert not (tmp_path / "r8").exists()
+
+
+def test_a_dora_adapter_is_refused_naming_its_config(rank8_adapter, tmp_path):
+    dora = tmp_path / "dora"
+    dora.mkdir()
+    for path in rank8_adapter.iterdir():
+        if path.is_file():
+            (dora / path.name).write_bytes(path.read_bytes())
+    config = json.loads((dora / "adapter_config.json").read_text())
+    (dora / "adapter_config.json").write_text(json.dumps({**config, "use_dora": True}))
+    with pytest.raises(InputError, match=r"adapter_config\.json: use_dora adapters cannot be shrunk"):
+        shrink_adapter(dora, tmp_path / "out", 4, console)
