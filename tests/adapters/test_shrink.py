@@ -5,11 +5,11 @@ import json
 from pathlib import Path
 
 import pytest
+from brief_runs import brief_sft
 from rich.console import Console
 
-from kotae.adapters.config import LoraSpec, SFTRunConfig
+from kotae.adapters.config import LoraSpec
 from kotae.adapters.metadata import file_sha256, read_metadata
-from kotae.adapters.sft import train_sft
 from kotae.adapters.shrink import shrink_adapter
 from kotae.core.errors import InputError, KotaeError
 
@@ -24,17 +24,7 @@ def rank8_adapter(tiny_gemma: Path, examples_file: Path, tmp_path_factory: pytes
     from safetensors.torch import load_file, save_file
 
     out = tmp_path_factory.mktemp("shrink") / "r8"
-    config = SFTRunConfig(
-        base=tiny_gemma,
-        out=out,
-        examples=examples_file,
-        lora=LoraSpec(r=8, alpha=16),
-        eval_fraction=0.0,
-        probe_every=0,
-        max_steps=1,
-        batch_size=6,
-    )
-    train_sft(config, console)
+    brief_sft(tiny_gemma, out, examples_file, lora=LoraSpec(r=8, alpha=16))
     weights = out / "adapter_model.safetensors"
     generator = torch.Generator().manual_seed(0)
     tensors = {name: torch.randn(t.shape, generator=generator) for name, t in load_file(weights).items()}

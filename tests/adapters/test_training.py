@@ -6,12 +6,13 @@ import shutil
 from pathlib import Path
 
 import pytest
+from brief_runs import BRIEF, brief_sft
 from rich.console import Console
 
 from kotae.adapters.config import CPTRunConfig, LoraSpec, SFTRunConfig
 from kotae.adapters.cpt import train_cpt
 from kotae.adapters.merge import MERGE_FILE, merge_adapter
-from kotae.adapters.metadata import AdapterMetadata, file_sha256, read_metadata
+from kotae.adapters.metadata import file_sha256, read_metadata
 from kotae.adapters.report import read_report
 from kotae.adapters.rows import ExampleRow
 from kotae.adapters.sft import train_sft
@@ -25,8 +26,6 @@ console = Console(width=120)
 
 # A few steps over all six examples at a high rate: the tiny model learns most of the answers.
 OVERFIT = dict(learning_rate=3e-2, max_steps=16, batch_size=6, grad_accumulation=1, logging_steps=2)
-# Plumbing only (reports, lineage, merge): as few steps as show that training ran.
-BRIEF = dict(max_steps=2, batch_size=6, grad_accumulation=1, logging_steps=1)
 
 
 def test_sft_adapter_learns_the_answers_and_vllm_serves_it(
@@ -75,9 +74,9 @@ def test_sft_continues_an_adapter_from_its_weights_and_shape(tiny_gemma, example
     import torch
     from safetensors.torch import load_file
 
-    first = _brief_sft(tiny_gemma, tmp_path / "first", examples_file, lora=LoraSpec(r=4, alpha=8))
+    first = brief_sft(tiny_gemma, tmp_path / "first", examples_file, lora=LoraSpec(r=4, alpha=8))
     # At a vanishing learning rate the continued run ends where the first one did.
-    second = _brief_sft(
+    second = brief_sft(
         tiny_gemma, tmp_path / "second", examples_file, init_adapter=tmp_path / "first", learning_rate=1e-12
     )
 
@@ -107,8 +106,8 @@ def test_an_adapter_trained_in_bf16_is_saved_in_bf16(tiny_gemma, tmp_path):
 
 
 def test_examples_tokenized_by_two_processes_train_alike(tiny_gemma, examples_file, tmp_path):
-    _brief_sft(tiny_gemma, tmp_path / "one", examples_file)
-    _brief_sft(tiny_gemma, tmp_path / "two", examples_file, tokenize_workers=2)
+    brief_sft(tiny_gemma, tmp_path / "one", examples_file)
+    brief_sft(tiny_gemma, tmp_path / "two", examples_file, tokenize_workers=2)
     losses = [[point.loss for point in read_report(tmp_path / name).losses] for name in ("one", "two")]
     assert losses[0] and losses[0] == losses[1]
 
@@ -118,10 +117,10 @@ def test_continuing_an_adapter_of_another_base_is_refused(tiny_gemma, examples_f
     shutil.copytree(tiny_gemma, other)
     config = json.loads((other / "config.json").read_text())
     (other / "config.json").write_text(json.dumps({**config, "comment": "another base"}))
-    _brief_sft(other, tmp_path / "first", examples_file)
+    brief_sft(other, tmp_path / "first", examples_file)
 
     with pytest.raises(KotaeError, match="was trained on other-base"):
-        _brief_sft(tiny_gemma, tmp_path / "second", examples_file, init_adapter=tmp_path / "first")
+        brief_sft(tiny_gemma, tmp_path / "second", examples_file, init_adapter=tmp_path / "first")
     assert not (tmp_path / "second").exists()
 
 
@@ -205,10 +204,3 @@ def _assert_merged_model_matches_adapter(base: Path, adapter: Path, merged: Path
 
 def _examples(path: Path) -> list[ExampleRow]:
     return [ExampleRow.model_validate_json(line) for line in path.read_text(encoding="utf-8").splitlines()]
-
-
-def _brief_sft(base: Path, out: Path, examples: Path, **knobs) -> AdapterMetadata:
-    config = SFTRunConfig(
-        base=base, out=out, examples=examples, eval_fraction=0.0, probe_every=0, **{**BRIEF, **knobs}
-    )
-    return train_sft(config, console)
