@@ -48,3 +48,8 @@ def require_admin(
             "invalid_token",
             headers={"WWW-Authenticate": "Bearer"},
         )
+
+
+async def check_admin(request: Request) -> None:
+    """`require_admin` on a bare request, for code that runs before FastAPI resolves dependencies."""
+    require_admin(get_state(request), await _bearer(request))

@@ -34,6 +34,10 @@ def test_admin_routes_need_the_token(live, headers):
             assert response.status_code == 401, (method, path, response.text)
             assert response.headers["www-authenticate"] == "Bearer"
             assert response.json()["error"]["code"] == "invalid_token"
+        # The token is checked before the body is read: a malformed one tells a stranger nothing either.
+        json_type = {"content-type": "application/json"}
+        malformed = http.post("/admin/adapters", content=b"{not json", headers=json_type)
+        assert malformed.status_code == 401, malformed.text
     with live.client() as http:
         assert "b" in {m["id"] for m in http.get("/v1/models").json()["data"]}, "nothing was unloaded"
 
