@@ -17,14 +17,13 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 
 from kotae.adapters.atomic import atomic_dir, check_target
-from kotae.adapters.metadata import AdapterRef, file_sha256, read_metadata, write_metadata
+from kotae.adapters.metadata import PEFT_FILES, AdapterRef, file_sha256, read_metadata, write_metadata
 from kotae.core.errors import InputError, KotaeError
 
 if TYPE_CHECKING:
     import torch
 
-WEIGHTS_FILE = "adapter_model.safetensors"
-CONFIG_FILE = "adapter_config.json"
+CONFIG_FILE, WEIGHTS_FILE = PEFT_FILES
 
 
 @dataclass(frozen=True)

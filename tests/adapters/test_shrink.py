@@ -5,15 +5,12 @@ import json
 from pathlib import Path
 
 import pytest
-from brief_runs import brief_sft
-from rich.console import Console
+from brief_runs import brief_sft, console
 
 from kotae.adapters.config import LoraSpec
 from kotae.adapters.metadata import file_sha256, read_metadata
 from kotae.adapters.shrink import shrink_adapter
 from kotae.core.errors import InputError, KotaeError
-
-console = Console(width=120)
 
 
 @pytest.fixture(scope="module")
