@@ -1,4 +1,4 @@
-"""`kotae train sft|cpt|examples|shrink`, `kotae merge`, `kotae quantize`.
+"""`kotae train sft|cpt|examples|shrink|average`, `kotae merge`, `kotae quantize`.
 
 Option defaults are read from the config dataclasses, so `--help` shows the values a run really uses
 and the two never drift apart.
@@ -229,6 +229,24 @@ def shrink(
     from kotae.adapters.shrink import shrink_adapter
 
     shrink_adapter(adapter, out, r, console, overwrite)
+
+
+@train_app.command("average")
+def average(
+    adapter: Annotated[list[Path], typer.Option(help="Adapter folders to average (plain LoRAs, same base).")],
+    out: Annotated[Path, typer.Option(help="Adapter folder to write (atomically).")],
+    weight: Annotated[
+        list[float] | None, typer.Option(help="One per --adapter, normalized to sum 1 (default: equal).")
+    ] = None,
+    r: Annotated[
+        int | None, typer.Option("--r", help="Rank of the new adapter (default: the largest source rank).")
+    ] = None,
+    overwrite: Overwrite = False,
+) -> None:
+    """One adapter whose update is the weighted mean of several adapters' updates, cut to rank r (SVD)."""
+    from kotae.adapters.average import average_adapters
+
+    average_adapters(adapter, out, console, weight, r, overwrite)
 
 
 def merge(

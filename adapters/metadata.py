@@ -63,6 +63,12 @@ class AdapterRef(BaseModel):
     """Of its `adapter_model.safetensors`."""
 
 
+class WeightedAdapterRef(AdapterRef):
+    """An adapter whose update went into a weighted average, with its weight (the weights sum to 1)."""
+
+    weight: float
+
+
 class LoraShape(BaseModel):
     r: int
     alpha: int
@@ -86,6 +92,9 @@ class AdapterMetadata(BaseModel):
     """The adapter whose weights this run started from (`init_adapter`), if any."""
     shrunk_from: AdapterRef | None = None
     """The higher-rank adapter this one is the truncated SVD of (`kotae train shrink`), if any."""
+    averaged_from: list[WeightedAdapterRef] | None = None
+    """The adapters whose updates this one averages (`kotae train average`), if any; the other fields are
+    the first one's."""
     hyperparameters: dict[str, Any]
     eval_metrics: dict[str, float]
     """Final held-out loss, token accuracy, probe scores, knowledge retention."""

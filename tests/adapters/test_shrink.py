@@ -5,9 +5,8 @@ import json
 from pathlib import Path
 
 import pytest
-from brief_runs import brief_sft, console
+from brief_runs import console, random_rank8_adapter
 
-from kotae.adapters.config import LoraSpec
 from kotae.adapters.metadata import file_sha256, read_metadata
 from kotae.adapters.shrink import shrink_adapter
 from kotae.core.errors import InputError, KotaeError
@@ -15,18 +14,7 @@ from kotae.core.errors import InputError, KotaeError
 
 @pytest.fixture(scope="module")
 def rank8_adapter(tiny_gemma: Path, examples_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A kotae adapter of rank 8 whose updates have eight clearly different singular values: after two
-    training steps B is still near zero, so random factors stand in for a long run's."""
-    import torch
-    from safetensors.torch import load_file, save_file
-
-    out = tmp_path_factory.mktemp("shrink") / "r8"
-    brief_sft(tiny_gemma, out, examples_file, lora=LoraSpec(r=8, alpha=16))
-    weights = out / "adapter_model.safetensors"
-    generator = torch.Generator().manual_seed(0)
-    tensors = {name: torch.randn(t.shape, generator=generator) for name, t in load_file(weights).items()}
-    save_file(tensors, weights, metadata={"format": "pt"})
-    return out
+    return random_rank8_adapter(tiny_gemma, tmp_path_factory.mktemp("shrink") / "r8", examples_file, seed=0)
 
 
 def test_shrunk_adapter_holds_the_best_low_rank_update_and_peft_applies_it(
@@ -89,5 +77,5 @@ def test_a_dora_adapter_is_refused_naming_its_config(rank8_adapter, tmp_path):
             (dora / path.name).write_bytes(path.read_bytes())
     config = json.loads((dora / "adapter_config.json").read_text())
     (dora / "adapter_config.json").write_text(json.dumps({**config, "use_dora": True}))
-    with pytest.raises(InputError, match=r"adapter_config\.json: use_dora adapters cannot be shrunk"):
+    with pytest.raises(InputError, match=r"adapter_config\.json: use_dora adapters cannot be reduced"):
         shrink_adapter(dora, tmp_path / "out", 4, console)
