@@ -72,26 +72,25 @@ def write_low_rank(
     import torch
     from safetensors.torch import load_file, save_file
 
-    tensors = [load_file(source.path / WEIGHTS_FILE) for source in sources]
-    for source, weights in zip(sources[1:], tensors[1:], strict=True):
-        if weights.keys() != tensors[0].keys():
+    loaded = [load_file(source.path / WEIGHTS_FILE) for source in sources]
+    for source, tensors in zip(sources[1:], loaded[1:], strict=True):
+        if tensors.keys() != loaded[0].keys():
             raise InputError(
                 source.path / WEIGHTS_FILE, None, f"its modules differ from those of {sources[0].path}"
             )
+    pairs = list(zip(sources, loaded, strict=True))
     combined: dict[str, torch.Tensor] = {}
     kept: list[float] = []
-    for name, tensor in tensors[0].items():
+    for name, tensor in loaded[0].items():
         if ".lora_B." in name:
             continue  # handled with its lora_A
         if ".lora_A." not in name:  # fully trained modules (modules_to_save): their weighted mean
-            mean = sum(s.weight * t[name].double() for s, t in zip(sources, tensors, strict=True))
-            combined[name] = mean.to(tensor.dtype)
+            combined[name] = sum(s.weight * t[name].double() for s, t in pairs).to(tensor.dtype)
             continue
         b_name = name.replace(".lora_A.", ".lora_B.")
-        pairs = list(zip(sources, tensors, strict=True))
-        a = torch.cat([t[name].double() for t in tensors])
+        a = torch.cat([t[name].double() for _, t in pairs])
         b = torch.cat([s.weight * s.scale * t[b_name].double() for s, t in pairs], dim=1)
-        new_a, new_b, energy = truncate_update(a, b, 1.0, rank)
+        new_a, new_b, energy = truncate_product(a, b, rank)
         combined[name], combined[b_name] = new_a.to(tensor.dtype), new_b.to(tensor.dtype)
         kept.append(energy)
     result = LowRankResult(rank, sum(kept) / len(kept), min(kept))
@@ -118,10 +117,10 @@ def write_low_rank(
     return result
 
 
-def truncate_update(
-    a: "torch.Tensor", b: "torch.Tensor", scale: float, rank: int
+def truncate_product(
+    a: "torch.Tensor", b: "torch.Tensor", rank: int
 ) -> tuple["torch.Tensor", "torch.Tensor", float]:
-    """`(A', B', energy kept)` with `B' @ A'` the best rank-`rank` approximation of `scale * B @ A`.
+    """`(A', B', energy kept)` with `B' @ A'` the best rank-`rank` approximation of `B @ A`.
 
     The SVD runs on the small r x r core of the product (QR of each factor), never on the full
     out x in matrix; the singular values are split evenly between the two factors."""
@@ -130,7 +129,7 @@ def truncate_update(
     dtype = a.dtype
     q_b, r_b = torch.linalg.qr(b.double())
     q_a, r_a = torch.linalg.qr(a.double().T)
-    u, s, vh = torch.linalg.svd(scale * r_b @ r_a.T, full_matrices=False)
+    u, s, vh = torch.linalg.svd(r_b @ r_a.T, full_matrices=False)
     root = s[:rank].sqrt()
     new_b = (q_b @ u[:, :rank]) * root
     new_a = root[:, None] * (vh[:rank] @ q_a.T)
