@@ -52,7 +52,14 @@ class Source:
     def read(cls, path: Path, weight: float = 1.0) -> "Source":
         metadata = read_metadata(path)
         config_path = path / CONFIG_FILE
-        config = json.loads(config_path.read_text(encoding="utf-8"))
+        try:
+            config = json.loads(config_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as error:
+            raise InputError(config_path, error.lineno, f"not valid JSON ({error.msg})") from None
+        except UnicodeDecodeError:
+            raise InputError(config_path, None, "not UTF-8 text") from None
+        if not isinstance(config, dict):
+            raise InputError(config_path, None, "not a PEFT adapter config (expected a JSON object)")
         _check_plain_lora(config_path, config)
         return cls(path, weight, metadata, config)
 
@@ -70,9 +77,9 @@ def write_low_rank(
     """Write to `out` the rank-`rank` adapter closest to `sum(weight * update)` over `sources`, its
     metadata the first source's with the new shape, `lineage` (e.g. `shrunk_from`) and the energy kept."""
     import torch
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
 
-    loaded = [load_file(source.path / WEIGHTS_FILE) for source in sources]
+    loaded = [_load_weights(source.path / WEIGHTS_FILE) for source in sources]
     for source, tensors in zip(sources[1:], loaded[1:], strict=True):
         if tensors.keys() != loaded[0].keys():
             raise InputError(
@@ -135,6 +142,16 @@ def truncate_product(
     new_a = root[:, None] * (vh[:rank] @ q_a.T)
     energy = float((s[:rank] ** 2).sum() / (s**2).sum()) if s.any() else 1.0
     return new_a.to(dtype).contiguous(), new_b.to(dtype).contiguous(), energy
+
+
+def _load_weights(path: Path) -> dict[str, "torch.Tensor"]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(path)
+    except SafetensorError as error:
+        raise InputError(path, None, f"not a readable safetensors file ({error})") from None
 
 
 def _copy_run_records(adapter: Path, staging: Path) -> None:
