@@ -16,19 +16,19 @@ from typing import TYPE_CHECKING, Any
 
 from kotae.adapters.atomic import atomic_dir
 from kotae.adapters.metadata import (
-    PEFT_FILES,
+    CONFIG_FILE,
+    WEIGHTS_FILE,
     AdapterMetadata,
     AdapterRef,
     file_sha256,
     read_metadata,
+    read_peft_config,
     write_metadata,
 )
 from kotae.core.errors import InputError
 
 if TYPE_CHECKING:
     import torch
-
-CONFIG_FILE, WEIGHTS_FILE = PEFT_FILES
 
 
 @dataclass(frozen=True)
@@ -51,16 +51,8 @@ class Source:
     @classmethod
     def read(cls, path: Path, weight: float = 1.0) -> "Source":
         metadata = read_metadata(path)
-        config_path = path / CONFIG_FILE
-        try:
-            config = json.loads(config_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
-            raise InputError(config_path, error.lineno, f"not valid JSON ({error.msg})") from None
-        except UnicodeDecodeError:
-            raise InputError(config_path, None, "not UTF-8 text") from None
-        if not isinstance(config, dict):
-            raise InputError(config_path, None, "not a PEFT adapter config (expected a JSON object)")
-        _check_plain_lora(config_path, config)
+        config = read_peft_config(path)
+        _check_plain_lora(path / CONFIG_FILE, config)
         return cls(path, weight, metadata, config)
 
     @property

@@ -6,6 +6,7 @@ made for another base model or another prompt template before it answers badly.
 """
 
 import hashlib
+import json
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -17,6 +18,7 @@ from kotae.models.store import model_hash
 
 METADATA_FILE = "kotae_adapter.json"
 PEFT_FILES = ("adapter_config.json", "adapter_model.safetensors")
+CONFIG_FILE, WEIGHTS_FILE = PEFT_FILES
 
 
 class ModelRef(BaseModel):
@@ -124,6 +126,23 @@ def read_metadata(folder: Path) -> AdapterMetadata:
     except ValidationError as error:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
         raise InputError(path, None, f"invalid adapter metadata ({problems})") from None
+
+
+def read_peft_config(folder: Path) -> dict[str, Any]:
+    """The folder's `adapter_config.json`; `InputError` naming the file (and line) when it is not a PEFT
+    LoRA config."""
+    path = folder / CONFIG_FILE
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(path, None, "missing") from None
+    except json.JSONDecodeError as error:
+        raise InputError(path, error.lineno, f"not valid JSON ({error.msg})") from None
+    except (OSError, UnicodeDecodeError):
+        raise InputError(path, None, "not readable UTF-8 text") from None
+    if not isinstance(config, dict) or str(config.get("peft_type", "")).upper() != "LORA":
+        raise InputError(path, None, "not a PEFT LoRA config")
+    return config
 
 
 def file_sha256(path: Path) -> str:

@@ -9,7 +9,6 @@ Messages name adapter folders relative to the root: clients never see the server
 """
 
 import asyncio
-import json
 import logging
 import re
 import time
@@ -18,7 +17,13 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
-from kotae.adapters.metadata import METADATA_FILE, AdapterMetadata, read_metadata
+from kotae.adapters.metadata import (
+    CONFIG_FILE,
+    METADATA_FILE,
+    AdapterMetadata,
+    read_metadata,
+    read_peft_config,
+)
 from kotae.core.errors import InputError
 from kotae.rag.engine_protocol import Engine
 from kotae.rag.prompt import PROMPT_VERSION
@@ -28,7 +33,6 @@ logger = logging.getLogger(__name__)
 
 ADAPTER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 """Adapter names: they become metric labels and model ids, so no spaces, slashes or unbounded length."""
-CONFIG_FILE = "adapter_config.json"
 WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
 
 
@@ -217,14 +221,10 @@ class AdapterCatalog:
     @staticmethod
     def _read_config(path: Path, shown: str) -> dict[str, Any]:
         try:
-            config = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise AdapterRejected(f"{shown}/{CONFIG_FILE} is missing", "adapter_invalid") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            raise AdapterRejected(f"{shown}/{CONFIG_FILE} is not readable JSON", "adapter_invalid") from None
-        if not isinstance(config, dict) or str(config.get("peft_type", "")).upper() != "LORA":
-            raise AdapterRejected(f"{shown}/{CONFIG_FILE} is not a PEFT LoRA config", "adapter_invalid")
-        return config
+            return read_peft_config(path)
+        except InputError as error:
+            where = f"{shown}/{CONFIG_FILE}" + (f":{error.line}" if error.line is not None else "")
+            raise AdapterRejected(f"{where}: {error.reason}", "adapter_invalid") from None
 
     def _rank(self, config: dict[str, Any], shown: str) -> int:
         pattern = config.get("rank_pattern") or {}

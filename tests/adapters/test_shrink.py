@@ -2,6 +2,7 @@
 as it is, and says where it came from."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -69,16 +70,8 @@ def test_a_rank_not_below_the_adapters_is_refused_before_writing(rank8_adapter, 
     assert not (tmp_path / "r8").exists()
 
 
-def copy_of(adapter: Path, out: Path) -> Path:
-    out.mkdir()
-    for path in adapter.iterdir():
-        if path.is_file():
-            (out / path.name).write_bytes(path.read_bytes())
-    return out
-
-
 def test_a_dora_adapter_is_refused_naming_its_config(rank8_adapter, tmp_path):
-    dora = copy_of(rank8_adapter, tmp_path / "dora")
+    dora = shutil.copytree(rank8_adapter, tmp_path / "dora")
     config = json.loads((dora / "adapter_config.json").read_text())
     (dora / "adapter_config.json").write_text(json.dumps({**config, "use_dora": True}))
     with pytest.raises(InputError, match=r"adapter_config\.json: use_dora adapters cannot be reduced"):
@@ -86,7 +79,7 @@ def test_a_dora_adapter_is_refused_naming_its_config(rank8_adapter, tmp_path):
 
 
 def test_a_malformed_config_is_refused_naming_its_file_and_line(rank8_adapter, tmp_path):
-    broken = copy_of(rank8_adapter, tmp_path / "broken")
+    broken = shutil.copytree(rank8_adapter, tmp_path / "broken")
     (broken / "adapter_config.json").write_text('{\n  "r": 8,\n  "lora_alpha": 16,,\n}\n')
     with pytest.raises(InputError, match=r"broken/adapter_config\.json:3: not valid JSON"):
         shrink_adapter(broken, tmp_path / "out", 4, console)
@@ -94,7 +87,7 @@ def test_a_malformed_config_is_refused_naming_its_file_and_line(rank8_adapter, t
 
 
 def test_truncated_weights_are_refused_naming_the_file(rank8_adapter, tmp_path):
-    broken = copy_of(rank8_adapter, tmp_path / "broken")
+    broken = shutil.copytree(rank8_adapter, tmp_path / "broken")
     weights = broken / "adapter_model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
     with pytest.raises(InputError, match=r"adapter_model\.safetensors: not a readable safetensors file"):
