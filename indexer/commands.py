@@ -24,7 +24,8 @@ console = Console()
 def build(
     sources: list[Path] = typer.Argument(
         ...,
-        help="Passage JSONL {id,title,text}, wikitext JSONL {title,text}, or MediaWiki XML (.gz/.bz2 too).",
+        help="Passage JSONL or Parquet {id,title,text}, wikitext JSONL or Parquet {title,text}, or MediaWiki "
+        "XML (.gz/.bz2 too; a multistream .bz2 dump is read in parallel).",
     ),
     out: Path = typer.Option(..., "--out", help="Index directory; an existing index is replaced atomically."),
     index_type: IndexType = typer.Option("flat", "--type", help="faiss index: flat (exact), hnsw or ivfpq."),
@@ -38,12 +39,19 @@ def build(
     bm25: bool = typer.Option(True, "--bm25/--no-bm25", help="Also build the BM25 index (hybrid retrieval)."),
     embedder: str | None = typer.Option(None, help="Model store name or folder (default: KOTAE_EMBEDDER)."),
     batch_size: int = typer.Option(32, min=1, help="Passages per embedding batch."),
+    workers: int | None = typer.Option(
+        None,
+        min=0,
+        help="Processes that parse, clean, chunk and tokenize (default: one per core but one; 0: none).",
+    ),
 ) -> None:
-    """Build an index from SOURCES."""
+    """Build an index from SOURCES. Stopped or killed, the same command resumes it from its last stored
+    shard."""
     from kotae.indexer.build import build_index
     from kotae.indexer.dense import dense_spec
 
     params = dense_spec(index_type, _params(param))  # bad parameters fail before the embedder loads
+    _warn_abandoned(out)
     manifest = build_index(
         sources,
         out,
@@ -54,6 +62,7 @@ def build(
         bm25=bm25,
         batch_size=batch_size,
         progress=True,
+        workers=workers,
     )
     console.print(
         f"built {out}: {manifest.count} passages from {manifest.documents} documents", soft_wrap=True
@@ -70,6 +79,7 @@ def add(
     """Add (or replace) the documents of SOURCES in an index."""
     from kotae.indexer.update import add_passages
 
+    _warn_abandoned(index)
     manifest = add_passages(index, sources, _embedder(embedder), batch_size=batch_size, progress=True)
     console.print(
         f"updated {index}: {manifest.count} passages from {manifest.documents} documents", soft_wrap=True
@@ -113,7 +123,8 @@ def _info_table(directory: Path, manifest: "Manifest") -> Table:
             if bm25
             else "none"
         ),
-        "built": f"{manifest.built_at:%Y-%m-%d %H:%M:%S} UTC in {manifest.build_seconds:.1f} s",
+        "built": f"{manifest.built_at:%Y-%m-%d %H:%M:%S} UTC in {manifest.build_seconds:.1f} s"
+        + "".join(f", {stage} {seconds:.1f} s" for stage, seconds in manifest.build_stages.items()),
         "updated": f"{manifest.updated_at:%Y-%m-%d %H:%M:%S} UTC",
         "kotae": manifest.kotae_version,
         "size": f"{sum(p.stat().st_size for p in directory.rglob('*') if p.is_file()) / 2**20:.1f} MiB",
@@ -125,6 +136,17 @@ def _info_table(directory: Path, manifest: "Manifest") -> Table:
             "source", f"{source.path} ({source.format}: {source.documents} docs, {source.passages} passages)"
         )
     return table
+
+
+def _warn_abandoned(target: Path) -> None:
+    from kotae.indexer.swap import abandoned_stagings
+
+    for staging in abandoned_stagings(target):
+        console.print(
+            f"[yellow]{staging} is left from an update of {target} that was killed; nothing uses it: "
+            f"remove it with rm -rf {staging}[/yellow]",
+            soft_wrap=True,
+        )
 
 
 def _embedder(name_or_path: str | None) -> "Embedder":

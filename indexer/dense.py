@@ -2,7 +2,7 @@
 
 import math
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -100,7 +100,16 @@ class DenseIndex:
 
     @classmethod
     def build(cls, spec: DenseSpec, vectors: np.ndarray, keys: np.ndarray) -> "DenseIndex":
-        count, dimension = vectors.shape
+        index = cls.trained(spec, vectors.shape[1], len(vectors), lambda rows: vectors[rows])
+        index.add(vectors, keys)
+        return index
+
+    @classmethod
+    def trained(
+        cls, spec: DenseSpec, dimension: int, count: int, rows: Callable[[np.ndarray], np.ndarray]
+    ) -> "DenseIndex":
+        """An empty index for `count` vectors, ready for `add`. IVF-PQ trains here on a sample of the
+        vectors, which `rows(sorted row numbers)` returns: the corpus need not be in memory at once."""
         match spec:
             case FlatSpec():
                 inner: faiss.Index = faiss.IndexFlatIP(dimension)
@@ -109,10 +118,19 @@ class DenseIndex:
                 inner.hnsw.efConstruction = spec.ef_construction
             case IvfPqSpec():
                 spec = _resolve_ivfpq(spec, count, dimension)
-                return cls(_ivfpq(spec, vectors, keys), spec)
-        index = faiss.IndexIDMap2(inner)
-        index.add_with_ids(vectors, keys)
-        return cls(index, spec)
+                return cls(_ivfpq(spec, dimension, rows(_training_rows(count, spec))), spec)
+        return cls(faiss.IndexIDMap2(inner), spec)
+
+    def add(self, vectors: np.ndarray, keys: np.ndarray) -> None:
+        """Adds vectors under their passage keys."""
+        if not len(keys):
+            return
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        keys = np.asarray(keys, dtype=np.int64)
+        for part in (self._searched, self._exact):
+            if part is not None:
+                part.add_with_ids(vectors, keys)
+        self._index.ntotal = self._searched.ntotal  # the IndexRefine's count, which its parts don't update
 
     @classmethod
     def load(cls, path: Path, spec: DenseSpec, gpu: bool = True) -> "DenseIndex":
@@ -160,14 +178,11 @@ class DenseIndex:
             kept = ~np.isin(kept_keys, removed)
             all_vectors = np.concatenate([kept_vectors[kept], vectors])
             return DenseIndex.build(self.spec, all_vectors, np.concatenate([kept_keys[kept], keys]))
-        for part in (self._searched, self._exact):
-            if part is None:
-                continue
-            if len(removed):
-                part.remove_ids(np.asarray(removed, dtype=np.int64))
-            if len(keys):
-                part.add_with_ids(vectors, keys)
-        self._index.ntotal = self._searched.ntotal  # the IndexRefine's count, which its parts don't update
+        if len(removed):
+            for part in (self._searched, self._exact):
+                if part is not None:
+                    part.remove_ids(np.asarray(removed, dtype=np.int64))
+        self.add(vectors, keys)
         return self
 
     def tune_search(self, spec: DenseSpec) -> None:
@@ -226,20 +241,17 @@ def _keeps_exact_vectors(spec: DenseSpec) -> bool:
     return isinstance(spec, IvfPqSpec) and spec.rerank > 0
 
 
-def _ivfpq(spec: IvfPqSpec, vectors: np.ndarray, keys: np.ndarray) -> faiss.Index:
-    dimension = vectors.shape[1]
+def _ivfpq(spec: IvfPqSpec, dimension: int, sample: np.ndarray) -> faiss.Index:
     codes = faiss.IndexIVFPQ(
         faiss.IndexFlatIP(dimension), dimension, spec.nlist, spec.m, spec.nbits, faiss.METRIC_INNER_PRODUCT
     )
     # 64 points per code centroid are plenty for k-means in a few dimensions; faiss's 256 take many
     # minutes per million passages on two cores.
     codes.pq.cp.max_points_per_centroid = _TRAINING_POINTS_PER_CLUSTER
-    codes.train(_training_sample(vectors, spec))
-    codes.add_with_ids(vectors, keys)
+    codes.train(np.ascontiguousarray(sample, dtype=np.float32))
     if not spec.rerank:
         return codes
     exact = faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))
-    exact.add_with_ids(vectors, keys)
     refine = faiss.IndexRefine(codes, exact)  # faiss's Python wrapper keeps both parts alive with it
     refine.k_factor = spec.rerank
     return refine
@@ -273,11 +285,12 @@ def _resolve_ivfpq(spec: IvfPqSpec, count: int, dimension: int) -> IvfPqSpec:
     return spec.model_copy(update={"nlist": nlist, "m": m})
 
 
-def _training_sample(vectors: np.ndarray, spec: IvfPqSpec) -> np.ndarray:
-    """k-means needs tens of points per cluster, not millions: a sample keeps training minutes short."""
-    count = max(
+def _training_rows(count: int, spec: IvfPqSpec) -> np.ndarray:
+    """Row numbers of the training sample, sorted. k-means needs tens of points per cluster, not millions:
+    a sample keeps training minutes short. The same corpus always gives the same sample."""
+    wanted = max(
         _TRAINING_POINTS_PER_CLUSTER * (spec.nlist or 1), _TRAINING_POINTS_PER_CLUSTER * 2**spec.nbits
     )
-    if len(vectors) <= count:
-        return vectors
-    return vectors[np.sort(np.random.default_rng(0).choice(len(vectors), count, replace=False))]
+    if count <= wanted:
+        return np.arange(count)
+    return np.sort(np.random.default_rng(0).choice(count, wanted, replace=False))

@@ -1,4 +1,4 @@
-"""Sources → passages in the store (chunked, BM25-tokenized): the step that build and add share."""
+"""Sources → passages added to an existing store (chunked, BM25-tokenized), replacing documents by id."""
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -8,9 +8,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from kotae.core.errors import KotaeError
-from kotae.indexer.chunking import chunk_document, indexed_text
 from kotae.indexer.manifest import SourceInfo
-from kotae.indexer.sources import detect_format, read_documents
+from kotae.indexer.shards import prepare_documents
+from kotae.indexer.sources import detect_format, read_records
 from kotae.indexer.store import PassageStore
 from kotae.indexer.tokenizer import SudachiTokenizer
 
@@ -39,30 +39,29 @@ def ingest(
     for path in sources:
         source_format = detect_format(path)
         documents = passages = 0
-        for document in tqdm(
-            read_documents(path), desc=f"reading {path.name}", unit=" docs", disable=not progress
+        for record in tqdm(
+            read_records(path), desc=f"reading {path.name}", unit=" docs", disable=not progress
         ):
-            if document.id in seen:
+            if record.id in seen:
                 raise KotaeError(
-                    f"{document.origin}: document id {document.id!r} already came from {seen[document.id]}"
+                    f"{record.origin}: document id {record.id!r} already came from {seen[record.id]}"
                 )
-            seen[document.id] = document.origin
+            seen[record.id] = record.origin
+            [document] = prepare_documents([record], chunk_chars, tokenizer)
             if replacing:  # even by nothing: a document that lost all its text loses its passages
                 old = store.keys_of_documents([document.id])
                 store.delete(old)
                 result.replaced.extend(old)
-            chunks = chunk_document(document, chunk_chars)
-            if not chunks:  # nothing left after cleaning (e.g. an article that is all tables)
+            if not document.passages:  # nothing left after cleaning (e.g. an article that is all tables)
                 continue
-            tokens = [tokenizer.tokenize(indexed_text(chunk)) if tokenizer else [] for chunk in chunks]
             try:
-                result.added.extend(store.insert(document.id, chunks, tokens))
+                result.added.extend(store.insert(document.id, document.passages, document.tokens))
             except KeyError as error:
                 raise KotaeError(
                     f"{document.origin}: passage id {error.args[0]!r} is already taken by another document"
                 ) from error
             documents += 1
-            passages += len(chunks)
+            passages += len(document.passages)
         result.sources.append(
             SourceInfo(
                 path=str(path.resolve()),

@@ -54,6 +54,9 @@ class Manifest(BaseModel):
     built_at: datetime
     updated_at: datetime
     build_seconds: float
+    build_stages: dict[str, float] = {}
+    """Seconds of each stage of the build that made it (shards: read, clean, embed and store; faiss and
+    bm25 run side by side after it)."""
 
     def require_embedder(self, name: str, weights_hash: str, index_dir: Path) -> None:
         """Refuses to pair this index with another embedder: its vectors would not be comparable."""

@@ -1,5 +1,6 @@
 """Articles of a MediaWiki XML dump (`pages-articles.xml[.bz2]`), streamed page by page."""
 
+import io
 import re
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterator
@@ -37,6 +38,27 @@ def iter_articles(stream: BinaryIO, path: Path) -> Iterator[Page]:
     except ElementTree.ParseError as error:
         line, _column = error.position
         raise InputError(path, line, f"malformed XML: {error}") from error
+
+
+def iter_pages_of_streams(xml: bytes, path: Path, origin: str) -> Iterator[Page]:
+    """Articles of a run of whole `<page>` elements, as one stream of a multistream dump holds them (the
+    first stream also holds the dump's header, the last its closing tag)."""
+    first, last = xml.find(b"<page>"), xml.rfind(b"</page>")
+    if first < 0 or last < 0:
+        return
+    head, tail = xml[:first].strip(), xml[last + len(b"</page>") :].strip()
+    if (head and not head.startswith(b"<mediawiki")) or (tail and tail != b"</mediawiki>"):
+        raise InputError(path, None, f"{origin}: the bz2 streams do not hold whole pages")
+    body = b"<pages>" + xml[first : last + len(b"</page>")] + b"</pages>"
+    try:
+        for _event, element in ElementTree.iterparse(io.BytesIO(body), events=("end",)):
+            if _local(element.tag) == "page":
+                page = _article(element)
+                element.clear()
+                if page is not None:
+                    yield page
+    except ElementTree.ParseError as error:
+        raise InputError(path, None, f"{origin}: malformed XML: {error}") from error
 
 
 def _article(page: ElementTree.Element) -> Page | None:

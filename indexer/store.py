@@ -9,11 +9,15 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from kotae.core.errors import InputError
+from kotae.core.errors import InputError, KotaeError
 from kotae.rag.passage import Passage
+
+if TYPE_CHECKING:
+    from kotae.indexer.shards import PreparedDocument
 
 _SCHEMA = """
 CREATE TABLE passages (
@@ -24,7 +28,19 @@ CREATE TABLE passages (
     text TEXT NOT NULL,
     tokens TEXT NOT NULL                    -- JSON list of BM25 tokens, so BM25 rebuilds skip Sudachi
 );
-CREATE INDEX passages_doc_id ON passages (doc_id);
+"""
+_DOC_ID_INDEX = "CREATE INDEX IF NOT EXISTS passages_doc_id ON passages (doc_id)"
+# While a build runs: which shards are stored (committed with their passages, so a resumed build knows
+# exactly what it has) and where each document came from (to name both places of a duplicate id).
+_BUILD_SCHEMA = """
+CREATE TABLE IF NOT EXISTS build_shards (
+    number INTEGER PRIMARY KEY,
+    source INTEGER NOT NULL,
+    documents INTEGER NOT NULL,
+    passages INTEGER NOT NULL,
+    next_key INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS build_documents (id TEXT PRIMARY KEY, origin TEXT NOT NULL) WITHOUT ROWID;
 """
 # SQLite caps the number of bound parameters per statement (32,766 in recent versions).
 _BATCH = 10_000
@@ -40,7 +56,87 @@ class PassageStore:
     def create(cls, path: Path) -> "PassageStore":
         connection = sqlite3.connect(path)
         connection.executescript(_SCHEMA)
+        connection.execute(_DOC_ID_INDEX)
         return cls(connection, path)
+
+    @classmethod
+    def open_build(cls, path: Path) -> "PassageStore":
+        """The store of a build in progress, created or reopened to resume. Its document-id index is made
+        once, at the end (`finish_build`): that is faster than keeping it up to date row by row."""
+        fresh = not path.exists()
+        connection = sqlite3.connect(path, check_same_thread=False)
+        connection.execute("PRAGMA cache_size = -262144")  # 256 MiB of pages: bulk inserts touch many
+        if fresh:
+            connection.executescript(_SCHEMA)
+        connection.executescript(_BUILD_SCHEMA)
+        connection.commit()
+        return cls(connection, path)
+
+    def stored_shards(self) -> dict[int, int]:
+        """Of a build in progress: each stored shard's number, with the key that follows its passages."""
+        return dict(self._query("SELECT number, next_key FROM build_shards", []))
+
+    def insert_shard(
+        self, number: int, first_key: int, documents: Sequence["PreparedDocument"], source: int
+    ) -> int:
+        """Stores one shard of a build with keys from `first_key` on, and records it, in one transaction
+        (durable once this returns). Returns the key after its last passage. A document id already stored
+        raises KotaeError naming both places."""
+        key = first_key
+        rows = []
+        with self._lock:
+            try:
+                for document in documents:
+                    try:
+                        self._db.execute(
+                            "INSERT INTO build_documents (id, origin) VALUES (?, ?)",
+                            (document.id, document.origin),
+                        )
+                    except sqlite3.IntegrityError:
+                        (earlier,) = self._db.execute(
+                            "SELECT origin FROM build_documents WHERE id = ?", (document.id,)
+                        ).fetchone()
+                        raise KotaeError(
+                            f"{document.origin}: document id {document.id!r} already came from {earlier}"
+                        ) from None
+                    tokens = _json_tokens(document.tokens, len(document.passages))
+                    for passage, words in zip(document.passages, tokens, strict=True):
+                        rows.append((key, passage.id, document.id, passage.title, passage.text, words))
+                        key += 1
+                try:
+                    self._db.executemany(
+                        "INSERT INTO passages (key, id, doc_id, title, text, tokens) "
+                        "VALUES (?, ?, ?, ?, ?, ?)",
+                        rows,
+                    )
+                except sqlite3.IntegrityError as error:
+                    raise KotaeError(f"shard {number}: a passage id is taken twice ({error})") from error
+                self._db.execute(
+                    "INSERT INTO build_shards (number, source, documents, passages, next_key) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (number, source, sum(1 for d in documents if d.passages), key - first_key, key),
+                )
+                self._db.commit()
+            except BaseException:
+                self._db.rollback()
+                raise
+        return key
+
+    def source_counts(self, sources: int) -> list[tuple[int, int]]:
+        """Of a build in progress: (documents, passages) stored from each of its `sources` source files."""
+        counts = [(0, 0)] * sources
+        for source, documents, passages in self._query(
+            "SELECT source, sum(documents), sum(passages) FROM build_shards GROUP BY source", []
+        ):
+            counts[source] = (documents, passages)
+        return counts
+
+    def finish_build(self) -> None:
+        """Indexes document ids and drops the build's bookkeeping: the store is then like any other."""
+        with self._lock:
+            self._db.execute(_DOC_ID_INDEX)
+            self._db.executescript("DROP TABLE IF EXISTS build_shards; DROP TABLE IF EXISTS build_documents;")
+            self._db.commit()
 
     @classmethod
     def open(cls, path: Path, writable: bool = False) -> "PassageStore":
@@ -59,11 +155,12 @@ class PassageStore:
     def close(self) -> None:
         self._db.close()
 
-    def insert(self, doc_id: str, passages: Sequence[Passage], tokens: Sequence[list[str]]) -> list[int]:
-        """Adds a document's passages; returns their keys. Raises KeyError on a passage id already stored."""
+    def insert(self, doc_id: str, passages: Sequence[Passage], tokens: Sequence[str]) -> list[int]:
+        """Adds a document's passages with their BM25 tokens (JSON lists); returns their keys. Raises KeyError
+        on a passage id already stored."""
         keys = []
         with self._lock:
-            for passage, words in zip(passages, tokens, strict=True):
+            for passage, words in zip(passages, _json_tokens(tokens, len(passages)), strict=True):
                 try:
                     cursor = self._db.execute(
                         "INSERT INTO passages (id, doc_id, title, text, tokens) VALUES (?, ?, ?, ?, ?)",
@@ -72,7 +169,7 @@ class PassageStore:
                             doc_id,
                             passage.title,
                             passage.text,
-                            json.dumps(words, ensure_ascii=False),
+                            words,
                         ),
                     )
                 except sqlite3.IntegrityError as error:
@@ -146,13 +243,12 @@ class PassageStore:
         for start in range(0, len(keys), batch):
             yield self.passages(keys[start : start + batch])
 
-    def iter_tokens(self) -> Iterator[tuple[int, list[str]]]:
-        """(key, BM25 tokens) of every passage in key order."""
+    def iter_tokens(self) -> Iterator[tuple[np.ndarray, list[list[str]]]]:
+        """(keys, BM25 token lists) of every passage in key order, in batches."""
         with self._lock:
             cursor = self._db.execute("SELECT key, tokens FROM passages ORDER BY key")
         while rows := _fetch(cursor, self._lock):
-            for key, tokens in rows:
-                yield key, json.loads(tokens)
+            yield np.array([key for key, _ in rows], np.int64), [json.loads(tokens) for _, tokens in rows]
 
     def _query(self, sql: str, params: Sequence[object]) -> list[tuple]:
         with self._lock:
@@ -167,3 +263,8 @@ def _fetch(cursor: sqlite3.Cursor, lock: threading.Lock) -> list[tuple]:
 def _batches(items: list) -> Iterator[list]:
     for start in range(0, len(items), _BATCH):
         yield items[start : start + _BATCH]
+
+
+def _json_tokens(tokens: Sequence[str], passages: int) -> Sequence[str]:
+    """A passage's BM25 tokens as stored; an index without BM25 stores empty lists."""
+    return tokens or ["[]"] * passages

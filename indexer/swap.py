@@ -13,6 +13,10 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from kotae.core.durable import sync
+
+STAGING_PREFIX = ".{name}.new-"
+"""Name of an update's staging directory beside its target, before mkdtemp's random suffix."""
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
 
@@ -22,23 +26,47 @@ def staged_directory(target: Path) -> Iterator[Path]:
     """Yields an empty directory beside `target`; when the block succeeds its contents replace `target`
     (created if absent), else it is removed. Writers of one target take turns (an exclusive file lock)."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(target):
-        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.new-"))
+    with locked(target):
+        staging = Path(
+            tempfile.mkdtemp(dir=target.parent, prefix=f"{STAGING_PREFIX.format(name=target.name)}")
+        )
         staging.chmod(0o755)  # mkdtemp makes it private; an index is as readable as any other output
         try:
             yield staging
-            _sync_tree(staging)
-            _swap_into_place(staging, target)
+            publish(staging, target)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
 
 
+def abandoned_stagings(target: Path) -> list[Path]:
+    """Staging directories of updates to `target` that were killed before they could clean up (none while
+    another writer holds the target's lock: its staging is alive)."""
+    prefix = STAGING_PREFIX.format(name=target.name)
+    lock_path = target.parent / f".{target.name}.lock"
+    if not target.parent.is_dir():
+        return []
+    with open(lock_path, "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return []
+        return sorted(p for p in target.parent.iterdir() if p.name.startswith(prefix) and p.is_dir())
+
+
 @contextlib.contextmanager
-def _locked(target: Path) -> Iterator[None]:
+def locked(target: Path) -> Iterator[None]:
+    """Writers of one target take turns: an exclusive lock on a file beside it."""
+    target.parent.mkdir(parents=True, exist_ok=True)
     with open(target.parent / f".{target.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
+
+
+def publish(staging: Path, target: Path) -> None:
+    """Flushes `staging` to disk, then swaps it in as `target` (call it holding `locked(target)`)."""
+    _sync_tree(staging)
+    _swap_into_place(staging, target)
 
 
 def _swap_into_place(staging: Path, target: Path) -> None:
@@ -52,7 +80,7 @@ def _swap_into_place(staging: Path, target: Path) -> None:
         os.rename(target, aside / target.name)
         os.rename(staging, target)
         shutil.rmtree(aside)
-    _sync(target.parent)
+    sync(target.parent)
 
 
 def _exchange(first: Path, second: Path) -> bool:
@@ -70,13 +98,5 @@ def _exchange(first: Path, second: Path) -> bool:
 
 def _sync_tree(directory: Path) -> None:
     for path in sorted(directory.rglob("*"), reverse=True):
-        _sync(path)
-    _sync(directory)
-
-
-def _sync(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+        sync(path)
+    sync(directory)

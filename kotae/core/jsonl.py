@@ -13,18 +13,46 @@ from kotae.core.errors import InputError
 COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open}
 
 
-def open_binary(path: Path) -> IO[bytes]:
+class ReadPosition:
+    """How far a streamed read has come through its file (in compressed bytes for .gz/.bz2): for progress."""
+
+    def __init__(self) -> None:
+        self._file: IO[bytes] | None = None
+        self._size = 1
+        self._fraction = 0.0
+
+    def follow(self, file: IO[bytes], size: int) -> None:
+        """Reports how far through `size` bytes `file` has been read."""
+        self._file, self._size = file, max(size, 1)
+
+    def set(self, fraction: float) -> None:
+        """For readers that count records rather than bytes."""
+        self._fraction = fraction
+
+    @property
+    def fraction(self) -> float:
+        if self._file is None:
+            return self._fraction
+        return 1.0 if self._file.closed else min(self._file.tell() / self._size, 1.0)
+
+
+def open_binary(path: Path, position: ReadPosition | None = None) -> IO[bytes]:
     if not path.is_file():
         raise InputError(path, None, "no such file")
     opener = COMPRESSED.get(path.suffix.lower())
-    return opener(path, "rb") if opener else path.open("rb")
+    stream = opener(path, "rb") if opener else path.open("rb")
+    if position is not None:
+        # A decompressor's own file (BZ2File._fp, GzipFile.fileobj) tells how much input it has read.
+        raw = getattr(stream, "_fp", None) or getattr(stream, "fileobj", None) or stream
+        position.follow(raw, path.stat().st_size)
+    return stream
 
 
-def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) for every non-blank line."""
+def read_jsonl(path: Path, position: ReadPosition | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for every non-blank line. `position` follows the read, for progress."""
     line_number = 0
     try:
-        with open_binary(path) as stream:
+        with open_binary(path, position) as stream:
             for line_number, raw in enumerate(stream, start=1):
                 line = raw.decode("utf-8")
                 if not line.strip():
