@@ -7,6 +7,8 @@ ones it has already finished."""
 import json
 import os
 import signal
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,6 +106,7 @@ def start_worker(tokenizer_settings: TokenizerSettings | None) -> None:
 def start_worker_process(tokenizer_settings: TokenizerSettings | None) -> None:
     """`start_worker` in a worker process of its own."""
     start_worker(tokenizer_settings)
+    _end_with_parent()
     # Ctrl-C is the parent's to handle: it keeps the stored shards so that the same command resumes.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # The parent's embedder uses every core too; the workers yield to it.
@@ -133,3 +136,17 @@ def prepare_documents(
         )
         prepared.append(PreparedDocument(document.id, document.origin, passages, tokens))
     return prepared
+
+
+def _end_with_parent() -> None:
+    """Ends this worker once the build process is gone, even killed by SIGKILL: a worker blocked on its task
+    queue would otherwise wait forever. (Linux's parent-death signal would follow the thread that started
+    the worker, not the process.)"""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="kotae-parent-watch", daemon=True).start()

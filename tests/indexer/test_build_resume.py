@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -127,9 +128,12 @@ def test_a_killed_build_resumes_to_the_same_index(
     )
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == "hanging"
+        children = psutil.Process(child.pid).children()
         os.kill(child.pid, signal.SIGKILL)
     finally:
         child.wait(timeout=60)
+    _, alive = psutil.wait_procs(children, timeout=30)
+    assert not alive  # the killed build's worker processes end with it
     staging = staging_path(resumed)
     assert staging.is_dir() and not resumed.exists()
 
