@@ -38,7 +38,7 @@ def evaluate(
         return
     if data is None:
         raise typer.BadParameter("give the questions to ask with --data FILE", param_hint="--data")
-    # The runner pulls in the pipeline (vLLM, faiss, bm25s): only when a run is asked for.
+    # The runner pulls in the pipeline (vLLM, faiss, numba): only when a run is asked for.
     from kotae.evals.runner import EvalConfig, run_eval
 
     config = EvalConfig(

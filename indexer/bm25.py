@@ -1,24 +1,58 @@
-"""Lexical index: BM25 (bm25s) over Sudachi tokens, mapping its rows to passage keys."""
+"""Lexical index: Lucene BM25 over Sudachi tokens, as a score matrix on disk searched by a numba kernel.
 
-import logging
+Layout (one directory; every array is a .npy file opened memory-mapped):
+
+- `indptr.npy`, `docs.npy`, `scores.npy`: the BM25 score of each (term, passage row) pair, column by column
+  (CSC, as bm25s lays it out): term t's rows ascending in `docs[indptr[t]:indptr[t+1]]`, their scores beside.
+- `keys.npy`: the passage key of each row.
+- `term_hashes.npy` (sorted) and `term_ids.npy`: a term's 64-bit hash → its id; `term_bytes.npy` and
+  `term_offsets.npy` hold each term's UTF-8 text to confirm a match (so a hash collision never conflates two).
+- `bm25.json`, written last: counts and parameters. An index without it is incomplete.
+
+A build streams its batches: each batch's (term, row, frequency) triples are spilled to disk, then the
+matrix is assembled term range by term range, so memory holds one batch, a few term ranges, the vocabulary's
+dictionary and a few numbers per passage, never every token list. Scores depend only on the passages and
+their order, never on how they were batched or on threads. A search adds the query terms' scores into an
+accumulator one block of `_BLOCK` rows at a time, then scans the block for rows that beat the k best kept;
+runs of blocks are searched by several threads at once. There is no pruning (WAND): every posting of every
+query term is read, in order.
+"""
+
+import hashlib
+import itertools
 import os
-from collections.abc import Sequence
+import shutil
+import threading
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-# bm25s warms JAX up at import (a top_k on a tiny array) when JAX is installed; on a GPU machine that
-# initialises JAX's CUDA backend, which claims 75% of GPU memory and starves vLLM (seen on the H200: ~108 GB).
-# kotae's BM25 scores with numpy only, so JAX stays on the CPU.
-os.environ.setdefault("JAX_PLATFORMS", "cpu")
-
-import bm25s
+import numba
 import numpy as np
 from pydantic import BaseModel
 
 from kotae.core.errors import InputError
 
+META_FILE = "bm25.json"
 KEYS_FILE = "keys.npy"
-# bm25s logs its own progress at INFO; kotae shows one progress bar of its own.
-logging.getLogger("bm25s").setLevel(logging.WARNING)
+_ARRAYS = {
+    "indptr": np.int64,
+    "docs": np.int32,
+    "scores": np.float32,
+    "keys": np.int64,
+    "term_hashes": np.uint64,
+    "term_ids": np.int32,
+    "term_offsets": np.int64,
+    "term_bytes": np.uint8,
+}
+_FORMAT = 1
+_BLOCK = 1 << 16
+"""Rows per search block: its float32 accumulator (256 KiB) is sized to stay in a core's L2 cache."""
+_RANGE_POSTINGS = 1 << 20
+"""Postings per term range when the matrix is assembled: 8 MiB of output in memory per range."""
+_ASSEMBLY_THREADS = 4
+"""At most this many ranges are assembled at once, whatever `threads` says (memory stays bounded)."""
+_SPILL_DIR = ".spill"
 
 
 class Bm25Params(BaseModel):
@@ -27,50 +61,421 @@ class Bm25Params(BaseModel):
     b: float = 0.75
     """Length normalisation."""
     method: str = "lucene"
+    """Lucene's BM25 (as bm25s's "lucene"): idf = ln(1 + (N − df + 0.5)/(df + 0.5)),
+    score = idf · tf / (tf + k1·(1 − b + b·len/avglen)), document lengths exact."""
+
+
+class _Meta(BaseModel):
+    format: int
+    documents: int
+    terms: int
+    postings: int
+    average_length: float
+    params: Bm25Params
 
 
 class Bm25Index:
-    def __init__(self, model: bm25s.BM25, keys: np.ndarray) -> None:
-        self._model = model
-        self.keys = keys
-        """Passage key of each bm25s row."""
+    """An opened index: arrays memory-mapped, searched by `threads` threads (0: one per CPU). Thread-safe."""
+
+    def __init__(self, directory: Path, meta: _Meta, arrays: dict[str, np.ndarray], threads: int = 0) -> None:
+        self.directory = directory
+        self.params = meta.params
+        self._meta = meta
+        self._indptr = arrays["indptr"]
+        self._docs = arrays["docs"]
+        self._scores = arrays["scores"]
+        self.keys = arrays["keys"]
+        """Passage key of each row."""
+        self._term_hashes = arrays["term_hashes"]
+        self._term_ids = arrays["term_ids"]
+        self._term_offsets = arrays["term_offsets"]
+        self._term_bytes = arrays["term_bytes"]
+        blocks = -(-meta.documents // _BLOCK)
+        workers = max(1, min(threads or os.cpu_count() or 1, blocks))
+        # Contiguous runs of blocks, one per worker.
+        edges = np.linspace(0, blocks, workers + 1).round().astype(np.int64) * _BLOCK
+        self._spans = [(int(lo), int(min(hi, meta.documents))) for lo, hi in itertools.pairwise(edges)]
+        self._parallel = workers > 1
 
     @classmethod
-    def build(cls, tokens: Sequence[list[str]], keys: np.ndarray, params: Bm25Params) -> "Bm25Index":
-        model = bm25s.BM25(k1=params.k1, b=params.b, method=params.method)
-        model.index(list(tokens), show_progress=False)
-        return cls(model, np.asarray(keys, dtype=np.int64))
+    def build(
+        cls,
+        directory: Path,
+        batches: Iterable[tuple[np.ndarray, Sequence[list[str]]]],
+        params: Bm25Params,
+        threads: int = 0,
+    ) -> "Bm25Index":
+        """Writes a BM25 index of the (passage keys, token lists) batches into `directory` (created) and
+        opens it; memory stays bounded by a batch (plus the vocabulary and a few numbers per passage). Keys
+        must be distinct. `threads` (0: one per CPU) assemble term ranges side by side (at most
+        `_ASSEMBLY_THREADS`), then search."""
+        if params.method != "lucene":
+            raise ValueError(f"only Lucene BM25 is implemented, not {params.method!r}")
+        directory.mkdir(parents=True, exist_ok=True)
+        if any(directory.iterdir()):
+            raise ValueError(f"{directory} is not empty: a BM25 index is built into a new directory")
+        threads = threads or os.cpu_count() or 1
+        spill = directory / _SPILL_DIR
+        spill.mkdir()
+        vocabulary: dict[str, int] = {}
+        parts, lengths, keys = [], [], []
+        documents = 0
+        for batch, (batch_keys, tokens) in enumerate(batches):
+            batch_keys = np.asarray(batch_keys, dtype=np.int64)
+            if len(batch_keys) != len(tokens):
+                raise ValueError(f"a batch has {len(batch_keys)} keys for {len(tokens)} token lists")
+            parts.append(_spill_batch(spill / f"{batch:06d}", vocabulary, tokens, documents))
+            lengths.append(np.fromiter(map(len, tokens), np.int64, len(tokens)))
+            keys.append(batch_keys)
+            documents += len(tokens)
+        all_keys = np.concatenate(keys) if keys else np.empty(0, np.int64)
+        if len(np.unique(all_keys)) != len(all_keys):
+            raise ValueError("passage keys must be distinct")
+        length = np.concatenate(lengths) if lengths else np.empty(0, np.int64)
+        del keys, lengths
+        meta = _assemble(directory, parts, vocabulary, length, params, threads)
+        np.save(directory / KEYS_FILE, all_keys)
+        _save_vocabulary(directory, vocabulary)
+        shutil.rmtree(spill)
+        (directory / META_FILE).write_text(meta.model_dump_json(indent=1), encoding="utf-8")
+        return cls.load(directory, threads)
 
     @classmethod
-    def load(cls, directory: Path) -> "Bm25Index":
-        keys_path = directory / KEYS_FILE
-        if not keys_path.is_file():
-            raise InputError(keys_path, None, "BM25 file missing: the index is incomplete; rebuild it")
+    def load(cls, directory: Path, threads: int = 0) -> "Bm25Index":
+        """Opens a built index, its arrays memory-mapped (nothing is read until a search needs it)."""
+        meta_path = directory / META_FILE
+        if not meta_path.is_file():
+            raise InputError(meta_path, None, "BM25 file missing: the index is incomplete; rebuild it")
         try:
-            model = bm25s.BM25.load(directory, show_progress=False)
-            keys = np.load(keys_path)
-        except Exception as error:  # bm25s raises whatever numpy/json raise on a damaged file
+            meta = _Meta.model_validate_json(meta_path.read_bytes())
+        except ValueError as error:
+            raise InputError(meta_path, None, f"BM25 file unreadable ({error}); rebuild the index") from error
+        if meta.format != _FORMAT:
             raise InputError(
-                directory, None, f"BM25 index unreadable ({error}); rebuild the index"
-            ) from error
-        if model.scores["num_docs"] != len(keys):
-            raise InputError(directory, None, "BM25 index and its key map disagree; rebuild the index")
-        return cls(model, keys)
-
-    def save(self, directory: Path) -> None:
-        self._model.save(directory, show_progress=False)
-        np.save(directory / KEYS_FILE, self.keys)
+                meta_path, None, f"BM25 index format {meta.format}, expected {_FORMAT}; rebuild it"
+            )
+        expected = {
+            "indptr": meta.terms + 1,
+            "docs": meta.postings,
+            "scores": meta.postings,
+            "keys": meta.documents,
+            "term_hashes": meta.terms,
+            "term_ids": meta.terms,
+            "term_offsets": meta.terms + 1,
+            "term_bytes": None,
+        }
+        arrays = {
+            name: _load_array(directory / f"{name}.npy", dtype, expected[name])
+            for name, dtype in _ARRAYS.items()
+        }
+        if meta.terms and (
+            arrays["indptr"][-1] != meta.postings or arrays["term_offsets"][-1] != len(arrays["term_bytes"])
+        ):
+            raise InputError(directory, None, "BM25 index files disagree with each other; rebuild the index")
+        _compile()
+        return cls(directory, meta, arrays, threads)
 
     def __len__(self) -> int:
-        return len(self.keys)
+        return self._meta.documents
 
     def search(self, query_tokens: list[str], k: int) -> list[tuple[int, float]]:
-        """(passage key, score) best first; passages sharing no word with the query are never returned."""
-        token_ids = self._model.get_tokens_ids(query_tokens)
-        if not token_ids:
+        """(passage key, score) best first; passages sharing no word with the query are never returned.
+        Equal scores are ordered by key. A word repeated in the query counts once per repetition."""
+        terms, counts = self._term_ids_of(query_tokens)
+        if k <= 0 or not len(terms):
             return []
-        scores = self._model.get_scores_from_ids(token_ids)
-        k = min(k, len(scores))
-        top = np.argpartition(-scores, k - 1)[:k]
-        top = top[np.lexsort((top, -scores[top]))]  # ties: earlier rows first, so results are repeatable
-        return [(int(self.keys[row]), float(scores[row])) for row in top if scores[row] > 0]
+        weights = counts.astype(np.float32)
+        args = (self._indptr, self._docs, self._scores, self.keys, terms, weights, k)
+        if self._parallel:
+            found = list(_pool().map(lambda span: _top_k_kernel(*args, *span), self._spans))
+        else:
+            found = [_top_k_kernel(*args, 0, self._meta.documents)]
+        scores = np.concatenate([score for score, _ in found])
+        keys = np.concatenate([key for _, key in found])
+        best = np.lexsort((keys, -scores))[:k]
+        return [(int(keys[i]), float(scores[i])) for i in best]
+
+    def _term_ids_of(self, tokens: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Distinct known terms of the query, ascending (the order their scores are summed in), and how
+        many times each occurs."""
+        texts = [token.encode() for token in tokens]
+        hashes = np.fromiter((_hash(text) for text in texts), np.uint64, len(texts))
+        positions = np.searchsorted(self._term_hashes, hashes).tolist()
+        found: dict[int, int] = {}
+        for text, digest, position in zip(texts, hashes.tolist(), positions, strict=True):
+            # Equal hashes sit side by side; the term's text tells a collision apart.
+            while position < len(self._term_hashes) and int(self._term_hashes[position]) == digest:
+                term = int(self._term_ids[position])
+                if (
+                    self._term_bytes[self._term_offsets[term] : self._term_offsets[term + 1]].tobytes()
+                    == text
+                ):
+                    found[term] = found.get(term, 0) + 1
+                    break
+                position += 1
+        terms = sorted(found)
+        return np.array(terms, dtype=np.int64), np.array([found[term] for term in terms], dtype=np.int64)
+
+
+# Build ----------------------------------------------------------------------------------------------------
+
+
+_SPILLED = {"terms": np.int32, "rows": np.int32, "tf": np.float32}
+"""Raw arrays of a spilled batch (plain files, read back by slices)."""
+
+
+def _spill_batch(path: Path, vocabulary: dict[str, int], tokens: Sequence[list[str]], first_row: int) -> Path:
+    """Writes the batch's distinct (term, row) pairs with their frequency, sorted by term then row."""
+    ids = np.fromiter(
+        (vocabulary.setdefault(token, len(vocabulary)) for words in tokens for token in words), np.int64
+    )
+    sizes = np.fromiter(map(len, tokens), np.int64, len(tokens))
+    rows = np.repeat(np.arange(first_row, first_row + len(tokens), dtype=np.int64), sizes)
+    pairs, frequency = np.unique((ids << 32) | rows, return_counts=True)
+    path.mkdir()
+    (pairs >> 32).astype(_SPILLED["terms"]).tofile(path / "terms")
+    (pairs & 0xFFFFFFFF).astype(_SPILLED["rows"]).tofile(path / "rows")
+    frequency.astype(_SPILLED["tf"]).tofile(path / "tf")
+    return path
+
+
+def _read_slice(path: Path, dtype: type, start: int, stop: int) -> np.ndarray:
+    return np.fromfile(path, dtype=dtype, count=stop - start, offset=start * np.dtype(dtype).itemsize)
+
+
+def _assemble(
+    directory: Path,
+    parts: list[Path],
+    vocabulary: dict[str, int],
+    length: np.ndarray,
+    params: Bm25Params,
+    threads: int,
+) -> _Meta:
+    """The score matrix from the spilled batches, written term range by term range. Spills are read and
+    the matrix written with plain file I/O, so neither is mapped into (and counted in) this process."""
+    terms, documents = len(vocabulary), len(length)
+    df = np.zeros(terms, np.int64)
+    for part in parts:
+        df += np.bincount(np.fromfile(part / "terms", dtype=_SPILLED["terms"]), minlength=terms)
+    indptr = np.zeros(terms + 1, np.int64)
+    np.cumsum(df, out=indptr[1:])
+    postings = int(indptr[-1])
+    average = float(length.sum() / documents) if documents else 0.0
+    idf = np.log(1 + (documents - df + 0.5) / (df + 0.5)).astype(np.float32)
+    norm = (params.k1 * ((1 - params.b) + params.b * length / (average or 1.0))).astype(np.float32)
+    np.save(directory / "indptr.npy", indptr)
+    # Term ranges of about _RANGE_POSTINGS postings each (a term longer than that is a range alone), and
+    # where each range starts in each spilled batch (its terms are sorted).
+    cuts = np.searchsorted(indptr, np.arange(0, postings, _RANGE_POSTINGS), side="right") - 1
+    edges = np.array(sorted({0, terms, *cuts.tolist()}), dtype=np.int64)
+    starts = [np.searchsorted(np.fromfile(part / "terms", dtype=_SPILLED["terms"]), edges) for part in parts]
+    outputs = {
+        name: _npy_for_writing(directory / f"{name}.npy", dtype, postings) for name, dtype in _MATRIX.items()
+    }
+
+    def write_range(number: int) -> None:
+        lo, hi = int(edges[number]), int(edges[number + 1])
+        base, size = int(indptr[lo]), int(indptr[hi] - indptr[lo])
+        if size == 0:
+            return
+        rows, scores = np.empty(size, np.int32), np.empty(size, np.float32)
+        filled = np.zeros(hi - lo, np.int64)  # postings of each term placed so far
+        # Batches come in row order: each term's rows stay ascending when batch after batch is appended.
+        for part, start in zip(parts, starts, strict=True):
+            begin, end = int(start[number]), int(start[number + 1])
+            if end <= begin:
+                continue
+            term, row, tf = (_read_slice(part / name, dtype, begin, end) for name, dtype in _SPILLED.items())
+            first = np.searchsorted(term, term)  # each entry's first same-term entry (terms are sorted)
+            place = indptr[term] - base + filled[term - lo] + (np.arange(len(term)) - first)
+            rows[place] = row
+            scores[place] = idf[term] * (tf / (tf + norm[row]))
+            groups = np.flatnonzero(np.diff(term, prepend=-1))
+            filled[term[groups] - lo] += np.diff(groups, append=len(term))
+        _write_at(outputs["docs"], rows, base)
+        _write_at(outputs["scores"], scores, base)
+
+    try:
+        with ThreadPoolExecutor(max(1, min(threads, _ASSEMBLY_THREADS))) as pool:
+            list(pool.map(write_range, range(len(edges) - 1)))
+    finally:
+        for descriptor, _ in outputs.values():
+            os.close(descriptor)
+    return _Meta(
+        format=_FORMAT,
+        documents=documents,
+        terms=terms,
+        postings=postings,
+        average_length=average,
+        params=params,
+    )
+
+
+_MATRIX = {"docs": np.int32, "scores": np.float32}
+
+
+def _npy_for_writing(path: Path, dtype: type, length: int) -> tuple[int, int]:
+    """Creates a .npy file of `length` items (its data left to fill); returns an open descriptor and the
+    data's offset in the file."""
+    with path.open("wb") as stream:
+        np.lib.format.write_array_header_1_0(
+            stream, {"descr": np.dtype(dtype).str, "fortran_order": False, "shape": (length,)}
+        )
+        offset = stream.tell()
+        stream.truncate(offset + length * np.dtype(dtype).itemsize)
+    return os.open(path, os.O_WRONLY), offset
+
+
+def _write_at(output: tuple[int, int], values: np.ndarray, first: int) -> None:
+    descriptor, offset = output
+    view = memoryview(np.ascontiguousarray(values)).cast("B")
+    position = offset + first * values.itemsize
+    while view:
+        written = os.pwrite(descriptor, view, position)
+        view, position = view[written:], position + written
+
+
+def _save_vocabulary(directory: Path, vocabulary: dict[str, int]) -> None:
+    encoded = [term.encode() for term in vocabulary]  # in term-id order: dicts keep insertion order
+    offsets = np.zeros(len(encoded) + 1, np.int64)
+    np.cumsum([len(text) for text in encoded], out=offsets[1:])
+    hashes = np.fromiter((_hash(text) for text in encoded), np.uint64, len(encoded))
+    order = np.argsort(hashes, kind="stable")
+    np.save(directory / "term_hashes.npy", hashes[order])
+    np.save(directory / "term_ids.npy", order.astype(np.int32))
+    np.save(directory / "term_offsets.npy", offsets)
+    np.save(directory / "term_bytes.npy", np.frombuffer(b"".join(encoded), dtype=np.uint8))
+
+
+def _hash(text: bytes) -> int:
+    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little")
+
+
+def _load_array(path: Path, dtype: type, length: int | None) -> np.ndarray:
+    if not path.is_file():
+        raise InputError(path, None, "BM25 file missing: the index is incomplete; rebuild it")
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError) as error:
+        raise InputError(path, None, f"BM25 file unreadable ({error}); rebuild the index") from error
+    if array.dtype != dtype or array.ndim != 1 or (length is not None and len(array) != length):
+        raise InputError(
+            path, None, f"BM25 file damaged: {array.dtype}[{len(array)}] where {np.dtype(dtype)} was expected"
+        )
+    return array
+
+
+# Search ---------------------------------------------------------------------------------------------------
+
+
+@numba.njit(cache=True, nogil=True)
+def _first_at_least(docs: np.ndarray, lo: int, hi: int, row: int) -> int:
+    while lo < hi:
+        middle = (lo + hi) // 2
+        if docs[middle] < row:
+            lo = middle + 1
+        else:
+            hi = middle
+    return lo
+
+
+@numba.njit(cache=True, nogil=True)
+def _worse(score_a: float, key_a: int, score_b: float, key_b: int) -> bool:
+    return score_a < score_b or (score_a == score_b and key_a > key_b)
+
+
+@numba.njit(cache=True, nogil=True)
+def _keep(heap_score: np.ndarray, heap_key: np.ndarray, size: int, k: int, score: float, key: int) -> int:
+    """Adds (score, key) to the heap of the k best kept so far (its root the worst) if it belongs there;
+    returns the heap's new size."""
+    if size < k:  # sift up
+        slot = size
+        size += 1
+        while slot > 0 and _worse(score, key, heap_score[(slot - 1) // 2], heap_key[(slot - 1) // 2]):
+            heap_score[slot] = heap_score[(slot - 1) // 2]
+            heap_key[slot] = heap_key[(slot - 1) // 2]
+            slot = (slot - 1) // 2
+        heap_score[slot] = score
+        heap_key[slot] = key
+    elif _worse(heap_score[0], heap_key[0], score, key):  # replace the root, sift down
+        slot = 0
+        while True:
+            child = 2 * slot + 1
+            if child >= size:
+                break
+            if child + 1 < size and _worse(
+                heap_score[child + 1], heap_key[child + 1], heap_score[child], heap_key[child]
+            ):
+                child += 1
+            if not _worse(heap_score[child], heap_key[child], score, key):
+                break
+            heap_score[slot] = heap_score[child]
+            heap_key[slot] = heap_key[child]
+            slot = child
+        heap_score[slot] = score
+        heap_key[slot] = key
+    return size
+
+
+@numba.njit(cache=True, nogil=True)
+def _top_k_kernel(
+    indptr: np.ndarray,
+    docs: np.ndarray,
+    scores: np.ndarray,
+    keys: np.ndarray,
+    terms: np.ndarray,
+    weights: np.ndarray,
+    k: int,
+    first_row: int,
+    end_row: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The k best rows of [first_row, end_row) by (score, then smaller key), unordered, as (scores, keys).
+    Each block of rows is scored into an accumulator, term by term in `terms` order (so a row's score never
+    depends on blocks or threads), then scanned for rows that beat the worst kept."""
+    heap_score = np.empty(k, np.float32)
+    heap_key = np.empty(k, np.int64)
+    size = 0
+    accumulator = np.zeros(_BLOCK, np.float32)
+    cursor = np.empty(len(terms), np.int64)
+    for j in range(len(terms)):
+        cursor[j] = _first_at_least(docs, indptr[terms[j]], indptr[terms[j] + 1], first_row)
+    for block_start in range(first_row, end_row, _BLOCK):
+        block_end = min(block_start + _BLOCK, end_row)
+        for j in range(len(terms)):
+            stop = _first_at_least(docs, cursor[j], indptr[terms[j] + 1], block_end)
+            weight = weights[j]
+            for position in range(cursor[j], stop):
+                accumulator[docs[position] - block_start] += weight * scores[position]
+            cursor[j] = stop
+        for local in range(block_end - block_start):
+            score = accumulator[local]
+            # A row sharing no word scores 0 and is never kept; ties with the worst kept go by key.
+            if score > 0.0 and (size < k or score >= heap_score[0]):
+                size = _keep(heap_score, heap_key, size, k, score, keys[block_start + local])
+            accumulator[local] = 0.0
+    return heap_score[:size].copy(), heap_key[:size].copy()
+
+
+_compiled = threading.Lock()
+_pool_lock = threading.Lock()
+_shared_pool: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    """One pool for every index of the process (the kernel releases the GIL), one thread per CPU."""
+    global _shared_pool
+    with _pool_lock:
+        if _shared_pool is None:
+            _shared_pool = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="kotae-bm25")
+        return _shared_pool
+
+
+def _compile() -> None:
+    """Compiles (or loads numba's cached compilation of) the kernel for the index's array types now, so
+    the first search is not the one that waits. The index's arrays are read-only memory maps, a type of
+    their own to numba."""
+    mapped = [np.zeros(2, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32), np.zeros(0, np.int64)]
+    for array in mapped:
+        array.flags.writeable = False
+    with _compiled:
+        _top_k_kernel(*mapped, np.zeros(1, np.int64), np.ones(1, np.float32), 1, 0, 0)

@@ -12,7 +12,7 @@ from kotae.indexer.layout import MANIFEST_FILE
 from kotae.indexer.sources import SourceFormat
 from kotae.indexer.tokenizer import TokenizerSettings
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 class EmbedderInfo(BaseModel):

@@ -65,7 +65,7 @@ class PassageStore:
         once, at the end (`finish_build`): that is faster than keeping it up to date row by row."""
         fresh = not path.exists()
         connection = sqlite3.connect(path, check_same_thread=False)
-        connection.execute("PRAGMA cache_size = -262144")  # 256 MiB of pages: bulk inserts touch many
+        connection.execute("PRAGMA cache_size = -65536")  # 64 MiB of pages: bulk inserts touch many
         if fresh:
             connection.executescript(_SCHEMA)
         connection.executescript(_BUILD_SCHEMA)

@@ -13,6 +13,7 @@ from kotae.core.config import Settings
 from kotae.demo import corpus_path
 from kotae.indexer.build import build_index
 from kotae.indexer.index import Index
+from kotae.indexer.manifest import FORMAT_VERSION
 from kotae.models.quantized import read_quantize_record
 from kotae.models.store import ModelStore, model_hash
 from kotae.rag.embedder import Embedder
@@ -34,7 +35,8 @@ def index_path(settings: Settings, embedder: Embedder) -> Path:
     if settings.index is not None:
         return settings.index
     corpus = corpus_path()
-    digest = hashlib.sha256(corpus.read_bytes()).hexdigest()
+    # A new index format rebuilds it too: the stamp names the format it was built in.
+    digest = f"{hashlib.sha256(corpus.read_bytes()).hexdigest()} format {FORMAT_VERSION}"
     stamp = settings.demo_index / DEMO_CORPUS_STAMP
     if not (stamp.is_file() and stamp.read_text(encoding="utf-8").strip() == digest):
         build_index([corpus], settings.demo_index, embedder)

@@ -1,13 +1,29 @@
-"""Sentence embeddings for retrieval: a sentence-transformers folder, loaded offline."""
+"""Sentence embeddings for retrieval: a sentence-transformers folder, loaded offline, run by the backend the
+settings choose (OpenVINO on a CPU, PyTorch fp16 on CUDA by default) on length-sorted, token-budgeted
+batches."""
 
+import logging
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from kotae.core.errors import KotaeError
 from kotae.models.store import EMBEDDER, ModelNotFound, ModelStore, model_hash
+from kotae.rag import batching
+from kotae.rag.embedding_backends import (
+    Choice,
+    OpenVinoRunner,
+    TorchRunner,
+    demo_calibration_texts,
+    openvino_model,
+    resolve,
+)
+
+log = logging.getLogger(__name__)
 
 PASSAGE_PROMPT = "passage"
 QUERY_PROMPT = "query"
@@ -15,11 +31,26 @@ QUERY_PROMPT = "query"
 
 class Embedder:
     """Normalized float32 embeddings of passages and queries, with the prompts the folder configures
-    (E5: "passage: " / "query: "); a folder without those prompts embeds texts as they are."""
+    (E5: "passage: " / "query: "); a folder without those prompts embeds texts as they are. One backend
+    embeds both, so queries and passages always come from the same runtime and precision."""
 
-    def __init__(self, folder: Path, device: str | None = None) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        device: str | None = None,
+        backend: str | None = None,
+        precision: str | None = None,
+        cache_dir: Path | None = None,
+        token_budget: int | None = None,
+    ) -> None:
         """`folder`: sentence-transformers (modules.json) or a plain encoder (config.json: mean pooling).
-        `device`: None picks CUDA when torch sees a GPU, else CPU."""
+        `device`: None picks CUDA when torch sees a GPU, else CPU.
+        `backend` ("auto", "torch", "openvino") and `precision` ("auto", "fp32", "bf16", "fp16", "int8"):
+        None takes the settings' `embedder_backend` / `embedder_precision`; `embedding_backends.resolve`
+        says what auto picks. An auto backend whose conversion fails falls back to torch (logged).
+        `cache_dir`: where converted models are kept (default: the folder holding `folder`, i.e. the
+        model store for a pulled model). `token_budget`: rows × padded length per batch (default: the
+        backend's, larger on CUDA)."""
         from sentence_transformers import SentenceTransformer
 
         if not any((folder / name).is_file() for name in ("modules.json", "config.json")):
@@ -29,48 +60,165 @@ class Embedder:
         """How manifests name the embedder: the store's model name, or the folder's name."""
         self.hash = model_hash(folder)
         """The model store's identity of the weights (its source file's sha256, or a fingerprint)."""
-        self._model = SentenceTransformer(str(folder), device=device, local_files_only=True)
-        self.dimension: int = self._model.get_embedding_dimension()
-        prompts = self._model.prompts
+        configured_backend, configured_precision = _configured(backend, precision)
+        choice = resolve(configured_backend, configured_precision, device)
+        load_on = "cpu" if choice.backend == "openvino" else choice.device
+        model = SentenceTransformer(str(folder), device=load_on, local_files_only=True)
+        self.dimension: int = model.get_embedding_dimension()
+        prompts = model.prompts
         self.passage_prompt_name = PASSAGE_PROMPT if prompts.get(PASSAGE_PROMPT) else None
         self.query_prompt_name = QUERY_PROMPT if prompts.get(QUERY_PROMPT) else None
         self.passage_prompt = prompts.get(PASSAGE_PROMPT) or None
         self.query_prompt = prompts.get(QUERY_PROMPT) or None
-        # Fast tokenizers fail with "Already borrowed" when two threads encode at once.
+        self._tokenizer, self._pad_id = _fast_tokenizer(model)
+        self._special_ids = set(getattr(model.tokenizer, "all_special_ids", ()))
+        self._pools_over_prompts = _pools_over_prompts(model)
+        # Fast tokenizers fail with "Already borrowed" when two threads encode at once; an OpenVINO
+        # request runs one batch at a time.
         self._lock = threading.Lock()
+        self._cache_dir = cache_dir or folder.parent
+        self._runner, self.choice = self._start(model, choice, configured_backend == "auto")
+        self._token_budget = token_budget
+        self._model = model if self.choice.backend == "torch" else None
+        """The sentence-transformers model (torch backend only; OpenVINO runs its own copy)."""
 
     @property
     def device(self) -> str:
-        return str(self._model.device)
+        return self.choice.device
+
+    @property
+    def backend(self) -> str:
+        """What runs the model, e.g. "openvino-bf16" or "torch-fp16"."""
+        return self.choice.label
 
     def embed_passages(
-        self, texts: Sequence[str], batch_size: int = 32, progress: bool = False
+        self,
+        texts: Sequence[str],
+        batch_size: int = 32,
+        progress: bool = False,
+        token_budget: int | None = None,
     ) -> np.ndarray:
-        return self._encode(texts, self.passage_prompt_name, batch_size, progress)
+        """One row per text, in input order. Batches are formed by token budget, not by count: `batch_size`
+        is accepted for existing callers and not used; `token_budget` overrides the embedder's."""
+        return self._encode(texts, self.passage_prompt, progress, token_budget)
 
     def embed_queries(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
-        return self._encode(texts, self.query_prompt_name, batch_size, progress=False)
+        """One row per question, in input order (`batch_size` is not used, as for passages)."""
+        return self._encode(texts, self.query_prompt, False, None)
 
     def _encode(
-        self, texts: Sequence[str], prompt_name: str | None, batch_size: int, progress: bool
+        self, texts: Sequence[str], prompt: str | None, progress: bool, token_budget: int | None
     ) -> np.ndarray:
+        out = np.empty((len(texts), self.dimension), np.float32)
         if not texts:
-            return np.zeros((0, self.dimension), np.float32)
-        with self._lock:
-            vectors = self._model.encode(
-                list(texts),
-                prompt_name=prompt_name,
-                batch_size=batch_size,
-                show_progress_bar=progress,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
+            return out
+        runner = self._runner
+        shape = runner.batch_shape
+        inputs = [prompt + text for text in texts] if prompt else list(texts)
+        features: dict[str, Any] = {"modality": "text"}
+        if prompt and not self._pools_over_prompts:
+            features["prompt_length"] = self._prompt_length(prompt)
+        with (
+            self._lock,
+            tqdm(total=len(texts), desc="embedding", unit=" texts", disable=not progress) as bar,
+        ):
+            for block in batching.blocks(
+                inputs,
+                self._tokenize,
+                self._pad_id,
+                token_budget=token_budget or self._token_budget or shape.token_budget,
+                max_rows=shape.max_rows,
+                multiple=shape.multiple,
+                block_texts=shape.block_texts,
+                prepare=runner.prepare,
+            ):
+                out[block.rows] = runner.run_block(block, features)
+                bar.update(block.count)
+        return out
+
+    def _prompt_length(self, prompt: str) -> int:
+        """The prompt's tokens at the start of every text, as sentence-transformers counts them: the
+        prompt tokenized alone, less a trailing special token."""
+        [ids] = self._tokenize([prompt])
+        return len(ids) - 1 if ids and ids[-1] in self._special_ids else len(ids)
+
+    def _tokenize(self, texts: list[str]) -> list[list[int]]:
+        return self._tokenizer(texts)
+
+    def _start(self, model: Any, choice: Choice, auto: bool) -> tuple[TorchRunner | OpenVinoRunner, Choice]:
+        """The runner for `choice`; with an auto backend, torch on the CPU where OpenVINO cannot run it."""
+        if choice.backend != "openvino":
+            return TorchRunner(model, choice), choice
+        try:
+            if not self._pools_over_prompts:
+                raise KotaeError(
+                    f"{self.folder}: its pooling leaves the prompt out, which needs backend torch"
+                )
+            folder = openvino_model(
+                model, self.hash, choice.precision, self._cache_dir, self.name, self._calibration
             )
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+            return OpenVinoRunner(folder, choice, self.dimension), choice
+        except Exception as error:
+            if not auto:
+                raise
+            log.warning("OpenVINO cannot run the embedder (%s): embedding with torch on the CPU", error)
+        fallback = Choice("torch", "fp32", "cpu")
+        return TorchRunner(model, fallback), fallback
+
+    def _calibration(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """int8 calibration samples: the demo corpus's passages and questions, prompted as they are
+        embedded, one text per sample."""
+        passages, questions = demo_calibration_texts()
+        texts = [(self.passage_prompt or "") + text for text in passages]
+        texts += [(self.query_prompt or "") + text for text in questions]
+        samples = []
+        for ids in self._tokenize(texts):
+            row = np.asarray([ids], np.int64)
+            samples.append((row, np.ones_like(row)))
+        return samples
 
 
-def load_embedder(name_or_path: str, home: Path, device: str | None = None) -> Embedder:
+def _configured(backend: str | None, precision: str | None) -> tuple[str, str]:
+    """The settings' backend and precision where the caller gave none ("auto" where kotae's settings
+    cannot be read, as on a GPU machine that has only the embedding dependencies)."""
+    if backend is not None and precision is not None:
+        return backend, precision
+    try:
+        from kotae.core.config import get_settings
+
+        settings = get_settings()
+        configured = settings.embedder_backend, settings.embedder_precision
+    except ImportError:
+        configured = "auto", "auto"
+    return backend or configured[0], precision or configured[1]
+
+
+def _fast_tokenizer(model: Any) -> tuple[batching.FastTokenizer, int]:
+    """The model's `tokenizers` pipeline with its truncation, without padding (batches are padded here),
+    and its pad id."""
+    tokenizer = model.tokenizer
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        raise KotaeError("the embedder needs a fast (Rust `tokenizers`) tokenizer: its folder has none")
+    pad_id = tokenizer.pad_token_id
+    return batching.FastTokenizer(backend, model.max_seq_length), 0 if pad_id is None else int(pad_id)
+
+
+def _pools_over_prompts(model: Any) -> bool:
+    """Whether every pooling module averages over the prompt's tokens too (E5 does): a pooling that leaves
+    them out needs the prompt's length at run time, which the converted graph does not take."""
+    return all(getattr(module, "include_prompt", True) for module in model)
+
+
+def load_embedder(
+    name_or_path: str,
+    home: Path,
+    device: str | None = None,
+    backend: str | None = None,
+    precision: str | None = None,
+) -> Embedder:
     """A sentence-transformers folder given by path, or a model of the store under `home` (the default
-    embedder is pulled on first use: seconds)."""
+    embedder is pulled on first use: seconds). Converted models are kept in the store."""
     store = ModelStore(home)
     try:
         folder = store.resolve_embedder(name_or_path)
@@ -78,4 +226,4 @@ def load_embedder(name_or_path: str, home: Path, device: str | None = None) -> E
         if name_or_path != EMBEDDER:
             raise
         folder = store.pull_embedder()
-    return Embedder(folder, device=device)
+    return Embedder(folder, device=device, backend=backend, precision=precision, cache_dir=store.models_dir)

@@ -110,7 +110,7 @@ def configure_vllm_environment(settings: Settings) -> None:
 
     On CPU, an unset KV-cache size asks for 92% of RAM and the default thread binding leaves a core idle.
     Everywhere, the engine core process is spawned rather than forked: a fork inherits modules such as
-    numba (imported by bm25s) that crash vLLM's start-up in the child.
+    numba (the BM25 search kernel) that crash vLLM's start-up in the child.
     """
     os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{settings.kv_cache_gib:g}")

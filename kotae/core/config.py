@@ -16,6 +16,10 @@ DEFAULT_CONTEXT_TOKEN_BUDGET = 1536
 """Prompt tokens the passages may take, served and trained on."""
 RetrievalMode = Literal["dense", "bm25", "hybrid"]
 FusionMethod = Literal["rrf", "weighted"]
+# Spelled out rather than imported from kotae.rag.embedding_backends, which the settings must not depend on
+# (tests/rag/test_embedder_backends.py checks that the two agree).
+EmbedderBackend = Literal["auto", "torch", "openvino"]
+EmbedderPrecision = Literal["auto", "fp32", "bf16", "fp16", "int8"]
 
 
 def _shipped_adapters() -> Path:
@@ -36,6 +40,15 @@ class Settings(BaseSettings):
     """Generator: a name in the model store or a path to a local Hugging Face model folder."""
     embedder: str = DEFAULT_EMBEDDER
     """Embedder: a name in the model store or a path to a sentence-transformers folder."""
+    embedder_backend: EmbedderBackend = "auto"
+    """What runs the embedder: `openvino` (CPU only; the model is converted once per weights and kept
+    beside the embedder in the model store), `torch`, or `auto`: OpenVINO on a CPU (torch where it is not
+    installed or cannot convert the model), torch on CUDA."""
+    embedder_precision: EmbedderPrecision = "auto"
+    """The embedder's arithmetic: `auto` is fp16 for torch on CUDA, fp32 for torch on a CPU, and for
+    OpenVINO bf16 where the CPU computes bf16 natively (AVX-512 BF16, AMX), else fp32. `int8` (OpenVINO,
+    quantized once by NNCF on the demo corpus) is only used when asked for: its vectors differ slightly
+    more from fp32 (docs/BENCHMARKS.md)."""
     index: Path | None = None
     """Index directory to serve; unset means the embedded demo index under `home`."""
 

@@ -1,43 +1,130 @@
-"""BM25 over token lists: ranking, unknown words, save and load."""
+"""BM25 over token lists: ranking, unknown words, batches, ties, load, damaged files."""
 
+import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from kotae.core.errors import InputError
-from kotae.indexer.bm25 import KEYS_FILE, Bm25Index, Bm25Params
+from kotae.indexer.bm25 import KEYS_FILE, META_FILE, Bm25Index, Bm25Params
 
 DOCUMENTS = [["東京", "首都"], ["大阪", "都市"], ["東京", "東京", "タワー"], ["京都", "寺"]]
 KEYS = np.array([10, 20, 30, 40])
+QUERIES = [["東京"], ["京都", "寺"], ["大阪", "東京"], ["首都", "都市", "タワー"], ["寺", "寺"]]
 
 
-def test_search_ranks_by_bm25_and_returns_keys() -> None:
-    index = Bm25Index.build(DOCUMENTS, KEYS, Bm25Params())
+def _build(directory: Path, batches: list[tuple[np.ndarray, list[list[str]]]], threads: int = 1) -> Bm25Index:
+    return Bm25Index.build(directory, batches, Bm25Params(), threads=threads)
+
+
+def test_search_ranks_by_bm25_and_returns_keys(tmp_path: Path) -> None:
+    index = _build(tmp_path / "bm25", [(KEYS, DOCUMENTS)])
+    assert len(index) == 4
     ranked = index.search(["東京"], 10)
     assert [key for key, _ in ranked] == [30, 10]  # only passages sharing a word come back
     assert ranked[0][1] > ranked[1][1] > 0
     assert [key for key, _ in index.search(["京都", "寺"], 1)] == [40]
 
 
-def test_unknown_words_find_nothing() -> None:
-    index = Bm25Index.build(DOCUMENTS, KEYS, Bm25Params())
+def test_scores_are_lucene_bm25(tmp_path: Path) -> None:
+    index = _build(tmp_path / "bm25", [(KEYS, DOCUMENTS)])
+    n, df, average = 4, 2, 9 / 4
+    idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
+    expected = idf * 2 / (2 + 1.2 * (0.25 + 0.75 * 3 / average))  # 東京 twice in a passage of 3 words
+    assert index.search(["東京"], 1)[0][1] == pytest.approx(expected, rel=1e-6)
+    assert index.search(["東京", "東京"], 1)[0][1] == pytest.approx(2 * expected, rel=1e-6)
+
+
+def test_unknown_words_find_nothing(tmp_path: Path) -> None:
+    index = _build(tmp_path / "bm25", [(KEYS, DOCUMENTS)])
     assert index.search(["名古屋"], 5) == []
     assert index.search([], 5) == []
+    assert index.search(["東京"], 0) == []
 
 
-def test_save_and_load(tmp_path: Path) -> None:
-    Bm25Index.build(DOCUMENTS, KEYS, Bm25Params()).save(tmp_path)
-    loaded = Bm25Index.load(tmp_path)
+def test_several_batches_equal_one_batch(tmp_path: Path) -> None:
+    one = _build(tmp_path / "one", [(KEYS, DOCUMENTS)])
+    batches = [(KEYS[:1], DOCUMENTS[:1]), (KEYS[1:3], DOCUMENTS[1:3]), (KEYS[3:], DOCUMENTS[3:])]
+    several = _build(tmp_path / "several", batches, threads=2)
+    assert len(several) == len(one)
+    for query in QUERIES:
+        assert several.search(query, 10) == one.search(query, 10)
+    for name in ("scores.npy", "docs.npy", "indptr.npy", KEYS_FILE):
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "several" / name).read_bytes()
+
+
+def test_equal_scores_are_ordered_by_key_across_blocks_and_threads(tmp_path: Path) -> None:
+    """Rows are searched in blocks of 65,536 by several threads; equal scores still come back by key,
+    also at the k-th place."""
+    rows = 140_000
+    keys = np.arange(rows, dtype=np.int64)[::-1] * 3  # keys descend as rows go on
+    documents = [["灯台", "岬"] if row % 50_000 == 7 else ["海"] for row in range(rows)]
+    batches = [
+        (keys[start : start + 60_000], documents[start : start + 60_000]) for start in range(0, rows, 60_000)
+    ]
+    index = _build(tmp_path / "bm25", batches, threads=3)
+    wanted = sorted(int(keys[row]) for row in range(rows) if row % 50_000 == 7)
+    assert [key for key, _ in index.search(["灯台"], 2)] == wanted[:2]
+    assert [key for key, _ in index.search(["海"], 3)] == sorted(int(key) for key in keys)[:3]
+    single = Bm25Index.load(tmp_path / "bm25", threads=1)
+    for query in (["灯台"], ["海"], ["海", "岬"]):
+        assert single.search(query, 20) == index.search(query, 20)
+
+
+def test_load_round_trip(tmp_path: Path) -> None:
+    built = _build(tmp_path / "bm25", [(KEYS[:2], DOCUMENTS[:2]), (KEYS[2:], DOCUMENTS[2:])])
+    loaded = Bm25Index.load(tmp_path / "bm25")
     assert len(loaded) == 4
-    assert loaded.search(["大阪"], 3) == Bm25Index.build(DOCUMENTS, KEYS, Bm25Params()).search(["大阪"], 3)
+    assert loaded.keys.tolist() == KEYS.tolist()
+    for query in QUERIES:
+        assert loaded.search(query, 3) == built.search(query, 3)
 
 
-def test_damaged_files_name_the_index(tmp_path: Path) -> None:
-    Bm25Index.build(DOCUMENTS, KEYS, Bm25Params()).save(tmp_path)
-    (tmp_path / "vocab.index.json").write_text("{not json", encoding="utf-8")
-    with pytest.raises(InputError, match="BM25 index unreadable"):
-        Bm25Index.load(tmp_path)
-    (tmp_path / KEYS_FILE).unlink()
-    with pytest.raises(InputError, match="BM25 file missing"):
-        Bm25Index.load(tmp_path)
+def test_any_token_is_one_word(tmp_path: Path) -> None:
+    index = _build(tmp_path / "bm25", [(np.array([1, 2, 3]), [["New York", "市"], ["New", "York"], []])])
+    assert len(index) == 3  # a passage without words is still counted
+    assert [key for key, _ in index.search(["New York"], 5)] == [1]
+    assert [key for key, _ in index.search(["York"], 5)] == [2]
+
+
+def test_an_empty_index_finds_nothing(tmp_path: Path) -> None:
+    index = _build(tmp_path / "bm25", [])
+    assert len(index) == 0
+    assert index.search(["東京"], 5) == []
+
+
+def test_build_refuses_what_it_cannot_build(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="only Lucene BM25"):
+        Bm25Index.build(tmp_path / "other", [(KEYS, DOCUMENTS)], Bm25Params(method="atire"))
+    with pytest.raises(ValueError, match="2 keys for 1 token lists"):
+        _build(tmp_path / "mismatched", [(np.array([1, 2]), [["東京"]])])
+    with pytest.raises(ValueError, match="distinct"):
+        _build(tmp_path / "twice", [(np.array([1]), [["東京"]]), (np.array([1]), [["大阪"]])])
+    _build(tmp_path / "bm25", [(KEYS, DOCUMENTS)])
+    with pytest.raises(ValueError, match="not empty"):
+        _build(tmp_path / "bm25", [(KEYS, DOCUMENTS)])
+
+
+def test_missing_files_name_the_file(tmp_path: Path) -> None:
+    _build(tmp_path / "bm25", [(KEYS, DOCUMENTS)])
+    (tmp_path / "bm25" / "scores.npy").unlink()
+    with pytest.raises(InputError, match=r"scores\.npy: BM25 file missing"):
+        Bm25Index.load(tmp_path / "bm25")
+    (tmp_path / "bm25" / META_FILE).unlink()  # what an interrupted build leaves out
+    with pytest.raises(InputError, match=rf"{META_FILE}: BM25 file missing"):
+        Bm25Index.load(tmp_path / "bm25")
+
+
+def test_damaged_files_name_the_file(tmp_path: Path) -> None:
+    _build(tmp_path / "bm25", [(KEYS, DOCUMENTS)])
+    docs = tmp_path / "bm25" / "docs.npy"
+    docs.write_bytes(docs.read_bytes()[:-4])
+    with pytest.raises(InputError, match=r"docs\.npy: BM25 file unreadable"):
+        Bm25Index.load(tmp_path / "bm25")
+    np.save(docs, np.zeros(3, np.int64))
+    with pytest.raises(InputError, match=r"docs\.npy: BM25 file damaged"):
+        Bm25Index.load(tmp_path / "bm25")
+    (tmp_path / "bm25" / META_FILE).write_text("{not json", encoding="utf-8")
+    with pytest.raises(InputError, match=rf"{META_FILE}: BM25 file unreadable"):
+        Bm25Index.load(tmp_path / "bm25")
