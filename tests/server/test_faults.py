@@ -21,6 +21,7 @@ import psutil
 import pytest
 from server_fixtures import LONG_STREAM, ServeProcess, serve_environment, start_serve
 
+from kotae.indexer.build import STAGING_SUFFIX
 from kotae.indexer.index import Index
 from kotae.indexer.layout import MANIFEST_FILE, STORE_FILE
 
@@ -41,18 +42,26 @@ def write_synthetic_corpus(path: Path) -> Path:
 
 
 def staged_stores(index: Path) -> set[Path]:
-    return set(index.parent.glob(f".{index.name}.new-*/{STORE_FILE}"))
+    """Passage stores being written beside `index`: an update's copy, or a build's (resumable) staging."""
+    patterns = (f".{index.name}.new-*/{STORE_FILE}", f".{index.name}{STAGING_SUFFIX}/{STORE_FILE}")
+    return {store for pattern in patterns for store in index.parent.glob(pattern)}
+
+
+def is_writing(store: Path, served_size: int) -> bool:
+    """An update's copy is writing once it is as big as the served store; a build's store is written from
+    its creation on (shard by shard)."""
+    return store.parent.name.endswith(STAGING_SUFFIX) or store.stat().st_size >= served_size
 
 
 def kill_while_writing(arguments: list[str], index: Path, environment: dict[str, str]) -> None:
-    """Runs `kotae index ARGUMENTS` and SIGKILLs it once its staging directory holds a passage store at least
-    as big as the served one: by then it has been writing for a while, and has not finished."""
+    """Runs `kotae index ARGUMENTS` and SIGKILLs it once it is writing its staged passage store, before it
+    has finished."""
     served_size = (index / STORE_FILE).stat().st_size
     earlier = staged_stores(index)
     process = subprocess.Popen([*INDEX_COMMAND, *arguments], env=environment, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300
     try:
-        while not any(store.stat().st_size >= served_size for store in staged_stores(index) - earlier):
+        while not any(is_writing(store, served_size) for store in staged_stores(index) - earlier):
             assert process.poll() is None, (
                 f"it ended before it could be killed: {process.stderr.read()[-2000:]}"
             )
