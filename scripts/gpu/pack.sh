@@ -14,17 +14,4 @@ plat=(--only-binary=:all: --python-version 3.12 --implementation cp --platform m
       --platform manylinux1_x86_64)
 python3 -m pip download -q --no-deps "${plat[@]}" -d "$stage/wheels" -r scripts/gpu/wheels.txt
 (cd .gpukit && cat part.*) > "$stage/kit.tar"
-# A device call carries at most 64 MiB, the working tree's tracked files included (the shipped adapter alone
-# is 29 MiB of them): each part gets what the tree leaves, less 4 MiB for the untracked files a call may carry.
-tree_mib=$(( ($(git ls-files -z | xargs -0 stat -c %s | awk '{s += $1} END {print s}') >> 20) + 1 ))
-part_mib=$(( 64 - tree_mib - 4 ))
-rm -rf .carry && mkdir -p .carry/all
-(cd "$stage" && tar -cf - kit.tar wheels) | split -b "${part_mib}M" -d - .carry/all/part.
-(cd .carry/all && sha256sum part.* > parts.sha256)
-n=0
-for part in .carry/all/part.*; do
-  mkdir -p ".carry/p$(printf %02d $n)"; mv "$part" ".carry/p$(printf %02d $n)/"; n=$((n + 1))
-done
-mv .carry/all/parts.sha256 .carry/p00/ && rmdir .carry/all
-du -sh .carry/p*
-echo "$n parts of at most $part_mib MiB" >&2
+bash scripts/gpu/split_parts.sh p "$stage" kit.tar wheels
