@@ -57,10 +57,6 @@ class PreparedShard:
     end_fraction: float
     documents: list[PreparedDocument]
 
-    @property
-    def passage_count(self) -> int:
-        return sum(len(document.passages) for document in self.documents)
-
     def texts(self) -> list[str]:
         """What the embedder reads, passage by passage in store order."""
         return [indexed_text(p) for document in self.documents for p in document.passages]
