@@ -45,12 +45,24 @@ CORPUS = DATA / "jawiki-paragraphs.jsonl"
 QUESTIONS = DATA / "qa" / "jsquad-valid-dev.jsonl"
 REFERENCE = "torch-fp32"
 LEGACY = "st-torch-fp32"
-VARIANTS = (LEGACY, REFERENCE, "torch-bf16", "torch-fp16", "openvino-fp32", "openvino-bf16", "openvino-int8")
+VARIANTS = (
+    LEGACY,
+    REFERENCE,
+    "torch-bf16",
+    "torch-fp16",
+    "torch-fp16-compiled",
+    "openvino-fp32",
+    "openvino-bf16",
+    "openvino-int8",
+)
 CPU_DEFAULTS = (
-    [v for v in VARIANTS if v != "torch-fp16"],
+    [v for v in VARIANTS if not v.startswith("torch-fp16")],
     [REFERENCE, "openvino-fp32", "openvino-bf16", "openvino-int8"],
 )
-CUDA_DEFAULTS = ([LEGACY, REFERENCE, "torch-bf16", "torch-fp16"], [REFERENCE, "torch-fp16"])
+CUDA_DEFAULTS = (
+    [LEGACY, REFERENCE, "torch-bf16", "torch-fp16", "torch-fp16-compiled"],
+    [REFERENCE, "torch-fp16", "torch-fp16-compiled"],
+)
 RECALL_AT = 5
 
 
@@ -100,6 +112,9 @@ def main() -> None:
             }
     if args.rounds:
         report["sample_rounds"] = sample_rounds(embedders, data, args)
+    if args.throughput:
+        report["throughput"] = throughput(embedders, data, args.throughput)
+        print(json.dumps(report["throughput"], indent=2), flush=True)
     args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     print(markdown(report))
 
@@ -134,10 +149,15 @@ def load_data(limit: int | None) -> Data:
 
 
 def make_embedder(name: str, args: argparse.Namespace) -> Embedder:
-    backend, precision = name.split("-")
+    backend, precision, *compiled = name.split("-")
     started = time.perf_counter()
     embedder = load_embedder(
-        args.embedder, args.home, device=args.device, backend=backend, precision=precision
+        args.embedder,
+        args.home,
+        device=args.device,
+        backend=backend,
+        precision=precision,
+        compiled=bool(compiled),
     )
     embedder.setup_seconds = round(time.perf_counter() - started, 1)  # type: ignore[attr-defined]
     return embedder
@@ -219,6 +239,37 @@ def sample_rounds(embedders: dict[str, Embedder], data: Data, args: argparse.Nam
     return result
 
 
+def throughput(embedders: dict[str, Embedder], data: Data, count: int) -> dict:
+    """Each variant, warm, on `count` passages (the corpus repeated, in corpus order): passages per second
+    over one long pass, tokenizing as it goes, and given token ids made beforehand, as an index build's
+    worker processes make them; and how fast tokenizing alone goes in one process. torch fp32 is left out
+    where other variants run."""
+    texts = [data.texts[i % len(data.texts)] for i in range(count)]
+    tokenizer = next(iter(embedders.values())).passage_tokenizer()
+    started = time.perf_counter()
+    token_ids = tokenizer(texts)
+    result: dict = {
+        "passages": count,
+        "tokenize_per_second": round(count / (time.perf_counter() - started), 1),
+        "mean_tokens": round(len(token_ids.flat) / count, 1),
+        "variants": {},
+    }
+    for name, embedder in embedders.items():
+        if name == REFERENCE and len(embedders) > 1:
+            continue  # there for cosines and recall; its speed is the whole pass's
+        embedder.embed_passages(texts[:20_000])  # warm: kernels of every shape, compiled graphs
+        rates = {}
+        for label, ids in (("texts", None), ("token_ids", token_ids)):
+            started = time.perf_counter()
+            embedder.embed_passages(texts, token_ids=ids)
+            rates[label] = round(count / (time.perf_counter() - started), 1)
+        result["variants"][name] = {
+            "passages_per_second": rates["texts"],
+            "passages_per_second_pretokenized": rates["token_ids"],
+        }
+    return result
+
+
 def markdown(report: dict) -> str:
     rounds = report.get("sample_rounds", {}).get("variants", {})
     lines = [
@@ -276,6 +327,12 @@ def _arguments() -> argparse.Namespace:
     )
     parser.add_argument("--sample", type=int, default=384, help="Passages per variant in each sample round.")
     parser.add_argument("--rounds", type=int, default=3, help="Sample rounds (0: none).")
+    parser.add_argument(
+        "--throughput",
+        type=int,
+        default=0,
+        help="Passages (the corpus repeated) each variant embeds warm in one pass, timed (0: none).",
+    )
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "kotae-embedding-speed")
     args = parser.parse_args()
     defaults = CUDA_DEFAULTS if args.device.startswith("cuda") else CPU_DEFAULTS

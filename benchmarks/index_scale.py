@@ -110,9 +110,7 @@ def query(args: argparse.Namespace) -> dict:
         opened = time.perf_counter()
         index = Index.open(directory, gpu=False)
         open_seconds = time.perf_counter() - opened
-        embedder = load_embedder(
-            args.embedder or index.manifest.embedder.name, settings.home, device=args.device
-        )
+        embedder = load_embedder(args.embedder or settings.embedder, settings.home, device=args.device)
         retriever = Retriever(index, embedder, settings)
         row: dict = {"passages": len(index), "open_seconds": round(open_seconds, 2), "recall@5": {}}
         for path in args.data:
@@ -162,7 +160,7 @@ def main() -> None:
     query_parser.add_argument("--index", type=Path, action="append", required=True)
     query_parser.add_argument("--data", type=Path, action="append", default=None)
     query_parser.add_argument("--device", default="cpu", help="where questions are embedded")
-    query_parser.add_argument("--embedder", help="model store name or folder (default: the index's)")
+    query_parser.add_argument("--embedder", help="model store name or folder (default: the settings')")
     query_parser.add_argument("--latency-questions", type=int, default=1000)
     query_parser.add_argument("--report", type=Path, required=True)
     args = parser.parse_args()

@@ -222,11 +222,11 @@ def _store_shards(
             bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}] {postfix}",
             disable=not progress,
         ) as bar,
-        _PreparedShards(tasks, set(stored), recipe, workers) as shards,
+        _PreparedShards(tasks, set(stored), recipe, workers, embedder) as shards,
     ):
         bar.set_postfix_str(f"{next_key - 1:,} passages (resumed)" if stored else "")
         for shard in shards:
-            vectors = embedder.embed_passages(shard.texts(), batch_size)
+            vectors = embedder.embed_passages(shard.texts(), batch_size, token_ids=shard.token_ids)
             write_durably(_vectors_path(staging, shard.number), _npy_bytes(vectors))
             next_key = store.insert_shard(shard.number, next_key, shard.documents, shard.source)
             done = 100.0 * (starts[shard.source] + shard.end_fraction * shares[shard.source])
@@ -310,21 +310,31 @@ class _PreparedShards:
     """Shards prepared by worker processes (or here, with no workers), yielded in order. A feeder thread
     plans the shards and keeps at most a few in flight, so memory holds a bounded number of them."""
 
-    def __init__(self, tasks: Iterator[ShardTask], skip: set[int], recipe: BuildRecipe, workers: int) -> None:
+    def __init__(
+        self,
+        tasks: Iterator[ShardTask],
+        skip: set[int],
+        recipe: BuildRecipe,
+        workers: int,
+        embedder: Embedder,
+    ) -> None:
         self._tasks, self._skip, self._recipe, self._workers = tasks, skip, recipe, workers
+        self._embedder = embedder
         self._pool: concurrent.futures.Executor | None = None
         self._queue: queue.Queue = queue.Queue(maxsize=max(2 * workers, 2))
         self._stop = threading.Event()
 
     def __enter__(self) -> Iterator[PreparedShard]:
         if self._workers == 0:
+            # Here the embedder tokenizes as it embeds, in a thread of its own.
             start_worker(self._recipe.tokenizer)
             return self._inline()
         self._pool = concurrent.futures.ProcessPoolExecutor(
             self._workers,
             mp_context=multiprocessing.get_context("spawn"),  # never fork a process that holds torch
             initializer=start_worker_process,
-            initargs=(self._recipe.tokenizer,),
+            # The workers tokenize for the embedder too: this process is left to feed the model.
+            initargs=(self._recipe.tokenizer, self._embedder.passage_tokenizer()),
         )
         self._feeder = threading.Thread(target=self._feed, name="kotae-shard-feeder", daemon=True)
         self._feeder.start()

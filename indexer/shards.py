@@ -17,6 +17,8 @@ from kotae.core.jsonl import ReadPosition
 from kotae.indexer.chunking import chunk_document, indexed_text
 from kotae.indexer.sources import Record, bz2_streams, read_records, read_stream_records, to_document
 from kotae.indexer.tokenizer import SudachiTokenizer, TokenizerSettings
+from kotae.rag.batching import TokenIds
+from kotae.rag.embedder import TextTokenizer
 from kotae.rag.passage import Passage
 
 SHARD_RECORDS = 4000
@@ -56,6 +58,8 @@ class PreparedShard:
     source: int
     end_fraction: float
     documents: list[PreparedDocument]
+    token_ids: TokenIds | None = None
+    """The embedder's token ids of `texts()`, when the worker was given its tokenizer."""
 
     def texts(self) -> list[str]:
         """What the embedder reads, passage by passage in store order."""
@@ -91,17 +95,24 @@ def plan_shards(
 
 
 _tokenizer: SudachiTokenizer | None = None
+_passage_tokenizer: TextTokenizer | None = None
 
 
-def start_worker(tokenizer_settings: TokenizerSettings | None) -> None:
-    """Loads what preparing shards needs (one Sudachi dictionary per process)."""
-    global _tokenizer
+def start_worker(
+    tokenizer_settings: TokenizerSettings | None, passage_tokenizer: TextTokenizer | None = None
+) -> None:
+    """Loads what preparing shards needs: one Sudachi dictionary per process for BM25, and the embedder's
+    tokenizer, whose work is then done here rather than in the process that runs the model."""
+    global _tokenizer, _passage_tokenizer
     _tokenizer = SudachiTokenizer(tokenizer_settings) if tokenizer_settings else None
+    _passage_tokenizer = passage_tokenizer
 
 
-def start_worker_process(tokenizer_settings: TokenizerSettings | None) -> None:
+def start_worker_process(
+    tokenizer_settings: TokenizerSettings | None, passage_tokenizer: TextTokenizer | None = None
+) -> None:
     """`start_worker` in a worker process of its own."""
-    start_worker(tokenizer_settings)
+    start_worker(tokenizer_settings, passage_tokenizer)
     _end_with_parent()
     # Ctrl-C is the parent's to handle: it keeps the stored shards so that the same command resumes.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -113,7 +124,10 @@ def prepare_shard(task: ShardTask, chunk_chars: int) -> PreparedShard:
     """Cleans, chunks and tokenizes one shard (in a worker process)."""
     records = read_stream_records(*task.stream_range) if task.stream_range else task.records
     documents = prepare_documents(records, chunk_chars, _tokenizer)
-    return PreparedShard(task.number, task.source, task.end_fraction, documents)
+    shard = PreparedShard(task.number, task.source, task.end_fraction, documents)
+    if _passage_tokenizer is not None:
+        shard.token_ids = _passage_tokenizer(shard.texts())
+    return shard
 
 
 def prepare_documents(

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 _FIRST_BLOCK = 1024
-Tokenize = Callable[[list[str]], list[list[int]]]
+Tokenize = Callable[[list[Any]], Sequence[Sequence[int]]]
 """Token ids of each text, special tokens included, truncated to the model's limit."""
 
 
@@ -32,8 +32,8 @@ class FastTokenizer:
     def __init__(self, tokenizer: Any, max_length: int) -> None:
         from tokenizers import Tokenizer, normalizers
 
-        self._full = tokenizer
-        self._max_length = max_length
+        self.backend = tokenizer
+        self.max_length = max_length
         self._short: Tokenizer | None = None
         self._needs_full: re.Pattern | None = None
         spec = json.loads(tokenizer.to_str()).get("normalizer") or {}
@@ -58,15 +58,15 @@ class FastTokenizer:
 
     def __call__(self, texts: list[str]) -> list[list[int]]:
         """Token ids of each text, special tokens included."""
-        for tokenizer in (self._full, self._short):
+        for tokenizer in (self.backend, self._short):
             if tokenizer is not None:
                 tokenizer.no_padding()
-                tokenizer.enable_truncation(max_length=self._max_length)
+                tokenizer.enable_truncation(max_length=self.max_length)
         if self._short is None or self._needs_full is None:
-            return [encoding.ids for encoding in self._full.encode_batch_fast(texts)]
+            return [encoding.ids for encoding in self.backend.encode_batch_fast(texts)]
         full = [i for i, text in enumerate(texts) if self._needs_full.search(text)]
         ids = [encoding.ids for encoding in self._short.encode_batch_fast(texts)]
-        for i, encoding in zip(full, self._full.encode_batch_fast([texts[i] for i in full]), strict=True):
+        for i, encoding in zip(full, self.backend.encode_batch_fast([texts[i] for i in full]), strict=True):
             ids[i] = encoding.ids
         return ids
 
@@ -74,6 +74,30 @@ class FastTokenizer:
 def _literal_replace(rule: dict) -> bool:
     pattern = rule.get("pattern") or {}
     return rule.get("type") == "Replace" and bool(pattern.get("String"))
+
+
+@dataclass(frozen=True)
+class TokenIds:
+    """The token ids of many texts in one flat array: cheap to pass from a worker process, and small."""
+
+    flat: np.ndarray
+    """Every text's ids, one after the other (int32)."""
+    offsets: np.ndarray
+    """Where each text's ids start in `flat`, and where the last one ends (int64, one more than texts)."""
+
+    @classmethod
+    def of(cls, ids: Sequence[Sequence[int]]) -> "TokenIds":
+        lengths = np.fromiter((len(row) for row in ids), np.int64, len(ids))
+        offsets = np.zeros(len(ids) + 1, np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        flat = np.fromiter((token for row in ids for token in row), np.int32, int(offsets[-1]))
+        return cls(flat, offsets)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, text: int) -> np.ndarray:
+        return self.flat[self.offsets[text] : self.offsets[text + 1]]
 
 
 @dataclass(frozen=True)
@@ -135,7 +159,7 @@ def pad_batch(rows: np.ndarray, ids: Sequence[Sequence[int]], pad_id: int, multi
 
 
 def blocks(
-    texts: Sequence[str],
+    texts: Sequence[Any],
     tokenize: Tokenize,
     pad_id: int,
     *,

@@ -42,6 +42,7 @@ class Embedder:
         precision: str | None = None,
         cache_dir: Path | None = None,
         token_budget: int | None = None,
+        compiled: bool | None = None,
     ) -> None:
         """`folder`: sentence-transformers (modules.json) or a plain encoder (config.json: mean pooling).
         `device`: None picks CUDA when torch sees a GPU, else CPU.
@@ -50,7 +51,8 @@ class Embedder:
         says what auto picks. An auto backend whose conversion fails falls back to torch (logged).
         `cache_dir`: where converted models are kept (default: the folder holding `folder`, i.e. the
         model store for a pulled model). `token_budget`: rows × padded length per batch (default: the
-        backend's, larger on CUDA)."""
+        backend's, larger on CUDA). `compiled`: run the torch encoder through `torch.compile` (None: the
+        settings' `embedder_compile`)."""
         from sentence_transformers import SentenceTransformer
 
         if not any((folder / name).is_file() for name in ("modules.json", "config.json")):
@@ -60,8 +62,10 @@ class Embedder:
         """How manifests name the embedder: the store's model name, or the folder's name."""
         self.hash = model_hash(folder)
         """The model store's identity of the weights (its source file's sha256, or a fingerprint)."""
-        configured_backend, configured_precision = _configured(backend, precision)
-        choice = resolve(configured_backend, configured_precision, device)
+        configured_backend, configured_precision, configured_compile = _configured(
+            backend, precision, compiled
+        )
+        choice = resolve(configured_backend, configured_precision, device, configured_compile)
         load_on = "cpu" if choice.backend == "openvino" else choice.device
         model = SentenceTransformer(str(folder), device=load_on, local_files_only=True)
         self.dimension: int = model.get_embedding_dimension()
@@ -97,24 +101,45 @@ class Embedder:
         batch_size: int = 32,
         progress: bool = False,
         token_budget: int | None = None,
+        token_ids: batching.TokenIds | None = None,
     ) -> np.ndarray:
         """One row per text, in input order. Batches are formed by token budget, not by count: `batch_size`
-        is accepted for existing callers and not used; `token_budget` overrides the embedder's."""
-        return self._encode(texts, self.passage_prompt, progress, token_budget)
+        is accepted for existing callers and not used; `token_budget` overrides the embedder's.
+        `token_ids`: the texts as `passage_tokenizer()` tokenized them (in worker processes, say), so that
+        they are not tokenized again here."""
+        if token_ids is not None and len(token_ids) != len(texts):
+            raise ValueError(f"{len(token_ids)} token id rows for {len(texts)} texts")
+        return self._encode(texts, self.passage_prompt, progress, token_budget, token_ids)
 
     def embed_queries(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         """One row per question, in input order (`batch_size` is not used, as for passages)."""
         return self._encode(texts, self.query_prompt, False, None)
 
+    def passage_tokenizer(self) -> "TextTokenizer":
+        """What tokenizes passages exactly as `embed_passages` does, for another process."""
+        return TextTokenizer(
+            self._tokenizer.backend.to_str(), self._tokenizer.max_length, self.passage_prompt or ""
+        )
+
     def _encode(
-        self, texts: Sequence[str], prompt: str | None, progress: bool, token_budget: int | None
+        self,
+        texts: Sequence[str],
+        prompt: str | None,
+        progress: bool,
+        token_budget: int | None,
+        token_ids: batching.TokenIds | None = None,
     ) -> np.ndarray:
         out = np.empty((len(texts), self.dimension), np.float32)
         if not texts:
             return out
         runner = self._runner
         shape = runner.batch_shape
-        inputs = [prompt + text for text in texts] if prompt else list(texts)
+        inputs: Sequence[Any]
+        tokenize: batching.Tokenize
+        if token_ids is None:
+            inputs, tokenize = [prompt + text for text in texts] if prompt else list(texts), self._tokenize
+        else:
+            inputs, tokenize = range(len(texts)), lambda rows: [token_ids[row] for row in rows]
         features: dict[str, Any] = {"modality": "text"}
         if prompt and not self._pools_over_prompts:
             features["prompt_length"] = self._prompt_length(prompt)
@@ -124,7 +149,7 @@ class Embedder:
         ):
             for block in batching.blocks(
                 inputs,
-                self._tokenize,
+                tokenize,
                 self._pad_id,
                 token_budget=token_budget or self._token_budget or shape.token_budget,
                 max_rows=shape.max_rows,
@@ -178,19 +203,46 @@ class Embedder:
         return samples
 
 
-def _configured(backend: str | None, precision: str | None) -> tuple[str, str]:
-    """The settings' backend and precision where the caller gave none ("auto" where kotae's settings
-    cannot be read, as on a GPU machine that has only the embedding dependencies)."""
-    if backend is not None and precision is not None:
-        return backend, precision
+class TextTokenizer:
+    """Tokenizes texts as an embedder does (its prompt first, its truncation), in any process: it pickles
+    as the tokenizer's JSON and builds the tokenizer again on first use."""
+
+    def __init__(self, tokenizer_json: str, max_length: int, prompt: str) -> None:
+        self.tokenizer_json, self.max_length, self.prompt = tokenizer_json, max_length, prompt
+        self._tokenizer: batching.FastTokenizer | None = None
+
+    def __getstate__(self) -> dict:
+        return {"tokenizer_json": self.tokenizer_json, "max_length": self.max_length, "prompt": self.prompt}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(**state)  # type: ignore[misc]
+
+    def __call__(self, texts: Sequence[str]) -> batching.TokenIds:
+        if self._tokenizer is None:
+            from tokenizers import Tokenizer
+
+            self._tokenizer = batching.FastTokenizer(Tokenizer.from_str(self.tokenizer_json), self.max_length)
+        return batching.TokenIds.of(self._tokenizer([self.prompt + text for text in texts]))
+
+
+def _configured(backend: str | None, precision: str | None, compiled: bool | None) -> tuple[str, str, bool]:
+    """The settings' backend, precision and compilation where the caller gave none ("auto" and no
+    compilation where kotae's settings cannot be read, as on a GPU machine that has only the embedding
+    dependencies)."""
+    if backend is not None and precision is not None and compiled is not None:
+        return backend, precision, compiled
     try:
         from kotae.core.config import get_settings
 
         settings = get_settings()
-        configured = settings.embedder_backend, settings.embedder_precision
+        configured = settings.embedder_backend, settings.embedder_precision, settings.embedder_compile
     except ImportError:
-        configured = "auto", "auto"
-    return backend or configured[0], precision or configured[1]
+        configured = "auto", "auto", False
+    return (
+        backend or configured[0],
+        precision or configured[1],
+        configured[2] if compiled is None else compiled,
+    )
 
 
 def _fast_tokenizer(model: Any) -> tuple[batching.FastTokenizer, int]:
@@ -216,9 +268,11 @@ def load_embedder(
     device: str | None = None,
     backend: str | None = None,
     precision: str | None = None,
+    compiled: bool | None = None,
 ) -> Embedder:
     """A sentence-transformers folder given by path, or a model of the store under `home` (the default
-    embedder is pulled on first use: seconds). Converted models are kept in the store."""
+    embedder is pulled on first use: seconds). Converted models are kept in the store. The options are
+    `Embedder`'s."""
     store = ModelStore(home)
     try:
         folder = store.resolve_embedder(name_or_path)
@@ -226,4 +280,11 @@ def load_embedder(
         if name_or_path != EMBEDDER:
             raise
         folder = store.pull_embedder()
-    return Embedder(folder, device=device, backend=backend, precision=precision, cache_dir=store.models_dir)
+    return Embedder(
+        folder,
+        device=device,
+        backend=backend,
+        precision=precision,
+        cache_dir=store.models_dir,
+        compiled=compiled,
+    )

@@ -77,17 +77,21 @@ class Choice:
     backend: str
     precision: str
     device: str
+    compiled: bool = False
+    """torch only: the encoder runs through `torch.compile`."""
 
     @property
     def label(self) -> str:
-        """E.g. "openvino-bf16" or "torch-fp16"."""
-        return f"{self.backend}-{self.precision}"
+        """E.g. "openvino-bf16", "torch-fp16" or "torch-fp16-compiled"."""
+        return f"{self.backend}-{self.precision}" + ("-compiled" if self.compiled else "")
 
 
-def resolve(backend: str, precision: str, device: str | None) -> Choice:
+def resolve(backend: str, precision: str, device: str | None, compiled: bool = False) -> Choice:
     """`auto` made concrete. Backend: torch on CUDA, OpenVINO on a CPU (torch where OpenVINO is not
-    installed). Precision: fp16 for torch on CUDA, fp32 for torch on a CPU; for OpenVINO, bf16 where the
-    CPU computes in bf16 natively (AVX-512 BF16 or AMX), else fp32. int8 is only ever chosen explicitly."""
+    installed). Precision: fp16 for torch on CUDA, fp32 for torch on a CPU; for OpenVINO, int8 where the
+    CPU has int8 dot products (VNNI or AMX) and NNCF is installed to quantize, else bf16 where the CPU
+    computes in bf16 natively (AVX-512 BF16 or AMX), else fp32.
+    `compiled` applies to torch (OpenVINO compiles its graph anyway)."""
     if backend not in BACKENDS:
         raise KotaeError(f"embedder backend {backend!r}: expected one of {', '.join(BACKENDS)}")
     if precision not in PRECISIONS:
@@ -106,6 +110,8 @@ def resolve(backend: str, precision: str, device: str | None) -> Choice:
     if precision == "auto":
         if backend == "torch":
             precision = "fp16" if cuda else "fp32"
+        elif cpu_has_int8_dot_products() and importlib.util.find_spec("nncf") is not None:
+            precision = "int8"
         else:
             precision = "bf16" if cpu_has_native_bf16() else "fp32"
     if precision not in _PRECISIONS_OF[backend]:
@@ -117,7 +123,7 @@ def resolve(backend: str, precision: str, device: str | None) -> Choice:
         raise BackendUnavailable(
             "int8 embedding is quantized by NNCF, which is not installed (pip install nncf)"
         )
-    return Choice(backend, precision, device)
+    return Choice(backend, precision, device, compiled and backend == "torch")
 
 
 def _default_device() -> str:
@@ -128,6 +134,16 @@ def _default_device() -> str:
 
 def openvino_installed() -> bool:
     return importlib.util.find_spec("openvino") is not None
+
+
+def cpu_has_int8_dot_products() -> bool:
+    """Whether the CPU multiplies int8 natively (AVX-512 VNNI, AVX-VNNI or AMX), where an int8 model beats
+    a bf16 one (Linux: read from /proc/cpuinfo; elsewhere assumed not)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return any(flag in flags for flag in ("avx512_vnni", "avx_vnni", "amx_int8"))
 
 
 def cpu_has_native_bf16() -> bool:
@@ -150,6 +166,12 @@ class TorchRunner:
         import torch
 
         self.model = model.to(choice.device, dtype=getattr(torch, _TORCH_DTYPES[choice.precision])).eval()
+        if choice.compiled:
+            # The transformer alone: pooling is a few cheap kernels, and sentence-transformers' own
+            # forward inspects signatures, which would break the graph. Dynamic shapes: batches vary in
+            # rows and padded length, and one graph serves them all.
+            encoder = model[0].auto_model
+            encoder.forward = torch.compile(encoder.forward, dynamic=True)
         self.device = torch.device(choice.device)
         self.cuda = self.device.type == "cuda"
         self.dimension: int = model.get_embedding_dimension()

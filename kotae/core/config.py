@@ -46,9 +46,11 @@ class Settings(BaseSettings):
     installed or cannot convert the model), torch on CUDA."""
     embedder_precision: EmbedderPrecision = "auto"
     """The embedder's arithmetic: `auto` is fp16 for torch on CUDA, fp32 for torch on a CPU, and for
-    OpenVINO bf16 where the CPU computes bf16 natively (AVX-512 BF16, AMX), else fp32. `int8` (OpenVINO,
-    quantized once by NNCF on the demo corpus) is only used when asked for: its vectors differ slightly
-    more from fp32 (docs/BENCHMARKS.md)."""
+    OpenVINO int8 where the CPU has int8 dot products (VNNI, AMX; quantized once by NNCF, calibrated on the
+    demo corpus), else bf16 where it computes bf16 natively (AVX-512 BF16, AMX), else fp32."""
+    embedder_compile: bool = False
+    """Run the embedder's encoder through `torch.compile` (torch backend): fused kernels, faster on CUDA;
+    the first batches take a minute to compile."""
     index: Path | None = None
     """Index directory to serve; unset means the embedded demo index under `home`."""
 

@@ -9,4 +9,4 @@ rm -rf /tmp/kotae-stage && mkdir -p /tmp/kotae-stage && cat part.* | tar -x -C /
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site /tmp/kotae-stage/wheels/*.whl
 python3 -m pip install -q --no-index --no-deps --no-build-isolation --target /tmp/site "$repo"
 mkdir -p "$repo/../shared" && rm -rf "$repo/../shared/data" && ln -s /tmp/kotae-stage/data "$repo/../shared/data"
-PYTHONPATH=/tmp/site python3 -c "import kotae.cli, faiss, tantivy, sudachipy; print('kotae index ready')"
+PYTHONPATH=/tmp/site python3 -c "import kotae.cli, faiss, numba, sudachipy; print('kotae index ready')"

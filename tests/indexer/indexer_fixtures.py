@@ -55,6 +55,6 @@ class FailingEmbedder(Embedder):
         self.__dict__.update(real.__dict__)
 
     def embed_passages(
-        self, texts: Sequence[str], batch_size: int = 32, progress: bool = False
+        self, texts: Sequence[str], batch_size: int = 32, progress: bool = False, **options: object
     ) -> np.ndarray:
         raise RuntimeError("embedding failed")

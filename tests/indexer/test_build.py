@@ -117,7 +117,7 @@ class Hanging(Embedder):
         self.name, self.hash, self.dimension = "hanging", "0" * 64, 32
         self.passage_prompt = self.query_prompt = None
 
-    def embed_passages(self, texts, batch_size=32, progress=False):
+    def embed_passages(self, texts, batch_size=32, progress=False, **options):
         print("embedding", flush=True)
         time.sleep(600)
 

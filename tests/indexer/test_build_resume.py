@@ -78,12 +78,12 @@ from kotae.rag.embedder import Embedder
 class HangsAtFourthShard(Embedder):
     calls = 0
 
-    def embed_passages(self, texts, batch_size=32, progress=False):
+    def embed_passages(self, texts, batch_size=32, progress=False, **options):
         HangsAtFourthShard.calls += 1
         if HangsAtFourthShard.calls == 4:
             print("hanging", flush=True)
             time.sleep(600)
-        return super().embed_passages(texts, batch_size, progress)
+        return super().embed_passages(texts, batch_size, progress, **options)
 
 source, out, model, workers, shard = sys.argv[1:]
 embedder = HangsAtFourthShard(Path(model))
@@ -98,9 +98,9 @@ class CountingEmbedder(Embedder):
         self.__dict__.update(real.__dict__)
         self.embedded = 0
 
-    def embed_passages(self, texts, batch_size=32, progress=False):  # type: ignore[no-untyped-def]
+    def embed_passages(self, texts, batch_size=32, progress=False, **options):  # type: ignore[no-untyped-def]
         self.embedded += len(texts)
-        return super().embed_passages(texts, batch_size, progress)
+        return super().embed_passages(texts, batch_size, progress, **options)
 
 
 @pytest.mark.parametrize("workers", [0, 2])
@@ -206,11 +206,11 @@ class FailsAtThirdShard(CountingEmbedder):
 
     calls = 0
 
-    def embed_passages(self, texts, batch_size=32, progress=False):  # type: ignore[no-untyped-def]
+    def embed_passages(self, texts, batch_size=32, progress=False, **options):  # type: ignore[no-untyped-def]
         self.calls += 1
         if self.calls == 3:
             raise RuntimeError("CUDA out of memory")
-        return super().embed_passages(texts, batch_size, progress)
+        return super().embed_passages(texts, batch_size, progress, **options)
 
 
 def test_a_build_that_failed_after_storing_shards_resumes(embedder: Embedder, tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 length-sorted batching keeps the input order, and bad settings fail clearly."""
 
 import logging
+import pickle
 import threading
 from pathlib import Path
 from typing import get_args
@@ -216,7 +217,10 @@ def test_bad_backend_or_precision_is_a_clear_error(tiny_dir: Path) -> None:
 def test_auto_is_openvino_on_a_cpu_and_fp16_torch_on_cuda() -> None:
     cpu = resolve("auto", "auto", "cpu")
     assert cpu.backend == "openvino"
-    assert cpu.precision == ("bf16" if embedding_backends.cpu_has_native_bf16() else "fp32")
+    if embedding_backends.cpu_has_int8_dot_products():
+        assert cpu.precision == "int8"
+    else:
+        assert cpu.precision == ("bf16" if embedding_backends.cpu_has_native_bf16() else "fp32")
     assert resolve("auto", "auto", "cuda").label == "torch-fp16"
     assert resolve("torch", "auto", "cpu").label == "torch-fp32"
     assert resolve("openvino", "int8", None).device == "cpu"
@@ -226,3 +230,23 @@ def test_the_settings_offer_what_the_backends_know() -> None:
     assert get_args(EmbedderBackend) == embedding_backends.BACKENDS
     assert get_args(EmbedderPrecision) == embedding_backends.PRECISIONS
     assert Settings().embedder_backend == "auto"
+
+
+def test_token_ids_from_another_process_embed_as_the_texts_do(torch_fp32: Embedder) -> None:
+    tokenizer = pickle.loads(pickle.dumps(torch_fp32.passage_tokenizer()))  # as a worker receives it
+    token_ids = tokenizer(PASSAGES)
+    prompt = torch_fp32.passage_prompt or ""
+    assert [row.tolist() for row in (token_ids[i] for i in range(len(PASSAGES)))] == torch_fp32._tokenize(
+        [prompt + text for text in PASSAGES]
+    )
+    np.testing.assert_array_equal(
+        torch_fp32.embed_passages(PASSAGES, token_ids=token_ids), torch_fp32.embed_passages(PASSAGES)
+    )
+    with pytest.raises(ValueError, match="7 token id rows for 8 texts"):
+        torch_fp32.embed_passages(PASSAGES, token_ids=tokenizer(PASSAGES[:7]))
+
+
+def test_compilation_is_a_torch_choice() -> None:
+    assert resolve("torch", "fp16", "cuda", compiled=True).label == "torch-fp16-compiled"
+    assert resolve("openvino", "fp32", "cpu", compiled=True).label == "openvino-fp32"
+    assert not Settings().embedder_compile
