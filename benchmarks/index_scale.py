@@ -92,6 +92,7 @@ def build(args: argparse.Namespace) -> dict:
             sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file()) / 2**30, 2
         ),
         "dense": manifest["dense"],
+        "build_stages": manifest.get("build_stages"),
     }
 
 

@@ -223,12 +223,13 @@ def _store_shards(
             disable=not progress,
         ) as bar,
         _PreparedShards(tasks, set(stored), recipe, workers, embedder) as shards,
+        _ShardWriter(staging, store) as writer,
     ):
         bar.set_postfix_str(f"{next_key - 1:,} passages (resumed)" if stored else "")
         for shard in shards:
             vectors = embedder.embed_passages(shard.texts(), batch_size, token_ids=shard.token_ids)
-            write_durably(_vectors_path(staging, shard.number), _npy_bytes(vectors))
-            next_key = store.insert_shard(shard.number, next_key, shard.documents, shard.source)
+            writer.write(shard, next_key, vectors)
+            next_key += len(vectors)
             done = 100.0 * (starts[shard.source] + shard.end_fraction * shares[shard.source])
             bar.update(max(done - bar.n, 0.0))
             bar.set_postfix_str(f"{next_key - 1:,} passages, shard {shard.number}")
@@ -251,11 +252,11 @@ def _index_shards(
     for leftover in (staging / DENSE_FILE, staging / BM25_DIR):  # from a build killed while indexing
         shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="kotae-faiss") as thread:
-        dense_future = thread.submit(_timed, _dense_from_shards, staging, recipe, count, progress)
+        dense_future = thread.submit(_timed, _dense_from_shards, staging, recipe, count, progress, stages)
         if recipe.tokenizer is not None:
             _, stages["bm25"] = _timed(Bm25Index.build, staging / BM25_DIR, store.iter_tokens(), Bm25Params())
         dense, stages["faiss"] = dense_future.result()
-    dense.save(staging / DENSE_FILE)
+    _, stages["faiss_save"] = _timed(dense.save, staging / DENSE_FILE)
     now = datetime.now(UTC)
     manifest = Manifest(
         kotae_version=__version__,
@@ -284,8 +285,11 @@ def _index_shards(
     return manifest
 
 
-def _dense_from_shards(staging: Path, recipe: BuildRecipe, count: int, progress: bool) -> DenseIndex:
-    """The faiss index of every stored vector, keys 1…count in shard order, added shard by shard."""
+def _dense_from_shards(
+    staging: Path, recipe: BuildRecipe, count: int, progress: bool, stages: dict[str, float]
+) -> DenseIndex:
+    """The faiss index of every stored vector, keys 1…count in shard order, added shard by shard. Records
+    how long training took in `stages`."""
     files = sorted((staging / SHARDS_DIR).glob("*.npy"))
     shards = [np.load(path, mmap_mode="r") for path in files]
     if sum(len(vectors) for vectors in shards) != count:
@@ -298,12 +302,55 @@ def _dense_from_shards(staging: Path, recipe: BuildRecipe, count: int, progress:
         shard_of = np.searchsorted(offsets, wanted, side="right") - 1
         return np.stack([shards[s][r - offsets[s]] for s, r in zip(shard_of, wanted, strict=True)])
 
-    dense = DenseIndex.trained(recipe.dense, recipe.embedder.dimension, count, rows)
+    dense, stages["faiss_training"] = _timed(
+        DenseIndex.trained, recipe.dense, recipe.embedder.dimension, count, rows
+    )
     with tqdm(total=count, desc=f"faiss {recipe.dense.type}", unit=" passages", disable=not progress) as bar:
         for start, vectors in zip(offsets, shards, strict=False):
             dense.add(np.asarray(vectors), np.arange(start + 1, start + 1 + len(vectors), dtype=np.int64))
             bar.update(len(vectors))
     return dense
+
+
+class _ShardWriter:
+    """Stores embedded shards in a thread of its own, one at a time and in order (the vectors durably first,
+    then the store's transaction that records the shard), while the caller embeds the next one. Leaving
+    waits for the shard being written; a failed write is raised at the next `write` or on leaving."""
+
+    def __init__(self, staging: Path, store: PassageStore) -> None:
+        self._staging, self._store = staging, store
+        self._pending: queue.Queue = queue.Queue(maxsize=1)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="kotae-shard-writer", daemon=True)
+
+    def __enter__(self) -> "_ShardWriter":
+        self._thread.start()
+        return self
+
+    def write(self, shard: PreparedShard, first_key: int, vectors: np.ndarray) -> None:
+        self._raise_failure()
+        self._pending.put((shard, first_key, vectors))
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._pending.put(None)
+        self._thread.join()
+        if exc_info[0] is None:
+            self._raise_failure()
+
+    def _raise_failure(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        while (item := self._pending.get()) is not None:
+            if self._error is not None:
+                continue  # drain: the caller raises the first failure
+            shard, first_key, vectors = item
+            try:
+                write_durably(_vectors_path(self._staging, shard.number), _npy_bytes(vectors))
+                self._store.insert_shard(shard.number, first_key, shard.documents, shard.source)
+            except BaseException as error:
+                self._error = error
 
 
 class _PreparedShards:

@@ -112,6 +112,9 @@ def start_worker_process(
     tokenizer_settings: TokenizerSettings | None, passage_tokenizer: TextTokenizer | None = None
 ) -> None:
     """`start_worker` in a worker process of its own."""
+    # One thread per worker: the tokenizers library would otherwise start a pool of every core's threads
+    # in each of the (one per core) workers, which then spin against each other.
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
     start_worker(tokenizer_settings, passage_tokenizer)
     _end_with_parent()
     # Ctrl-C is the parent's to handle: it keeps the stored shards so that the same command resumes.
