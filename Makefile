@@ -1,9 +1,10 @@
 # The two commands of the README: `make serve` runs kotae on the embedded default, `make test` runs the
-# tests. Both set up .venv first (scripts/bootstrap.sh; a no-op when it is up to date).
+# tests. Both set up .venv first (scripts/bootstrap.sh; a no-op when it is up to date). `make test-fast`
+# runs the tests that start no vLLM engine and no server (marker `engine`, tests/engine_marker.py).
 VENV ?= .venv
 export HF_HUB_OFFLINE := 1
 
-.PHONY: serve test bootstrap
+.PHONY: serve test test-fast lint bootstrap
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -11,7 +12,12 @@ bootstrap:
 serve: bootstrap
 	$(VENV)/bin/kotae serve
 
-test: bootstrap
+lint: bootstrap
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+test: lint
 	$(VENV)/bin/pytest
+
+test-fast: lint
+	$(VENV)/bin/pytest -m "not engine"

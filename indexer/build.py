@@ -185,7 +185,11 @@ def _build(
         try:
             count = _store_shards(staging, sources, recipe, store, embedder, batch_size, workers, progress)
             stages = {"shards": round(time.perf_counter() - started, 1)}
-            manifest = _index_shards(staging, sources, recipe, store, count, progress, started, stages)
+            # The embedder's GPU, if it has one, takes IVF-PQ's coarse quantizer from faiss-cpu.
+            device = embedder.device if embedder.device.startswith("cuda") else None
+            manifest = _index_shards(
+                staging, sources, recipe, store, count, progress, started, stages, device
+            )
         finally:
             store.close()
     store = PassageStore.open(staging / STORE_FILE, writable=True)
@@ -247,12 +251,16 @@ def _index_shards(
     progress: bool,
     started: float,
     stages: dict[str, float],
+    device: str | None,
 ) -> Manifest:
-    """faiss from the shards' vectors and BM25 from the store's tokens, side by side, then the manifest."""
+    """faiss from the shards' vectors and BM25 from the store's tokens, side by side, then the manifest.
+    `device`: see `DenseIndex.trained`."""
     for leftover in (staging / DENSE_FILE, staging / BM25_DIR):  # from a build killed while indexing
         shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="kotae-faiss") as thread:
-        dense_future = thread.submit(_timed, _dense_from_shards, staging, recipe, count, progress, stages)
+        dense_future = thread.submit(
+            _timed, _dense_from_shards, staging, recipe, count, progress, stages, device
+        )
         if recipe.tokenizer is not None:
             _, stages["bm25"] = _timed(Bm25Index.build, staging / BM25_DIR, store.iter_tokens(), Bm25Params())
         dense, stages["faiss"] = dense_future.result()
@@ -286,7 +294,12 @@ def _index_shards(
 
 
 def _dense_from_shards(
-    staging: Path, recipe: BuildRecipe, count: int, progress: bool, stages: dict[str, float]
+    staging: Path,
+    recipe: BuildRecipe,
+    count: int,
+    progress: bool,
+    stages: dict[str, float],
+    device: str | None,
 ) -> DenseIndex:
     """The faiss index of every stored vector, keys 1…count in shard order, added shard by shard. Records
     how long training took in `stages`."""
@@ -303,7 +316,7 @@ def _dense_from_shards(
         return np.stack([shards[s][r - offsets[s]] for s, r in zip(shard_of, wanted, strict=True)])
 
     dense, stages["faiss_training"] = _timed(
-        DenseIndex.trained, recipe.dense, recipe.embedder.dimension, count, rows
+        DenseIndex.trained, recipe.dense, recipe.embedder.dimension, count, rows, device
     )
     with tqdm(total=count, desc=f"faiss {recipe.dense.type}", unit=" passages", disable=not progress) as bar:
         for start, vectors in zip(offsets, shards, strict=False):

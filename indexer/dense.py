@@ -8,9 +8,11 @@ from typing import Annotated, Literal
 
 import faiss
 import numpy as np
+from faiss.contrib.ivf_tools import add_preassigned
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from kotae.core.errors import InputError, KotaeError
+from kotae.indexer.coarse import CoarseQuantizer
 from kotae.indexer.layout import IndexType
 
 _TRAINING_POINTS_PER_CLUSTER = 64
@@ -84,7 +86,7 @@ class DenseIndex:
     `IndexRefine`, faiss's file for that pair. Its search, which wants ids 0…n-1, is not used: re-ranking
     is done here, by passage key."""
 
-    def __init__(self, index: faiss.Index, spec: DenseSpec) -> None:
+    def __init__(self, index: faiss.Index, spec: DenseSpec, coarse: CoarseQuantizer | None = None) -> None:
         self._index = index
         """As saved (CPU); for IVF-PQ with re-ranking, the `IndexRefine` of codes and exact vectors."""
         self.spec = spec
@@ -93,6 +95,8 @@ class DenseIndex:
         self._searched = faiss.downcast_index(refine.base_index) if refine else index
         """What a query searches first: the whole index, or IVF-PQ's codes when re-ranking follows."""
         self._exact = faiss.downcast_index(refine.refine_index) if refine else None
+        self._coarse = coarse
+        """IVF-PQ built with its coarse quantizer on a torch device: added vectors are assigned there."""
         self._gpu_resources: object | None = None
         # Searches on a CPU index may run concurrently; a GPU index's may not.
         self._gpu_lock = threading.Lock()
@@ -106,10 +110,17 @@ class DenseIndex:
 
     @classmethod
     def trained(
-        cls, spec: DenseSpec, dimension: int, count: int, rows: Callable[[np.ndarray], np.ndarray]
+        cls,
+        spec: DenseSpec,
+        dimension: int,
+        count: int,
+        rows: Callable[[np.ndarray], np.ndarray],
+        device: str | None = None,
     ) -> "DenseIndex":
         """An empty index for `count` vectors, ready for `add`. IVF-PQ trains here on a sample of the
-        vectors, which `rows(sorted row numbers)` returns: the corpus need not be in memory at once."""
+        vectors, which `rows(sorted row numbers)` returns: the corpus need not be in memory at once.
+        `device`: a torch device (a GPU) that trains IVF-PQ's coarse quantizer and assigns the vectors
+        this index adds to their lists (`coarse.CoarseQuantizer`); None leaves both to faiss."""
         match spec:
             case FlatSpec():
                 inner: faiss.Index = faiss.IndexFlatIP(dimension)
@@ -118,7 +129,10 @@ class DenseIndex:
                 inner.hnsw.efConstruction = spec.ef_construction
             case IvfPqSpec():
                 spec = _resolve_ivfpq(spec, count, dimension)
-                return cls(_ivfpq(spec, dimension, rows(_training_rows(count, spec))), spec)
+                sample = rows(_training_rows(count, spec))
+                assert spec.nlist is not None
+                coarse = CoarseQuantizer.trained(sample, spec.nlist, device) if device else None
+                return cls(_ivfpq(spec, dimension, sample, coarse), spec, coarse)
         return cls(faiss.IndexIDMap2(inner), spec)
 
     def add(self, vectors: np.ndarray, keys: np.ndarray) -> None:
@@ -127,9 +141,12 @@ class DenseIndex:
             return
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         keys = np.asarray(keys, dtype=np.int64)
-        for part in (self._searched, self._exact):
-            if part is not None:
-                part.add_with_ids(vectors, keys)
+        if self._coarse is not None:
+            add_preassigned(self._searched, vectors, self._coarse.assign(vectors), keys)
+        else:
+            self._searched.add_with_ids(vectors, keys)
+        if self._exact is not None:
+            self._exact.add_with_ids(vectors, keys)
         self._index.ntotal = self._searched.ntotal  # the IndexRefine's count, which its parts don't update
 
     @classmethod
@@ -241,10 +258,14 @@ def _keeps_exact_vectors(spec: DenseSpec) -> bool:
     return isinstance(spec, IvfPqSpec) and spec.rerank > 0
 
 
-def _ivfpq(spec: IvfPqSpec, dimension: int, sample: np.ndarray) -> faiss.Index:
+def _ivfpq(
+    spec: IvfPqSpec, dimension: int, sample: np.ndarray, coarse: CoarseQuantizer | None
+) -> faiss.Index:
     codes = faiss.IndexIVFPQ(
         faiss.IndexFlatIP(dimension), dimension, spec.nlist, spec.m, spec.nbits, faiss.METRIC_INNER_PRODUCT
     )
+    if coarse is not None:  # a quantizer holding nlist centroids already: faiss trains the codes only
+        codes.quantizer.add(coarse.centroids)
     # 64 points per code centroid are plenty for k-means in a few dimensions; faiss's 256 take many
     # minutes per million passages on two cores.
     codes.pq.cp.max_points_per_centroid = _TRAINING_POINTS_PER_CLUSTER

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from engine_marker import engine_fixture
 
 from kotae.core.config import Settings
 
@@ -193,7 +194,7 @@ def engine_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     )
 
 
-@pytest.fixture(scope="session")
+@engine_fixture(scope="session")
 def served(tiny_gemma: Path, engine_settings: Settings) -> Iterator[EngineHandle]:
     """One engine for every test (a start costs ~15 s; never two at once on this machine)."""
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")

@@ -47,7 +47,6 @@ def test_training_puts_as_many_passages_in_a_prompt_as_the_server_does():
     assert (training.contexts, training.context_token_budget) == (serving.top_k, serving.context_token_budget)
 
 
-@pytest.mark.engine
 def test_training_prompt_is_the_serving_prompt_byte_for_byte(tiny_gemma, engine_settings, served):
     from transformers import AutoTokenizer
 
@@ -61,7 +60,6 @@ def test_training_prompt_is_the_serving_prompt_byte_for_byte(tiny_gemma, engine_
     assert "とても長い本文" in training_prompt and "3776" not in training_prompt
 
 
-@pytest.mark.engine
 def test_training_tokens_are_the_served_tokens(tiny_gemma, examples_file, served):
     """TRL tokenizes the prompt as vLLM does, and the answer starts on a token boundary after it."""
     from transformers import AutoTokenizer
@@ -144,7 +142,6 @@ def test_missing_gold_passage_names_file_and_line(tiny_gemma, tmp_path, retrieve
         _build(retriever, qa, AutoTokenizer.from_pretrained(tiny_gemma))
 
 
-@pytest.mark.engine
 def test_built_prompts_are_what_the_pipeline_serves(tiny_gemma, data_dir, retriever, engine_settings, served):
     from transformers import AutoTokenizer
 

@@ -128,3 +128,35 @@ def test_search_parameters_can_be_tuned_without_a_rebuild() -> None:
     assert [ranked[0][0] for ranked in index.search(VECTORS[:20], 1)] == KEYS[:20].tolist()
     with pytest.raises(KotaeError, match="more than search parameters"):
         index.tune_search(HnswSpec(M=16))
+
+
+def test_ivfpq_with_its_coarse_quantizer_on_a_torch_device() -> None:
+    """The coarse k-means and the list assignment done with torch (here on the CPU, as on a GPU): faiss
+    keeps those centroids, trains only the codes, files each vector under its nearest centroid, and the
+    index finds what the faiss-trained one finds."""
+    clustered = np.repeat(unit_vectors(20, seed=4), 30, axis=0) + 0.05 * unit_vectors(600, seed=5)
+    vectors = clustered / np.linalg.norm(clustered, axis=1, keepdims=True)
+    keys = np.arange(1, 601, dtype=np.int64)
+    spec = IvfPqSpec(nbits=4, m=4, nlist=20, nprobe=2)
+
+    def rows(wanted: np.ndarray) -> np.ndarray:
+        return vectors[wanted]
+
+    on_device = DenseIndex.trained(spec, DIMENSION, len(vectors), rows, device="cpu")
+    on_device.add(vectors, keys)
+    ivf = faiss.extract_index_ivf(on_device._searched)
+    centroids = on_device._coarse.centroids  # type: ignore[union-attr]
+    assert ivf.quantizer.ntotal == 20
+    np.testing.assert_array_equal(ivf.quantizer.reconstruct_n(0, 20), centroids)
+    np.testing.assert_allclose(np.linalg.norm(centroids, axis=1), 1.0, atol=1e-5)
+    _, nearest = ivf.quantizer.search(vectors, 1)
+    lists = {key: list_number for list_number in range(20) for key in _list_keys(ivf, list_number)}
+    assert [lists[key] for key in keys] == nearest.ravel().tolist()
+    by_faiss = DenseIndex.build(spec, vectors, keys)
+    queries = vectors[::30]
+    assert keys_of(on_device.search(queries, 5)) == keys_of(by_faiss.search(queries, 5))
+
+
+def _list_keys(ivf: faiss.IndexIVF, list_number: int) -> list[int]:
+    size = ivf.invlists.list_size(list_number)
+    return faiss.rev_swig_ptr(ivf.invlists.get_ids(list_number), size).tolist()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from engine_marker import engine_fixture
 from server_fixtures import (
     BASE_MODEL,
     LiveServer,
@@ -45,7 +46,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
+@engine_fixture(scope="session")
 def live(workspace: Path) -> Iterator[LiveServer]:
     from kotae.server.app import create_app
 

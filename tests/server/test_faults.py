@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from engine_marker import engine_fixture
 from server_fixtures import LONG_STREAM, ServeProcess, serve_environment, start_serve
 
 from kotae.indexer.build import STAGING_SUFFIX
@@ -88,7 +89,7 @@ def battered_index(workspace: Path, tmp_path_factory: pytest.TempPathFactory) ->
     return index
 
 
-@pytest.fixture(scope="module")
+@engine_fixture(scope="module")
 def serving(
     workspace: Path, battered_index: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServeProcess]:

@@ -7,7 +7,10 @@ import threading
 import time
 
 import httpx
+import pytest
 from server_fixtures import LONG_STREAM, start_serve
+
+pytestmark = pytest.mark.engine  # a `kotae serve` process
 
 
 def test_sigterm_finishes_the_request_in_flight_then_exits_0(workspace, tmp_path):

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from engine_marker import engine_fixture
 from server_fixtures import (
     BASE_MODEL,
     READY_TIMEOUT_S,
@@ -103,7 +104,7 @@ def wait_healthy(replica: ReplicaProcess, deadline: float) -> None:
         time.sleep(1)
 
 
-@pytest.fixture(scope="module")
+@engine_fixture(scope="module")
 def replicas(workspace: Path) -> Iterator[list[ReplicaProcess]]:
     started = [start_replica(workspace / BASE_MODEL, workspace / f"replica-{n}.log") for n in (1, 2)]
     try:
@@ -184,7 +185,6 @@ def test_start_fails_clearly_when_no_replica_answers():
 # -- on two replicas (in order: the last tests kill them) -----------------------------------------
 
 
-@pytest.mark.engine
 def test_answers_spread_over_both_replicas(kotae, replicas):
     before = [replica.completions_served() for replica in replicas]
     with kotae.client() as client:
@@ -208,7 +208,6 @@ def test_answers_spread_over_both_replicas(kotae, replicas):
     assert min(served()) >= 2, served()
 
 
-@pytest.mark.engine
 def test_adapters_fan_out_to_every_replica(kotae, replicas):
     def served_names() -> list[set[str]]:
         return [{name.split("@")[0] for name in replica.served_adapters()} for replica in replicas]
@@ -223,7 +222,6 @@ def test_adapters_fan_out_to_every_replica(kotae, replicas):
         wait_until(lambda: all("c" not in names for names in served_names()), "c is unloaded from both")
 
 
-@pytest.mark.engine
 def test_reloading_from_the_same_folder_serves_the_new_weights(kotae, replicas):
     """vLLM's prefix cache keys on the adapter's name and path: a replica that reloaded the same name
     from the same folder would answer from blocks computed with the old weights."""
@@ -240,7 +238,6 @@ def test_reloading_from_the_same_folder_serves_the_new_weights(kotae, replicas):
         admin.delete("/admin/adapters/s").raise_for_status()
 
 
-@pytest.mark.engine
 def test_a_frozen_replica_leaves_rotation_and_rejoins_with_the_adapters_it_missed(kotae, replicas):
     engine, frozen = engine_of(kotae), replicas[1]
     frozen.send_signal(signal.SIGSTOP)
@@ -260,7 +257,6 @@ def test_a_frozen_replica_leaves_rotation_and_rejoins_with_the_adapters_it_misse
     wait_until(lambda: frozen.completions_served() > before, "the replica that was frozen answers again")
 
 
-@pytest.mark.engine
 def test_killing_a_replica_mid_traffic_keeps_answers_flowing(kotae, replicas):
     with kotae.client() as client:
         with ThreadPoolExecutor(8) as pool:
@@ -274,7 +270,6 @@ def test_killing_a_replica_mid_traffic_keeps_answers_flowing(kotae, replicas):
     assert not engine_of(kotae).replicas[1].healthy
 
 
-@pytest.mark.engine
 def test_with_no_replica_left_requests_fail_fast_with_503(kotae, replicas):
     replicas[0].send_signal(signal.SIGKILL)
     with kotae.client() as client:

@@ -64,6 +64,7 @@ def serve(workspace, index) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.engine  # a `kotae serve` process
 @pytest.mark.parametrize("damage", ["missing", "corrupt"])
 def test_a_missing_or_corrupt_index_stops_serve_naming_the_file(workspace, tmp_path, damage):
     for module in ("kotae.cli", "kotae.runtime"):
