@@ -25,6 +25,7 @@ import shutil
 import threading
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numba
@@ -53,6 +54,33 @@ _RANGE_POSTINGS = 1 << 20
 _ASSEMBLY_THREADS = 4
 """At most this many ranges are assembled at once, whatever `threads` says (memory stays bounded)."""
 _SPILL_DIR = ".spill"
+
+
+@dataclass(frozen=True)
+class NumberedTokens:
+    """A batch of passages' token lists as numbers: the batch's distinct words, and for each occurrence the
+    word's position among them. Numbered where the words are read (in a worker process, say), a batch costs
+    the builder one dictionary lookup per distinct word instead of one per occurrence."""
+
+    keys: np.ndarray
+    """Passage keys (int64)."""
+    words: list[str]
+    """The batch's distinct words, in order of first occurrence."""
+    ids: np.ndarray
+    """Every occurrence, passage after passage: its word's position in `words` (int32)."""
+    lengths: np.ndarray
+    """Occurrences per passage (int64)."""
+
+    @classmethod
+    def of(cls, keys: Sequence[int] | np.ndarray, tokens: Sequence[list[str]]) -> "NumberedTokens":
+        if len(keys) != len(tokens):
+            raise ValueError(f"a batch has {len(keys)} keys for {len(tokens)} token lists")
+        positions: dict[str, int] = {}
+        ids = np.fromiter(
+            (positions.setdefault(token, len(positions)) for words in tokens for token in words), np.int32
+        )
+        lengths = np.fromiter(map(len, tokens), np.int64, len(tokens))
+        return cls(np.asarray(keys, dtype=np.int64), list(positions), ids, lengths)
 
 
 class Bm25Params(BaseModel):
@@ -101,14 +129,14 @@ class Bm25Index:
     def build(
         cls,
         directory: Path,
-        batches: Iterable[tuple[np.ndarray, Sequence[list[str]]]],
+        batches: Iterable[NumberedTokens | tuple[np.ndarray, Sequence[list[str]]]],
         params: Bm25Params,
         threads: int = 0,
     ) -> "Bm25Index":
-        """Writes a BM25 index of the (passage keys, token lists) batches into `directory` (created) and
-        opens it; memory stays bounded by a batch (plus the vocabulary and a few numbers per passage). Keys
-        must be distinct. `threads` (0: one per CPU) assemble term ranges side by side (at most
-        `_ASSEMBLY_THREADS`), then search."""
+        """Writes a BM25 index of the batches, (passage keys, token lists) or already `NumberedTokens`, into
+        `directory` (created) and opens it; memory stays bounded by a batch (plus the vocabulary and a few
+        numbers per passage). Keys must be distinct. `threads` (0: one per CPU) assemble term ranges side
+        by side (at most `_ASSEMBLY_THREADS`), then search."""
         if params.method != "lucene":
             raise ValueError(f"only Lucene BM25 is implemented, not {params.method!r}")
         directory.mkdir(parents=True, exist_ok=True)
@@ -120,14 +148,12 @@ class Bm25Index:
         vocabulary: dict[str, int] = {}
         parts, lengths, keys = [], [], []
         documents = 0
-        for batch, (batch_keys, tokens) in enumerate(batches):
-            batch_keys = np.asarray(batch_keys, dtype=np.int64)
-            if len(batch_keys) != len(tokens):
-                raise ValueError(f"a batch has {len(batch_keys)} keys for {len(tokens)} token lists")
-            parts.append(_spill_batch(spill / f"{batch:06d}", vocabulary, tokens, documents))
-            lengths.append(np.fromiter(map(len, tokens), np.int64, len(tokens)))
-            keys.append(batch_keys)
-            documents += len(tokens)
+        for batch, given in enumerate(batches):
+            numbered = given if isinstance(given, NumberedTokens) else NumberedTokens.of(*given)
+            parts.append(_spill_batch(spill / f"{batch:06d}", vocabulary, numbered, documents))
+            lengths.append(numbered.lengths)
+            keys.append(numbered.keys)
+            documents += len(numbered.keys)
         all_keys = np.concatenate(keys) if keys else np.empty(0, np.int64)
         if len(np.unique(all_keys)) != len(all_keys):
             raise ValueError("passage keys must be distinct")
@@ -224,13 +250,15 @@ _SPILLED = {"terms": np.int32, "rows": np.int32, "tf": np.float32}
 """Raw arrays of a spilled batch (plain files, read back by slices)."""
 
 
-def _spill_batch(path: Path, vocabulary: dict[str, int], tokens: Sequence[list[str]], first_row: int) -> Path:
-    """Writes the batch's distinct (term, row) pairs with their frequency, sorted by term then row."""
-    ids = np.fromiter(
-        (vocabulary.setdefault(token, len(vocabulary)) for words in tokens for token in words), np.int64
+def _spill_batch(path: Path, vocabulary: dict[str, int], batch: NumberedTokens, first_row: int) -> Path:
+    """Writes the batch's distinct (term, row) pairs with their frequency, sorted by term then row. Term
+    ids are given in order of first occurrence over the batches, whatever their sizes."""
+    term_of_word = np.fromiter(
+        (vocabulary.setdefault(word, len(vocabulary)) for word in batch.words), np.int64, len(batch.words)
     )
-    sizes = np.fromiter(map(len, tokens), np.int64, len(tokens))
-    rows = np.repeat(np.arange(first_row, first_row + len(tokens), dtype=np.int64), sizes)
+    ids = term_of_word[batch.ids]
+    count = len(batch.lengths)
+    rows = np.repeat(np.arange(first_row, first_row + count, dtype=np.int64), batch.lengths)
     pairs, frequency = np.unique((ids << 32) | rows, return_counts=True)
     path.mkdir()
     (pairs >> 32).astype(_SPILLED["terms"]).tofile(path / "terms")

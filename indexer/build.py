@@ -30,6 +30,7 @@ from kotae import __version__
 from kotae.core.durable import write_durably
 from kotae.core.errors import KotaeError
 from kotae.indexer.bm25 import Bm25Index, Bm25Params
+from kotae.indexer.bm25_feed import numbered_batches
 from kotae.indexer.chunking import DEFAULT_CHUNK_CHARS, indexed_text
 from kotae.indexer.dense import DenseIndex, DenseSpec, dense_spec
 from kotae.indexer.layout import BM25_DIR, DENSE_FILE, MANIFEST_FILE, STORE_FILE, IndexType
@@ -262,7 +263,7 @@ def _index_shards(
             _timed, _dense_from_shards, staging, recipe, count, progress, stages, device
         )
         if recipe.tokenizer is not None:
-            _, stages["bm25"] = _timed(Bm25Index.build, staging / BM25_DIR, store.iter_tokens(), Bm25Params())
+            _, stages["bm25"] = _timed(write_bm25, store, staging / BM25_DIR, Bm25Params())
         dense, stages["faiss"] = dense_future.result()
     _, stages["faiss_save"] = _timed(dense.save, staging / DENSE_FILE)
     now = datetime.now(UTC)
@@ -462,7 +463,7 @@ def embed_passages(
 
 def write_bm25(store: PassageStore, directory: Path, params: Bm25Params) -> None:
     """BM25 over every stored passage, from the tokens kept in the store (no re-tokenizing on updates)."""
-    Bm25Index.build(directory, store.iter_tokens(), params)
+    Bm25Index.build(directory, numbered_batches(store), params)
 
 
 def _embedder_info(embedder: Embedder) -> EmbedderInfo:

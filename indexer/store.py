@@ -243,21 +243,21 @@ class PassageStore:
         for start in range(0, len(keys), batch):
             yield self.passages(keys[start : start + batch])
 
-    def iter_tokens(self) -> Iterator[tuple[np.ndarray, list[list[str]]]]:
-        """(keys, BM25 token lists) of every passage in key order, in batches."""
-        with self._lock:
-            cursor = self._db.execute("SELECT key, tokens FROM passages ORDER BY key")
-        while rows := _fetch(cursor, self._lock):
-            yield np.array([key for key, _ in rows], np.int64), [json.loads(tokens) for _, tokens in rows]
+    def tokens_in_range(self, first_key: int, end_key: int) -> tuple[np.ndarray, list[list[str]]]:
+        """(keys, BM25 token lists) of the passages with first_key ≤ key < end_key, in key order."""
+        rows = self._query(
+            "SELECT key, tokens FROM passages WHERE key >= ? AND key < ? ORDER BY key", [first_key, end_key]
+        )
+        return np.array([key for key, _ in rows], np.int64), [json.loads(tokens) for _, tokens in rows]
+
+    def max_key(self) -> int:
+        """The largest passage key (0 when empty)."""
+        [(largest,)] = self._query("SELECT COALESCE(MAX(key), 0) FROM passages", [])
+        return int(largest)
 
     def _query(self, sql: str, params: Sequence[object]) -> list[tuple]:
         with self._lock:
             return self._db.execute(sql, params).fetchall()
-
-
-def _fetch(cursor: sqlite3.Cursor, lock: threading.Lock) -> list[tuple]:
-    with lock:
-        return cursor.fetchmany(_BATCH)
 
 
 def _batches(items: list) -> Iterator[list]:

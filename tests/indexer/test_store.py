@@ -26,8 +26,9 @@ def test_lookups(store: PassageStore) -> None:
     keys = store.keys().tolist()
     assert store.passages([keys[2], keys[0]]) == [B, A1]
     assert store.passage("a#2") == A2 and store.passage("zzz") is None
-    [(batch_keys, tokens)] = store.iter_tokens()
-    assert batch_keys.tolist() == keys and tokens == [["一"], ["二"], ["三"]]
+    batch_keys, tokens = store.tokens_in_range(keys[1], keys[2] + 1)
+    assert batch_keys.tolist() == keys[1:] and tokens == [["二"], ["三"]]
+    assert store.max_key() == keys[2]
     assert [p for block in store.iter_passages(keys, 2) for p in block] == [A1, A2, B]
 
 
