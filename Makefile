@@ -1,6 +1,7 @@
 # The two commands of the README: `make serve` runs kotae on the embedded default, `make test` runs the
 # tests. Both set up .venv first (scripts/bootstrap.sh; a no-op when it is up to date). `make test-fast`
-# runs the tests that start no vLLM engine and no server (marker `engine`, tests/engine_marker.py).
+# leaves out the tests that start a vLLM engine or a server (marker `engine`, tests/engine_marker.py) and
+# those that train or build for minutes (marker `slow`).
 VENV ?= .venv
 export HF_HUB_OFFLINE := 1
 
@@ -20,4 +21,4 @@ test: lint
 	$(VENV)/bin/pytest
 
 test-fast: lint
-	$(VENV)/bin/pytest -m "not engine"
+	$(VENV)/bin/pytest -m "not engine and not slow"

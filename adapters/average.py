@@ -1,9 +1,9 @@
 """`kotae train average`: one adapter whose update is the weighted mean of several adapters' updates.
 
 Averaging the weights of runs that share a start ("model soups", checkpoint averaging) often does better
-than any one of them: here the second and third rank-256 epochs, each shrunk to rank 64, averaged beat both
-on JSQuAD and JaQuAD (docs/RESULTS.md). The mean of k rank-r updates has rank up to k*r; it is cut to the
-rank asked for (`kotae.adapters.low_rank`), by default the largest of the sources' ranks.
+than any one of them; the shipped default adapter is such an average (docs/RESULTS.md). The mean of k
+rank-r updates has rank up to k*r; it is cut to the rank asked for (`kotae.adapters.low_rank`), by default
+the largest of the sources' ranks.
 """
 
 from pathlib import Path

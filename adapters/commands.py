@@ -179,7 +179,8 @@ def cpt(
     tokenize_workers: TokenizeWorkers = None,
     overwrite: Overwrite = False,
 ) -> None:
-    """Continued pre-training: next-token loss on raw passages (seed 002's first step; then merge, SFT)."""
+    """Continued pre-training: next-token loss on raw passages, to put their knowledge into the weights
+    (then `kotae merge`, then `kotae train sft` on the merged model)."""
     from kotae.adapters.cpt import train_cpt
 
     config = CPTRunConfig(

@@ -1,7 +1,7 @@
-"""Every knob of an adapter training run, with the defaults of the seed 002 pipeline.
+"""Every knob of an adapter training run (CPT → merge → SFT), with its default.
 
-SFT and CPT share the trainer knobs (`TrainingConfig`); each adds what its data needs. The defaults are
-those of the default adapter's run on one H100 (31k JaQuAD questions, one epoch); the tests shrink them.
+SFT and CPT share the trainer knobs (`TrainingConfig`); each adds what its data needs. The defaults suit a
+run of about 30k QA examples on one GPU; the tests shrink them.
 """
 
 import json
@@ -17,7 +17,7 @@ ATTENTION_MLP = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
 """Every linear layer of a Gemma block: SFT teaches a format, which touches both attention and MLP."""
 
 EMBEDDINGS = ("embed_tokens", "lm_head")
-"""Trained in full by CPT with `train_embeddings` (seed 002): new words and names live in the vocabulary
+"""Trained in full by CPT with `train_embeddings`: new words and names live in the vocabulary
 rows. vLLM cannot serve such an adapter as LoRA; it must be merged first."""
 
 
@@ -145,12 +145,12 @@ class CPTRunConfig(TrainingConfig):
     text: Path
     """Passage JSONL `{id, title, text}`."""
     lora: LoraSpec = field(default_factory=_cpt_lora)
-    """High alpha (64/16 = 4x) as seed 002 had: new facts need a larger update than a new format, and the
-    merged result is what SFT then starts from."""
+    """High alpha (64/16 = 4x): new facts need a larger update than a new format, and the merged result is
+    what SFT then starts from."""
     learning_rate: float = 1e-4
     """Half of SFT's: with alpha 4x the update is already large, and raw text is many more tokens."""
     train_embeddings: bool = False
-    """Train `embed_tokens`/`lm_head` in full too (seed 002), at `full_module_learning_rate`; the adapter
+    """Train `embed_tokens`/`lm_head` in full too, at `full_module_learning_rate`; the adapter
     then needs `kotae merge` before it is served."""
     packing: bool = True
     """Passages are packed into `max_length` rows: no padding, and a long passage is split, not cut."""

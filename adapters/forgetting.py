@@ -1,4 +1,4 @@
-"""The forgetting check (seed 002's open question): does SFT wash away what CPT put in?
+"""The forgetting check: does SFT wash away what CPT put in?
 
 A knowledge probe is a QA file answerable only from the CPT text, asked WITHOUT context (the served
 template with an empty 入力), so only what the weights hold can answer it. It is scored before and after

@@ -1,6 +1,6 @@
 """`kotae merge`: fold an adapter into its base model, giving a plain safetensors model folder.
 
-Seed 002's pipeline merges the CPT adapter before SFT: the knowledge then sits in the base weights, SFT
+CPT → merge → SFT merges the CPT adapter before SFT: the knowledge then sits in the base weights, SFT
 trains a fresh, servable LoRA on top, and CPT's fully trained embeddings (which vLLM cannot load as
 LoRA) become ordinary weights. The merged folder records where it came from (`kotae_merge.json`), so a
 later SFT run can report the whole forgetting curve.

@@ -1,5 +1,5 @@
 """Every N steps, answer a fixed probe set with the model being trained and log the answers beside the
-loss (seed 003 watched answers: a loss that keeps falling can hide answers that stopped making sense)."""
+loss: a loss that keeps falling can hide answers that stopped making sense."""
 
 from dataclasses import dataclass
 from pathlib import Path

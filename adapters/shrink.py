@@ -1,7 +1,7 @@
 """`kotae train shrink`: a LoRA adapter of lower rank that does what a high-rank one does, nearly.
 
-A high rank learns more per epoch (rank 256 after one epoch read as well as rank 32 after four,
-docs/RESULTS.md), but its adapter is 8x as large and needs a larger `max_lora_rank` to serve. The shrunk
+A high rank learns more per epoch (docs/RESULTS.md), but its adapter grows with the rank and needs a larger
+`max_lora_rank` to serve. The shrunk
 adapter holds each module's update cut to its best rank-k approximation (`kotae.adapters.low_rank`).
 """
 

@@ -2,8 +2,8 @@
 
 vLLM's PyTorch-native ops (`vllm.lora.ops.torch_ops`, the CPU path) gather each token's adapter weights
 before an einsum: a prefill chunk of 2,048 tokens through an MLP projection of a rank-32 adapter copies
-2,048 × 2,048 × 32 weights per layer, ten times the work of the product itself, and it made the shipped
-adapter's prefill three times slower than the base model's on the CPU (docs/BENCHMARKS.md). Tokens of one
+2,048 × 2,048 × 32 weights per layer, ten times the work of the product itself, and that copying dominates
+an adapter's prefill on the CPU (docs/BENCHMARKS.md). Tokens of one
 adapter share its weights, so one product per adapter gives the same result. Rows whose slot is negative
 (no adapter) get no LoRA term, as vLLM's GPU kernels treat them.
 

@@ -10,8 +10,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 DEFAULT_GENERATOR = "gemma-3-270m"
 DEFAULT_EMBEDDER = "multilingual-e5-small"
 DEFAULT_TOP_K = 3
-"""Passages per prompt, served and trained on: with the default adapter, 3 beat 5 on both dev sets (jsquad
-exact 0.638 against 0.620, jaquad 0.582 against 0.555, docs/RESULTS.md) and take 38% fewer prompt tokens."""
+"""Passages per prompt, served and trained on: with the default adapter, 3 answer better than 5 on both dev
+sets, in fewer prompt tokens (docs/RESULTS.md)."""
 DEFAULT_CONTEXT_TOKEN_BUDGET = 1536
 """Prompt tokens the passages may take, served and trained on."""
 RetrievalMode = Literal["dense", "bm25", "hybrid"]
@@ -64,10 +64,11 @@ class Settings(BaseSettings):
     retrieval: RetrievalMode = "hybrid"
     """Dense (faiss), lexical (BM25 over Sudachi tokens) or both fused."""
     fusion: FusionMethod = "weighted"
-    """How hybrid retrieval fuses the two rankings: weighted scores beat reciprocal ranks on JSQuAD and
-    JaQuAD (recall@5 0.965 against 0.951, 0.959 against 0.940; docs/BENCHMARKS.md, Retrieval)."""
+    """How hybrid retrieval fuses the two rankings: weighted scores recall more than reciprocal ranks on
+    JSQuAD and JaQuAD (docs/BENCHMARKS.md, Retrieval)."""
     fusion_dense_weight: float = Field(0.4, ge=0.0, le=1.0)
-    """Weight of the dense scores in weighted fusion (BM25 gets the rest); 0.4 had the best recall@5."""
+    """Weight of the dense scores in weighted fusion (BM25 gets the rest); the default recalls best
+    (docs/BENCHMARKS.md, Retrieval)."""
     context_token_budget: int = Field(DEFAULT_CONTEXT_TOKEN_BUDGET, ge=64)
     """Prompt tokens the retrieved passages may take; the last passages are trimmed to fit."""
 

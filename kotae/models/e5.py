@@ -170,7 +170,7 @@ def build_e5_tokenizer(e5: E5Bin) -> "Tokenizer":
 
     Two differences remain. Like the original Hugging Face tokenizer, consecutive unknown characters fuse
     into one `<unk>`. And the table runs as a SentencePiece "precompiled charsmap" (a plain chain of ~4,800
-    `Replace` rules made tokenizing 40x slower), whose `tokenizers` implementation maps a whole grapheme
+    `Replace` rules tokenizes far slower), whose `tokenizers` implementation maps a whole grapheme
     by its first character: a table character followed by a combining mark loses the mark. Half-width
     katakana with (han)dakuten, the case Japanese text has, are mapped pairwise beforehand.
     """

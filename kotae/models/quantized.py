@@ -3,8 +3,8 @@
 An adapter trained on that model serves on a GPTQ output too: GPTQ only rounds weights, so every layer
 reads the activations the adapter was trained on and LoRA adds its 16-bit update unchanged. AWQ does not:
 it divides each layer's input channels by scales folded into the layer before, so a LoRA A matrix trained
-on the source reads rescaled inputs (measured: exact 0.592 → 0.140 on 980 jsquad-valid questions with the
-default adapter). The server reads the source's hash here to accept, or to refuse with that reason.
+on the source reads rescaled inputs and its answers degrade (docs/RESULTS.md). The server reads the
+source's hash here to accept, or to refuse with that reason.
 """
 
 from pathlib import Path

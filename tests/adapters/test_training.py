@@ -21,6 +21,7 @@ from kotae.core.errors import KotaeError
 from kotae.rag.engine import Sampling
 from kotae.rag.prompt import PROMPT_VERSION
 
+pytestmark = pytest.mark.slow  # every test here trains on the CPU
 console = Console(width=120)
 
 # A few steps over all six examples at a high rate: the tiny model learns most of the answers.

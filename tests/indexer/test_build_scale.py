@@ -89,6 +89,7 @@ def build_growth_kib(dump: Path, model: Path, out: Path) -> int:
     return json.loads(done.stdout.strip().splitlines()[-1])["grew_kib"]
 
 
+@pytest.mark.slow  # builds 2,000- and 20,000-article dumps in processes of their own
 def test_memory_does_not_grow_with_the_corpus(tiny_e5_dir: Path, tmp_path: Path) -> None:
     small = write_dump(tmp_path / "small.xml.bz2", 2_000, 5_000)
     large = write_dump(tmp_path / "large.xml.bz2", 20_000, 5_000)

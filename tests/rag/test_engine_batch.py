@@ -6,6 +6,7 @@ so the two paths are compared on batches of the same composition: one request at
 is checked for what does not depend on its composition: every request gets its own finished answer."""
 
 import asyncio
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -32,36 +33,46 @@ def engine(tmp_path_factory):
     started.shutdown()
 
 
-@pytest.fixture(scope="module")
-def alone(engine) -> list[tuple[Completion, Completion]]:
+@dataclass
+class Answers:
+    alone: list[tuple[Completion, Completion]]
     """Each prompt on its own, streamed then batched."""
+    together: list[Completion]
+    """All prompts in one `complete_many` call."""
+    done_calls: int
+    """Calls of that call's `on_done`."""
 
-    async def each_alone() -> list[tuple[Completion, Completion]]:
-        pairs = []
+
+@pytest.fixture(scope="module")
+def answers(engine) -> Answers:
+    # One event loop for every call: vLLM's output handler lives on the loop of the first request.
+    async def ask() -> Answers:
+        alone = []
         for prompt in PROMPTS:
             streamed = await engine.complete(prompt, SAMPLING)
             [batched] = await engine.complete_many([prompt], SAMPLING)
-            pairs.append((streamed, batched))
-        return pairs
+            alone.append((streamed, batched))
+        done: list[int] = []
+        together = await engine.complete_many(PROMPTS, SAMPLING, on_done=lambda: done.append(1))
+        return Answers(alone, together, len(done))
 
-    return asyncio.run(each_alone())
+    return asyncio.run(ask())
 
 
-def test_complete_many_matches_stream(alone):
-    streamed, batched = zip(*alone, strict=True)
+def test_complete_many_matches_stream(answers: Answers) -> None:
+    streamed, batched = zip(*answers.alone, strict=True)
     assert [c.text for c in batched] == [c.text for c in streamed]
     assert [c.finish_reason for c in batched] == [c.finish_reason for c in streamed]
     assert [c.prompt_tokens for c in batched] == [c.prompt_tokens for c in streamed]
     assert any(c.text for c in batched)
 
 
-def test_a_batch_of_many_gives_each_request_its_own_finished_answer(engine, alone):
-    done: list[int] = []
-    batched = asyncio.run(engine.complete_many(PROMPTS, SAMPLING, on_done=lambda: done.append(1)))
-    assert len(done) == len(PROMPTS)
-    assert [c.prompt_tokens for c in batched] == [streamed.prompt_tokens for streamed, _ in alone]
-    assert len({c.prompt_tokens for c in batched}) == len(PROMPTS), "answers cannot be told apart"
-    for completion in batched:
+def test_a_batch_of_many_gives_each_request_its_own_finished_answer(answers: Answers) -> None:
+    together = answers.together
+    assert answers.done_calls == len(PROMPTS)
+    assert [c.prompt_tokens for c in together] == [streamed.prompt_tokens for streamed, _ in answers.alone]
+    assert len({c.prompt_tokens for c in together}) == len(PROMPTS), "answers cannot be told apart"
+    for completion in together:
         assert completion.finish_reason in {"stop", "length", "repetition"}
         assert completion.completion_tokens <= SAMPLING.max_tokens
-    assert any(c.text for c in batched)
+    assert any(c.text for c in together)

@@ -100,6 +100,7 @@ def serving(
     server.stop()
 
 
+@pytest.mark.slow  # two `kotae index` processes, each killed while it writes
 def test_killed_build_and_add_leave_the_previous_index(workspace, battered_index):
     original = workspace / "index"
     assert (battered_index / MANIFEST_FILE).read_bytes() == (original / MANIFEST_FILE).read_bytes()
