@@ -78,10 +78,9 @@ class PassageStore:
 
     def insert_shard(
         self, number: int, first_key: int, documents: Sequence["PreparedDocument"], source: int
-    ) -> int:
+    ) -> None:
         """Stores one shard of a build with keys from `first_key` on, and records it, in one transaction
-        (durable once this returns). Returns the key after its last passage. A document id already stored
-        raises KotaeError naming both places."""
+        (durable once this returns). A document id already stored raises KotaeError naming both places."""
         key = first_key
         rows = []
         with self._lock:
@@ -120,7 +119,6 @@ class PassageStore:
             except BaseException:
                 self._db.rollback()
                 raise
-        return key
 
     def source_counts(self, sources: int) -> list[tuple[int, int]]:
         """Of a build in progress: (documents, passages) stored from each of its `sources` source files."""
