@@ -8,7 +8,6 @@ generation: batching is vLLM's job.
 import asyncio
 import itertools
 import os
-import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -19,7 +18,8 @@ from typing import TYPE_CHECKING
 
 from kotae.core.config import Settings
 from kotae.core.errors import KotaeError
-from kotae.rag.prompt import ANSWER_STOPS, guard_stream
+from kotae.rag.loop_guard import LoopGuard
+from kotae.rag.prompt import ANSWER_STOPS
 from kotae.rag.token_counter import TokenCounter
 
 if TYPE_CHECKING:
@@ -87,19 +87,16 @@ def _sampling_params(sampling: Sampling, output_kind: "RequestOutputKind") -> "S
     )
 
 
-LOOP_SHAPE = re.compile(r"(.)\1{7}|(..)\2{3}|(.{3,80}?)\3\3", re.DOTALL)
-"""Text in which `cut_repetition` (at its defaults: 3 copies, 8 characters, units up to 80) could
-fire on some prefix: a unit repeated back to back that often and that long. Without one, the loop guard
-never fires while streaming, and a finished text is exactly what `stream` would have returned."""
-
-
 def _finished_completion(output: "RequestOutput") -> Completion:
+    """A finished output through the loop guard: cut where `stream` would have stopped it."""
     choice = output.outputs[0]
+    guard = LoopGuard()
+    guard.feed(choice.text)
     return Completion(
-        text=choice.text,
+        text=guard.text,
         prompt_tokens=len(output.prompt_token_ids or ()),
         completion_tokens=len(choice.token_ids),
-        finish_reason=choice.finish_reason or "stop",
+        finish_reason="repetition" if guard.looping else (choice.finish_reason or "stop"),
         # vLLM's own first-token latency, when it keeps request stats (kotae starts it with stats on).
         first_token_s=getattr(output.metrics, "first_token_latency", None) or None,
     )
@@ -180,22 +177,20 @@ class VLLMEngine:
         params = _sampling_params(sampling, RequestOutputKind.CUMULATIVE)
         started = time.perf_counter()
         first_token_s: float | None = None
-        sent = ""
+        guard = LoopGuard()
         async with aclosing(self._outputs(prompt, params, self._lora_for(adapter))) as outputs:
             async for output in outputs:
                 choice = output.outputs[0]
                 if first_token_s is None and choice.token_ids:
                     first_token_s = time.perf_counter() - started
-                text, looping = guard_stream(choice.text, sent)
-                if len(text) > len(sent):
-                    yield Delta(text[len(sent) :])
-                    sent = text
-                if looping or output.finished:
-                    reason = "repetition" if looping else (choice.finish_reason or "stop")
+                if text := guard.feed(choice.text):
+                    yield Delta(text)
+                if guard.looping or output.finished:
+                    reason = "repetition" if guard.looping else (choice.finish_reason or "stop")
                     yield Delta(
                         "",
                         Completion(
-                            text=sent,
+                            text=guard.text,
                             prompt_tokens=len(output.prompt_token_ids or ()),
                             completion_tokens=len(choice.token_ids),
                             finish_reason=reason,
@@ -220,9 +215,9 @@ class VLLMEngine:
         """All prompts go to vLLM at once, so its scheduler batches them.
 
         Each answer comes back once, finished: streaming a thousand answers token by token costs a
-        Python wake-up and a loop-guard scan per token and request. The rare answer whose text has a
-        loop's shape is asked again through `stream` (greedy decoding repeats it), so the loop guard
-        cuts it exactly where serving would.
+        Python wake-up per token and request. The loop guard then cuts each text where `stream` would
+        have stopped it (greedy decoding generates the same text either way); only the token count
+        differs, since `stream` stops generating there.
         """
         from vllm.sampling_params import RequestOutputKind
 
@@ -237,12 +232,9 @@ class VLLMEngine:
                     final = output
             if final is None or not final.finished:
                 raise EngineDead("the engine ended a request without a result")
-            completion = _finished_completion(final)
-            if LOOP_SHAPE.search(completion.text):
-                completion = await self.complete(prompt, sampling, adapter)
             if on_done:
                 on_done()
-            return completion
+            return _finished_completion(final)
 
         return list(await asyncio.gather(*(one(p) for p in prompts)))
 

@@ -5,7 +5,9 @@ bytes it was trained on.
 """
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
+from kotae.rag.loop_guard import cut_repetition
 from kotae.rag.passage import Passage
 
 PROMPT_VERSION = "alpaca-ja-v1"
@@ -57,6 +59,24 @@ def _truncate_to_tokens(text: str, count_tokens: Callable[[str], int], budget: i
     return text[:low]
 
 
+@dataclass(frozen=True, slots=True)
+class FittedPrompt:
+    text: str
+    passages: int
+    """How many of the passages, in rank order, the prompt holds."""
+    last_cut: bool
+    """Whether the last of them is only its beginning (the budget ran out inside it)."""
+
+
+def fit_prompt(
+    question: str, passages: Sequence[Passage], count_tokens: Callable[[str], int], budget: int
+) -> FittedPrompt:
+    """The prompt of a question and its ranked passages, the passages within `budget` tokens."""
+    contexts = fit_contexts(passages, count_tokens, budget)
+    last_cut = bool(contexts) and contexts[-1] != context_line(passages[len(contexts) - 1])
+    return FittedPrompt(build_prompt(question, contexts), len(contexts), last_cut)
+
+
 def build_prompt(question: str, contexts: Sequence[str]) -> str:
     return TEMPLATE.format(question=question.strip(), contexts="\n".join(contexts))
 
@@ -66,43 +86,3 @@ def clean_answer(text: str) -> str:
     for stop in ANSWER_STOPS:
         text = text.split(stop, 1)[0]
     return cut_repetition(text).strip()
-
-
-def guard_stream(generated: str, sent: str) -> tuple[str, bool]:
-    """The loop guard on a stream: what of the answer may be out by now, and whether it started looping.
-    `generated` is the whole text so far, `sent` what went out already: it cannot be taken back, so a
-    cut never goes below it."""
-    guarded = cut_repetition(generated)
-    looping = len(guarded) < len(generated)
-    return (sent if looping and len(guarded) < len(sent) else guarded), looping
-
-
-def cut_repetition(text: str, min_repeats: int = 3, min_span: int = 8, max_period: int = 80) -> str:
-    """Cut a looping tail down to its first occurrence.
-
-    A small base model often repeats a phrase until `max_tokens` ("東京都、東京都、東京都、…").
-    If the text ends with `min_repeats` or more back-to-back copies of one unit (possibly followed by
-    an unfinished copy) spanning at least `min_span` characters, everything after the first copy goes.
-    Units longer than `max_period` characters are not looked for: this runs at every streamed token.
-    """
-    n = len(text)
-    for period in range(1, min(n // min_repeats, max_period) + 1):
-        # The tail may stop inside a copy: try each partial remainder.
-        for partial in range(period):
-            end = n - partial
-            if text[end:] != text[end - period : end - period + partial]:
-                continue
-            unit = text[end - period : end]
-            copies = 1
-            while (
-                end - (copies + 1) * period >= 0
-                and text[end - (copies + 1) * period : end - copies * period] == unit
-            ):
-                copies += 1
-            if copies >= min_repeats and copies * period >= min_span:
-                start = end - copies * period
-                # The loop may have begun a few characters earlier, in a rotated unit.
-                while start > 0 and text[start - 1] == text[start - 1 + period]:
-                    start -= 1
-                return text[: start + period]
-    return text

@@ -34,7 +34,7 @@ import httpx
 from kotae.core.config import Settings
 from kotae.core.errors import KotaeError
 from kotae.rag.engine import Completion, Delta, EngineDead, Sampling, UnknownAdapter
-from kotae.rag.prompt import guard_stream
+from kotae.rag.loop_guard import LoopGuard
 from kotae.rag.token_counter import TokenCounter
 
 logger = logging.getLogger(__name__)
@@ -243,7 +243,8 @@ class RemoteEngine:
         started = time.perf_counter()
         first_token_s: float | None = None
         prompt_tokens = completion_tokens = 0
-        raw = sent = ""
+        raw = ""
+        guard = LoopGuard()
         replica.in_flight += 1
         try:
             async with self._session().stream("POST", f"{replica.url}/v1/completions", json=body) as response:
@@ -264,18 +265,16 @@ class RemoteEngine:
                     if first_token_s is None and completion_tokens:
                         first_token_s = time.perf_counter() - started
                     raw += choice.get("text") or ""
-                    text, looping = guard_stream(raw, sent)
-                    if len(text) > len(sent):
-                        yield Delta(text[len(sent) :])
-                        sent = text
+                    if text := guard.feed(raw):
+                        yield Delta(text)
                     finish = choice.get("finish_reason")
-                    if looping or finish:
+                    if guard.looping or finish:
                         # Leaving the block closes the connection: vLLM aborts a request cut short.
                         completion = Completion(
-                            text=sent,
+                            text=guard.text,
                             prompt_tokens=prompt_tokens,
                             completion_tokens=completion_tokens,
-                            finish_reason="repetition" if looping else finish,
+                            finish_reason="repetition" if guard.looping else finish,
                             first_token_s=first_token_s,
                         )
                         yield Delta("", completion)

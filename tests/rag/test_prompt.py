@@ -3,9 +3,7 @@ from kotae.rag.prompt import (
     build_prompt,
     clean_answer,
     context_line,
-    cut_repetition,
     fit_contexts,
-    guard_stream,
 )
 
 EXPECTED = (
@@ -40,17 +38,3 @@ def test_contexts_are_trimmed_to_the_budget_in_rank_order():
 def test_answer_stops_at_blank_line_or_section_header():
     assert clean_answer("富士山\n\n### 指示:\n次の質問") == "富士山"
     assert clean_answer(" 1192年 ### 入力") == "1192年"
-
-
-def test_repetition_guard_cuts_loops_and_leaves_normal_text():
-    assert cut_repetition("東京都、東京都、東京都、東京都、東") == "東京都、"
-    assert cut_repetition("答えは1990年です。" * 3) == "答えは1990年です。"
-    assert cut_repetition("それはそれは見事な桜です。") == "それはそれは見事な桜です。"
-    assert cut_repetition("1111年") == "1111年"
-
-
-def test_stream_guard_never_takes_back_streamed_text():
-    looping = "東京都、" * 4
-    assert guard_stream(looping, "") == ("東京都、", True)
-    assert guard_stream(looping, looping[:10]) == (looping[:10], True)
-    assert guard_stream("東京都です", "東京") == ("東京都です", False)
