@@ -34,3 +34,20 @@ if [[ ! -f $quant_stamp || $(cat "$quant_stamp") != "$quant_wanted" ]]; then
   "${pip[@]}" install --no-deps --target "$quant_site" -r requirements/quant.lock
   echo "$quant_wanted" > "$quant_stamp"
 fi
+
+# Prometheus (Debian's package) for tests/server/test_prometheus_dashboard.py, which evaluates every query of
+# the Grafana dashboard on a real Prometheus; that test skips where the binary is absent. Installed only as
+# root on a machine with apt; where apt fails, the stamp keeps later runs from trying again until this script
+# changes.
+apt_stamp="$venv/.kotae-prometheus-apt"
+apt_wanted=$(digest scripts/bootstrap.sh)
+if ! command -v prometheus >/dev/null && [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null \
+  && [[ ! -f $apt_stamp || $(cat "$apt_stamp") != "$apt_wanted" ]]; then
+  echo "kotae: installing prometheus with apt-get (for the dashboard test)" >&2
+  apt_get=(env DEBIAN_FRONTEND=noninteractive timeout 600 apt-get -qq -o Dpkg::Use-Pty=0)
+  install=("${apt_get[@]}" install -y --no-install-recommends prometheus)
+  if ! { "${install[@]}" || { "${apt_get[@]}" update && "${install[@]}"; }; } >/dev/null 2>&1; then
+    echo "kotae: apt-get could not install prometheus; the dashboard test will be skipped" >&2
+  fi
+  echo "$apt_wanted" > "$apt_stamp"
+fi
