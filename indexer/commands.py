@@ -10,7 +10,7 @@ from rich.table import Table
 from kotae.core.config import get_settings
 from kotae.core.errors import KotaeError
 from kotae.indexer.chunking import DEFAULT_CHUNK_CHARS
-from kotae.indexer.layout import IndexType
+from kotae.indexer.layout import IndexType, collection_directory
 
 if TYPE_CHECKING:
     from kotae.indexer.manifest import Manifest
@@ -27,7 +27,14 @@ def build(
         help="Passage JSONL or Parquet {id,title,text}, wikitext JSONL or Parquet {title,text}, or MediaWiki "
         "XML (.gz/.bz2 too; a multistream .bz2 dump is read in parallel).",
     ),
-    out: Path = typer.Option(..., "--out", help="Index directory; an existing index is replaced atomically."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Index directory; an existing index is replaced atomically."
+    ),
+    collection: str | None = typer.Option(
+        None,
+        help="Build collection NAME instead of --out: the index goes under the collections root "
+        "(KOTAE_COLLECTIONS_DIR), where a running server picks it up.",
+    ),
     index_type: IndexType = typer.Option("flat", "--type", help="faiss index: flat (exact), hnsw or ivfpq."),
     param: list[str] = typer.Option(
         [],
@@ -50,11 +57,12 @@ def build(
     from kotae.indexer.build import build_index
     from kotae.indexer.dense import dense_spec
 
+    target = _build_target(out, collection)
     params = dense_spec(index_type, _params(param))  # bad parameters fail before the embedder loads
-    _warn_abandoned(out)
+    _warn_abandoned(target)
     manifest = build_index(
         sources,
-        out,
+        target,
         _embedder(embedder),
         index_type=index_type,
         params=params.model_dump(exclude={"type"}),
@@ -65,7 +73,7 @@ def build(
         workers=workers,
     )
     console.print(
-        f"built {out}: {manifest.count} passages from {manifest.documents} documents", soft_wrap=True
+        f"built {target}: {manifest.count} passages from {manifest.documents} documents", soft_wrap=True
     )
 
 
@@ -147,6 +155,15 @@ def _warn_abandoned(target: Path) -> None:
             f"remove it with rm -rf {staging}[/yellow]",
             soft_wrap=True,
         )
+
+
+def _build_target(out: Path | None, collection: str | None) -> Path:
+    if (out is None) == (collection is None):
+        raise KotaeError("give either --out DIRECTORY or --collection NAME")
+    if collection is not None:
+        return collection_directory(get_settings().collections_root, collection)
+    assert out is not None
+    return out
 
 
 def _embedder(name_or_path: str | None) -> "Embedder":

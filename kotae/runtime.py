@@ -16,6 +16,7 @@ from kotae.indexer.index import Index
 from kotae.indexer.manifest import FORMAT_VERSION
 from kotae.models.quantized import read_quantize_record
 from kotae.models.store import ModelStore, model_hash
+from kotae.rag.collections import Collections
 from kotae.rag.embedder import Embedder
 from kotae.rag.engine import UnknownAdapter, VLLMEngine
 from kotae.rag.engine_protocol import Engine
@@ -59,11 +60,16 @@ def start_engine(model: Path, settings: Settings) -> Engine:
     return VLLMEngine.start(model, settings)
 
 
+def open_collections(settings: Settings) -> Collections:
+    """The default collection and every index under the collections root."""
+    return Collections.open(open_retriever(settings), settings.collections_root)
+
+
 def build_pipeline(settings: Settings) -> Pipeline:
-    """The index is opened before the engine starts, so a missing or corrupt index fails in seconds."""
-    retriever = open_retriever(settings)
+    """The indexes are opened before the engine starts, so a missing or corrupt index fails in seconds."""
+    collections = open_collections(settings)
     engine = start_engine(ModelStore(settings.home).generator(settings.generator), settings)
-    return Pipeline(retriever, engine, settings)
+    return Pipeline(collections, engine, settings)
 
 
 def served_base(name: str, folder: Path | None) -> ServedBase:

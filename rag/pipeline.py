@@ -5,10 +5,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from kotae.core.config import RetrievalMode, Settings
+from kotae.rag.collections import Collections
 from kotae.rag.engine import Completion, Sampling
 from kotae.rag.engine_protocol import Engine
 from kotae.rag.passage import Hit, Passage
-from kotae.rag.prompt import build_prompt, clean_answer, context_line, fit_contexts
+from kotae.rag.prompt import FittedPrompt, clean_answer, context_line, fit_prompt
 from kotae.rag.retrieval_batcher import RetrievalBatcher
 from kotae.rag.retriever import Retriever
 
@@ -27,6 +28,9 @@ class Answer:
     question: str
     text: str
     sources: list[Hit]
+    """The passages the prompt held, in rank order."""
+    last_cut: bool
+    """The prompt held only the beginning of the last source."""
     completion: Completion
     timings: Timings
 
@@ -37,46 +41,65 @@ class PreparedQuestion:
 
     question: str
     sources: list[Hit]
+    """The passages the prompt holds, in rank order (retrieved ones the budget left out are not here)."""
+    last_cut: bool
+    """The prompt holds only the beginning of the last source."""
     prompt: str
     retrieve_ms: float
 
 
 class Pipeline:
-    def __init__(self, retriever: Retriever, engine: Engine, settings: Settings) -> None:
-        self.retriever = retriever
+    def __init__(self, collections: Collections, engine: Engine, settings: Settings) -> None:
+        self.collections = collections
         self.engine = engine
         self.settings = settings
         self._batcher = RetrievalBatcher(self.prepare_many, RETRIEVAL_BATCH)
 
+    @property
+    def retriever(self) -> Retriever:
+        """The default collection's retriever."""
+        return self.collections.default
+
     def prompt_for(
         self, question: str, passages: Sequence[Passage], count_tokens: Callable[[str], int] | None = None
-    ) -> str:
+    ) -> FittedPrompt:
         budget = self.settings.context_token_budget
-        return make_prompt(question, passages, count_tokens or self.engine.count_tokens, budget)
+        return fit_prompt(question, passages, count_tokens or self.engine.count_tokens, budget)
 
     def prepare(
-        self, question: str, top_k: int | None = None, mode: RetrievalMode | None = None
+        self,
+        question: str,
+        top_k: int | None = None,
+        mode: RetrievalMode | None = None,
+        collection: str | None = None,
     ) -> PreparedQuestion:
-        return self.prepare_many([question], top_k, mode)[0]
+        return self.prepare_many([question], top_k, mode, collection)[0]
 
     async def prepare_batched(
-        self, question: str, top_k: int | None = None, mode: RetrievalMode | None = None
+        self,
+        question: str,
+        top_k: int | None = None,
+        mode: RetrievalMode | None = None,
+        collection: str | None = None,
     ) -> PreparedQuestion:
         """`prepare` for a request among concurrent ones: retrieved in a batch with the questions that
         arrived while the previous batch ran; `retrieve_ms` includes that wait."""
-        return await self._batcher.prepare(question, top_k, mode)
+        return await self._batcher.prepare(question, top_k, mode, collection)
 
     def prepare_many(
         self,
         questions: Sequence[str],
         top_k: int | None = None,
         mode: RetrievalMode | None = None,
+        collection: str | None = None,
         given: Sequence[Sequence[Passage]] | None = None,
     ) -> list[PreparedQuestion]:
-        """Batched retrieval (one embedding batch for all questions), or the given passages as they are."""
+        """Batched retrieval from `collection` (None: the default one; one embedding batch for all
+        questions), or the given passages as they are."""
         started = time.perf_counter()
         if given is None:
-            hit_lists = self.retriever.retrieve_many(list(questions), top_k or self.settings.top_k, mode)
+            retriever = self.collections.get(collection)
+            hit_lists = retriever.retrieve_many(list(questions), top_k or self.settings.top_k, mode)
         else:
             hit_lists = [[Hit(p, 1.0) for p in passages] for passages in given]
         retrieve_ms = (time.perf_counter() - started) * 1000 / max(len(questions), 1)
@@ -90,10 +113,12 @@ class Pipeline:
         count = self.engine.count_tokens.knowing(
             [context_line(hit.passage) for hits in hit_lists for hit in hits]
         )
-        return [
-            PreparedQuestion(q, hits, self.prompt_for(q, [h.passage for h in hits], count), retrieve_ms)
-            for q, hits in zip(questions, hit_lists, strict=True)
-        ]
+        prepared = []
+        for question, hits in zip(questions, hit_lists, strict=True):
+            prompt = self.prompt_for(question, [hit.passage for hit in hits], count)
+            sources = hits[: prompt.passages]
+            prepared.append(PreparedQuestion(question, sources, prompt.last_cut, prompt.text, retrieve_ms))
+        return prepared
 
     async def answer(
         self,
@@ -102,8 +127,9 @@ class Pipeline:
         adapter: str | None = None,
         top_k: int | None = None,
         mode: RetrievalMode | None = None,
+        collection: str | None = None,
     ) -> Answer:
-        prepared = await self.prepare_batched(question, top_k, mode)
+        prepared = await self.prepare_batched(question, top_k, mode, collection)
         started = time.perf_counter()
         completion = await self.engine.complete(prepared.prompt, sampling, adapter)
         return _answer(prepared, completion, (time.perf_counter() - started) * 1000)
@@ -128,7 +154,7 @@ def make_prompt(
     question: str, passages: Sequence[Passage], count_tokens: Callable[[str], int], budget: int
 ) -> str:
     """The serving prompt; training builds its examples with this same function."""
-    return build_prompt(question, fit_contexts(passages, count_tokens, budget))
+    return fit_prompt(question, passages, count_tokens, budget).text
 
 
 def _answer(prepared: PreparedQuestion, completion: Completion, generate_ms: float) -> Answer:
@@ -136,6 +162,7 @@ def _answer(prepared: PreparedQuestion, completion: Completion, generate_ms: flo
         question=prepared.question,
         text=clean_answer(completion.text),
         sources=prepared.sources,
+        last_cut=prepared.last_cut,
         completion=completion,
         timings=Timings(prepared.retrieve_ms, generate_ms),
     )

@@ -19,7 +19,12 @@ from kotae.core.config import RetrievalMode
 if TYPE_CHECKING:
     from kotae.rag.pipeline import PreparedQuestion
 
-PrepareMany = Callable[[Sequence[str], int | None, RetrievalMode | None], list["PreparedQuestion"]]
+PrepareMany = Callable[
+    [Sequence[str], int | None, RetrievalMode | None, str | None], list["PreparedQuestion"]
+]
+"""`Pipeline.prepare_many`: questions, top_k, mode, collection."""
+GroupKey = tuple[str | None, int | None, RetrievalMode | None]
+"""Questions are retrieved together when they ask the same collection, top_k and mode."""
 
 
 @dataclass(slots=True)
@@ -27,6 +32,7 @@ class _Waiting:
     question: str
     top_k: int | None
     mode: RetrievalMode | None
+    collection: str | None
     future: asyncio.Future
     queued_at: float
 
@@ -39,7 +45,7 @@ class RetrievalBatcher:
         self._worker: asyncio.Task | None = None
 
     async def prepare(
-        self, question: str, top_k: int | None, mode: RetrievalMode | None
+        self, question: str, top_k: int | None, mode: RetrievalMode | None, collection: str | None = None
     ) -> "PreparedQuestion":
         """The question's `PreparedQuestion`; its `retrieve_ms` counts the wait for the batch too."""
         loop = asyncio.get_running_loop()
@@ -48,7 +54,7 @@ class RetrievalBatcher:
             # can never run.
             self._waiting, self._worker = [], None
         future = loop.create_future()
-        self._waiting.append(_Waiting(question, top_k, mode, future, time.perf_counter()))
+        self._waiting.append(_Waiting(question, top_k, mode, collection, future, time.perf_counter()))
         if self._worker is None or self._worker.done():
             self._worker = loop.create_task(self._drain())
         return await future
@@ -56,19 +62,18 @@ class RetrievalBatcher:
     async def _drain(self) -> None:
         while self._waiting:
             batch, self._waiting = self._waiting[: self._max_batch], self._waiting[self._max_batch :]
-            groups: dict[tuple[int | None, RetrievalMode | None], list[_Waiting]] = defaultdict(list)
+            groups: dict[GroupKey, list[_Waiting]] = defaultdict(list)
             for waiting in batch:
                 if not waiting.future.done():  # its request was cancelled while it waited
-                    groups[waiting.top_k, waiting.mode].append(waiting)
-            for (top_k, mode), members in groups.items():
-                await self._prepare_group(members, top_k, mode)
+                    groups[waiting.collection, waiting.top_k, waiting.mode].append(waiting)
+            for key, members in groups.items():
+                await self._prepare_group(members, key)
 
-    async def _prepare_group(
-        self, members: list[_Waiting], top_k: int | None, mode: RetrievalMode | None
-    ) -> None:
+    async def _prepare_group(self, members: list[_Waiting], key: GroupKey) -> None:
+        collection, top_k, mode = key
         try:
             prepared = await asyncio.to_thread(
-                self._prepare_many, [member.question for member in members], top_k, mode
+                self._prepare_many, [member.question for member in members], top_k, mode, collection
             )
         except Exception as error:  # every request of the batch gets the error (bad mode, broken index)
             for member in members:

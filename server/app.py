@@ -1,7 +1,8 @@
 """The HTTP app: `create_app(settings)` returns a FastAPI app that starts the pipeline in the background.
 
-Routes: `/v1/qa`, `/v1/chat/completions`, `/v1/models`, `/admin/adapters` (bearer token), `/healthz`,
-`/readyz`, `/metrics`. Everything but the probes and metrics answers 503 until start-up has finished.
+Routes: `/v1/qa` and `/v1/chat/completions` (API keys when configured), `/v1/models`, `/v1/collections`
+and `/admin/adapters` (admin token), `/healthz`, `/readyz`, `/metrics`. Everything but the probes and
+metrics answers 503 until start-up has finished.
 """
 
 import asyncio
@@ -16,6 +17,8 @@ from kotae.core.config import Settings
 from kotae.rag.pipeline import Pipeline
 from kotae.server.admin.api_router import router as admin_router
 from kotae.server.chat.api_router import router as chat_router
+from kotae.server.collections.api_router import router as collections_router
+from kotae.server.core.deps import without_api_keys
 from kotae.server.core.errors import install_error_handlers
 from kotae.server.core.metrics import Metrics
 from kotae.server.core.middleware import BodySizeLimitMiddleware, RequestMetricsMiddleware
@@ -51,9 +54,10 @@ def create_app(
             yield
         finally:
             state.set_stopping()
-            starting.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await starting
+            for task in (starting, *state.background):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             if state.service is not None:
                 state.service.pipeline.engine.shutdown()
 
@@ -64,8 +68,10 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.kotae = state
+    if state.api_keys is None:
+        app.openapi = without_api_keys(app.openapi)  # type: ignore[method-assign]
     install_error_handlers(app)
-    for router in (qa_router, chat_router, models_router, admin_router, health_router):
+    for router in (qa_router, chat_router, models_router, collections_router, admin_router, health_router):
         app.include_router(router)
     # Added last = outermost: metrics see every request, including those the body cap turns away.
     app.add_middleware(BodySizeLimitMiddleware, limit=settings.max_body_bytes)

@@ -52,7 +52,16 @@ class Settings(BaseSettings):
     """Run the embedder's encoder through `torch.compile` (torch backend): fused kernels, faster on CUDA;
     the first batches take a minute to compile."""
     index: Path | None = None
-    """Index directory to serve; unset means the embedded demo index under `home`."""
+    """Index directory to serve as the `default` collection; unset means the embedded demo index under
+    `home`."""
+    collections_dir: Path | None = None
+    """Root of the other collections: each folder in it that holds an index is served as the collection
+    of the folder's name (`kotae index build --collection NAME` builds there). Unset: `collections` under
+    `home`."""
+    index_watch_s: float = Field(2.0, ge=0)
+    """Seconds between checks for collections rebuilt or updated on disk, which are then served without a
+    restart (requests in flight finish on the old index); 0 turns the watch off (reload through
+    `POST /v1/collections/{name}/reload`)."""
 
     adapter_dir: Path = Field(default_factory=_shipped_adapters)
     """Adapters under this root load at start; run-time loads must stay inside it."""
@@ -123,7 +132,12 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535)
     """Port `kotae serve` listens on; 0 lets the system pick a free one."""
     admin_token: SecretStr | None = None
-    """Bearer token for the adapter admin routes; unset disables them."""
+    """Bearer token for the admin routes (adapters, collections); unset disables them."""
+    api_keys: SecretStr | None = None
+    """Keys for the query routes (`/v1/qa`, chat), sent as `Authorization: Bearer KEY`, each with the
+    collections it may read: `KEY:COLLECTION[+COLLECTION...]` pairs, comma-separated, `*` for all
+    (`k1:*,k2:manuals+hr`), or the path of a JSON file mapping each key to a list of collections. Unset:
+    the query routes are open."""
     cors_origins: list[str] = Field(default_factory=list)
     """Origins allowed by CORS; empty keeps CORS off."""
     shutdown_grace_s: float = Field(60.0, ge=0)
@@ -150,6 +164,10 @@ class Settings(BaseSettings):
     @property
     def demo_index(self) -> Path:
         return self.indexes_dir / "demo"
+
+    @property
+    def collections_root(self) -> Path:
+        return self.collections_dir or self.home / "collections"
 
 
 @lru_cache

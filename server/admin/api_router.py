@@ -1,38 +1,13 @@
-from collections.abc import Callable, Coroutine
 from http import HTTPStatus
-from typing import Any
 
-from fastapi import APIRouter, Depends, Path, Request, Response
-from fastapi.routing import APIRoute
+from fastapi import APIRouter, Path
 
 from kotae.server.admin.protocol import AdapterInfo, AdapterList, LoadAdapterRequest, UnloadedAdapter
 from kotae.server.core.adapters import ADAPTER_NAME_PATTERN
-from kotae.server.core.deps import ServiceDep, check_admin, require_admin
+from kotae.server.core.deps import ADMIN_ROUTER, ServiceDep
 from kotae.server.core.errors import error_responses
 
-
-class AdminRoute(APIRoute):
-    """Checks the token before FastAPI reads the body: without the token a request learns nothing, not even
-    that its body was malformed (dependencies run after the body is parsed)."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handle = super().get_route_handler()
-
-        async def authenticated(request: Request) -> Response:
-            await check_admin(request)
-            return await handle(request)
-
-        return authenticated
-
-
-router = APIRouter(
-    prefix="/admin",
-    tags=["admin"],
-    route_class=AdminRoute,
-    # Checked again after the body, cheaply: the dependency puts the bearer scheme into the OpenAPI schema.
-    dependencies=[Depends(require_admin)],
-    responses=error_responses(HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN, HTTPStatus.SERVICE_UNAVAILABLE),
-)
+router = APIRouter(prefix="/admin", tags=["admin"], **ADMIN_ROUTER)
 
 
 @router.get("/adapters")

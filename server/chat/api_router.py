@@ -6,7 +6,7 @@ from fastapi.responses import StreamingResponse
 from kotae.server.chat.protocol import ChatCompletion, ChatCompletionRequest
 from kotae.server.chat.serving import complete_chat, prepare_turn, start_stream
 from kotae.server.core.cancellation import with_cancellation
-from kotae.server.core.deps import ServiceDep
+from kotae.server.core.deps import ReaderScopeDep, ServiceDep
 from kotae.server.core.errors import error_responses
 
 router = APIRouter(tags=["chat"])
@@ -19,6 +19,8 @@ router = APIRouter(tags=["chat"])
         HTTPStatus.OK.value: {"content": {"text/event-stream": {}}},
         **error_responses(
             HTTPStatus.BAD_REQUEST,
+            HTTPStatus.UNAUTHORIZED,
+            HTTPStatus.FORBIDDEN,
             HTTPStatus.NOT_FOUND,
             HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
             HTTPStatus.UNPROCESSABLE_ENTITY,
@@ -28,10 +30,10 @@ router = APIRouter(tags=["chat"])
 )
 @with_cancellation
 async def chat_completions(
-    request: ChatCompletionRequest, service: ServiceDep, raw_request: Request
+    request: ChatCompletionRequest, service: ServiceDep, scope: ReaderScopeDep, raw_request: Request
 ) -> ChatCompletion | StreamingResponse:
     """OpenAI-compatible chat: the answer to the last user message, from retrieved passages by default."""
-    turn = await prepare_turn(service, request)
+    turn = await prepare_turn(service, request, scope)
     if not request.stream:
         return await complete_chat(service, turn)
     include_usage = request.stream_options is not None and request.stream_options.include_usage

@@ -56,6 +56,8 @@ class KotaeOptions(BaseModel):
     mode: RetrievalMode | None = None
     include_text: bool = False
     """Include each source's text in `kotae_sources`."""
+    collection: str | None = Field(None, max_length=64)
+    """The collection to retrieve from (GET /v1/collections); unset: `default`."""
 
 
 class ChatCompletionRequest(BaseModel):

@@ -26,6 +26,7 @@ from kotae.server.chat.protocol import (
     FinishReason,
     completion_id,
 )
+from kotae.server.core.api_keys import ReaderScope
 from kotae.server.core.errors import APIError, error_body
 from kotae.server.core.metrics import Outcome, outcome_of
 from kotae.server.core.protocol import Source, Usage
@@ -58,7 +59,9 @@ def question_of(request: ChatCompletionRequest) -> str:
     raise APIError(HTTPStatus.UNPROCESSABLE_ENTITY, "messages: no user message to answer", "no_user_message")
 
 
-async def prepare_turn(service: Service, request: ChatCompletionRequest) -> ChatTurn:
+async def prepare_turn(service: Service, request: ChatCompletionRequest, scope: ReaderScope) -> ChatTurn:
+    options = request.kotae
+    collection = service.collection_for(options.collection, scope) if options.retrieval else None
     adapter = service.adapter_for(request.model)
     question = service.check_question(question_of(request))
     sampling = service.sampling(
@@ -68,15 +71,14 @@ async def prepare_turn(service: Service, request: ChatCompletionRequest) -> Chat
         request.stop_sequences(),
         request.seed,
     )
-    options = request.kotae
     sources: list[Source] | None = None
     if options.retrieval:
-        prepared = await service.pipeline.prepare_batched(question, options.top_k, options.mode)
+        prepared = await service.pipeline.prepare_batched(question, options.top_k, options.mode, collection)
         service.metrics.retrieval_seconds.observe(prepared.retrieve_ms / 1000)
         prompt = prepared.prompt
-        sources = [Source.of(hit, options.include_text) for hit in prepared.sources]
+        sources = Source.list_of(prepared.sources, options.include_text, prepared.last_cut)
     else:
-        prompt = service.pipeline.prompt_for(question, [])
+        prompt = service.pipeline.prompt_for(question, []).text
     return ChatTurn(prompt, sampling, adapter, adapter or service.base_model, sources)
 
 

@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from kotae.rag.collections import UnknownCollection
 from kotae.rag.engine import EngineDead, UnknownAdapter
 from kotae.server.core.protocol import ErrorDetail, ErrorResponse
 
@@ -24,6 +25,7 @@ ERROR_TYPES = {
     HTTPStatus.FORBIDDEN: "permission_error",
     HTTPStatus.NOT_FOUND: "not_found_error",
     HTTPStatus.METHOD_NOT_ALLOWED: "invalid_request_error",
+    HTTPStatus.CONFLICT: "invalid_request_error",
     HTTPStatus.REQUEST_ENTITY_TOO_LARGE: "invalid_request_error",
     HTTPStatus.UNPROCESSABLE_ENTITY: "invalid_request_error",
     HTTPStatus.SERVICE_UNAVAILABLE: "service_unavailable",
@@ -110,6 +112,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_unknown_adapter(_: Request, error: Exception) -> JSONResponse:
         return error_response(APIError(HTTPStatus.NOT_FOUND, str(error), "model_not_found"))
 
+    async def on_unknown_collection(_: Request, error: Exception) -> JSONResponse:
+        return error_response(APIError(HTTPStatus.NOT_FOUND, str(error), "collection_not_found"))
+
     async def on_unexpected(request: Request, error: Exception) -> JSONResponse:
         logger.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=error)
         status = HTTPStatus.INTERNAL_SERVER_ERROR
@@ -120,6 +125,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(EngineDead, on_engine_dead)
     app.add_exception_handler(UnknownAdapter, on_unknown_adapter)
+    app.add_exception_handler(UnknownCollection, on_unknown_collection)
     app.add_exception_handler(Exception, on_unexpected)
 
 

@@ -1,5 +1,7 @@
 """Schemas shared by several routes: the error body, token usage and retrieved sources."""
 
+from collections.abc import Sequence
+
 from pydantic import BaseModel
 
 from kotae.rag.engine import Completion
@@ -34,16 +36,26 @@ class Usage(BaseModel):
 
 
 class Source(BaseModel):
-    """A retrieved passage the answer was written from."""
+    """A retrieved passage the answer was written from: one the prompt held."""
 
     id: str
     title: str
     score: float
     text: str | None = None
     """The passage text, unless the request asked to leave it out."""
+    cut: bool = False
+    """The prompt held only the beginning of this passage: the context budget ran out inside it."""
 
     @classmethod
-    def of(cls, hit: Hit, with_text: bool) -> "Source":
-        passage = hit.passage
-        text = passage.text if with_text else None
-        return cls(id=passage.id, title=passage.title, score=hit.score, text=text)
+    def list_of(cls, hits: Sequence[Hit], with_text: bool, last_cut: bool) -> list["Source"]:
+        """The sources of a prompt's passages, in rank order; `last_cut` marks the last."""
+        return [
+            cls(
+                id=hit.passage.id,
+                title=hit.passage.title,
+                score=hit.score,
+                text=hit.passage.text if with_text else None,
+                cut=last_cut and rank == len(hits) - 1,
+            )
+            for rank, hit in enumerate(hits)
+        ]

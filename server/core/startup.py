@@ -7,11 +7,24 @@ from collections.abc import Callable
 
 from kotae.core.config import Settings
 from kotae.core.errors import KotaeError
+from kotae.rag.collections import Collections
 from kotae.rag.pipeline import Pipeline
 from kotae.runtime import load_adapters
 from kotae.server.core.state import ServiceState
 
 logger = logging.getLogger(__name__)
+
+
+async def watch_collections(collections: Collections, interval_s: float) -> None:
+    """Serve each collection as it is on disk: rebuilt, updated or newly built ones are picked up within
+    `interval_s` seconds."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await asyncio.to_thread(collections.reload_changed)
+        except Exception:  # the watch must outlive a bad moment on disk; the next round retries
+            logger.exception("checking the collections on disk failed")
+
 
 PipelineFactory = Callable[[Settings], Pipeline]
 """Builds the pipeline from settings (blocking: runs in a worker thread). `kotae.runtime.build_pipeline`
@@ -38,6 +51,10 @@ async def start_service(state: ServiceState, factory: PipelineFactory, on_fatal:
         on_fatal()
         return
     state.set_ready(pipeline, catalog)
+    if settings.index_watch_s > 0:
+        state.background.add(
+            asyncio.create_task(watch_collections(pipeline.collections, settings.index_watch_s))
+        )
     service = state.ready()
     logger.info(
         "kotae ready: model %s, adapters %s, default adapter %s",

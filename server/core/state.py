@@ -1,15 +1,18 @@
 """What the running server holds: settings, metrics, and — once start-up finished — the pipeline and the
 adapter catalog. Routes that need the engine get a `Service`, which exists only while kotae is ready."""
 
+import asyncio
 import enum
 import time
 from dataclasses import dataclass, field
 from http import HTTPStatus
 
 from kotae.core.config import Settings
+from kotae.rag.collections import DEFAULT_COLLECTION
 from kotae.rag.engine import Sampling
 from kotae.rag.pipeline import Pipeline
 from kotae.server.core.adapters import AdapterCatalog
+from kotae.server.core.api_keys import ApiKeys, ReaderScope
 from kotae.server.core.errors import APIError, NotReady
 from kotae.server.core.metrics import Metrics
 
@@ -78,6 +81,14 @@ class Service:
             seed=seed,
         )
 
+    def collection_for(self, requested: str | None, scope: ReaderScope) -> str:
+        """The collection a request reads (unset: the default one): 403 outside the caller's scope, checked
+        first so that a key cannot probe which collections exist; 404 for one not served."""
+        name = requested or DEFAULT_COLLECTION
+        scope.check(name)
+        self.pipeline.collections.get(name)
+        return name
+
     def check_question(self, question: str) -> str:
         """The question without surrounding blanks; 422 when it is empty or over the length cap."""
         question = question.strip()
@@ -99,11 +110,16 @@ class ServiceState:
     def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self.settings = settings
         self.metrics = metrics
+        keys = settings.api_keys.get_secret_value() if settings.api_keys else ""
+        self.api_keys = ApiKeys.parse(keys) if keys.strip() else None
+        """None: the query routes are open."""
         self.phase = Phase.STARTING
         self.reason = "loading the models and the index, starting the engine"
         self.failure: str | None = None
         """Why start-up failed, for the log and the exit message (may name files: never sent to clients)."""
         self._service: Service | None = None
+        self.background: set[asyncio.Task] = set()
+        """Tasks that run while the service does (the collections watch); cancelled at shutdown."""
 
     @property
     def service(self) -> Service | None:

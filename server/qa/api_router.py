@@ -3,7 +3,7 @@ from http import HTTPStatus
 from fastapi import APIRouter, Request
 
 from kotae.server.core.cancellation import with_cancellation
-from kotae.server.core.deps import ServiceDep
+from kotae.server.core.deps import ReaderScopeDep, ServiceDep
 from kotae.server.core.errors import error_responses
 from kotae.server.qa.protocol import QARequest, QAResponse
 from kotae.server.qa.serving import answer_question
@@ -15,6 +15,8 @@ router = APIRouter(tags=["qa"])
     "/v1/qa",
     responses=error_responses(
         HTTPStatus.BAD_REQUEST,
+        HTTPStatus.UNAUTHORIZED,
+        HTTPStatus.FORBIDDEN,
         HTTPStatus.NOT_FOUND,
         HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
         HTTPStatus.UNPROCESSABLE_ENTITY,
@@ -22,6 +24,8 @@ router = APIRouter(tags=["qa"])
     ),
 )
 @with_cancellation
-async def qa(request: QARequest, service: ServiceDep, raw_request: Request) -> QAResponse:
-    """Answer a question from the index, with the passages the answer was written from."""
-    return await answer_question(service, request)
+async def qa(
+    request: QARequest, service: ServiceDep, scope: ReaderScopeDep, raw_request: Request
+) -> QAResponse:
+    """Answer a question from a collection, with the passages the answer was written from."""
+    return await answer_question(service, request, scope)

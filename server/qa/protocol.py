@@ -22,6 +22,8 @@ class QARequest(BaseModel):
     """0 (default) is greedy decoding."""
     retrieval: RetrievalMode | None = None
     """dense, bm25 or hybrid; the server's mode when unset."""
+    collection: str | None = Field(None, max_length=64)
+    """The collection to answer from (GET /v1/collections); unset: `default`."""
     include_text: bool = True
     """Return each source's text (false: ids, titles and scores only)."""
 
@@ -34,7 +36,9 @@ class QATimings(BaseModel):
 class QAResponse(BaseModel):
     answer: str
     sources: list[Source]
-    """In rank order; the prompt held them in this order (the last may have been cut to fit)."""
+    """The passages the prompt held, in its order (rank order); the last may be `cut` to fit."""
+    collection: str
+    """The collection the passages came from."""
     model: str
     """The base model's name."""
     adapter: str | None

@@ -1,21 +1,26 @@
 """Answers `/v1/qa` through `Pipeline.answer`, the path `kotae ask` and the evals share."""
 
+from kotae.server.core.api_keys import ReaderScope
 from kotae.server.core.protocol import Source, Usage
 from kotae.server.core.state import Service
 from kotae.server.qa.protocol import QARequest, QAResponse, QATimings
 
 
-async def answer_question(service: Service, request: QARequest) -> QAResponse:
+async def answer_question(service: Service, request: QARequest, scope: ReaderScope) -> QAResponse:
+    collection = service.collection_for(request.collection, scope)
     question = service.check_question(request.question)
     sampling = service.sampling(request.max_tokens, request.temperature)
     adapter = service.adapter_for(request.adapter)
     with service.metrics.track_request(adapter):
-        answer = await service.pipeline.answer(question, sampling, adapter, request.top_k, request.retrieval)
+        answer = await service.pipeline.answer(
+            question, sampling, adapter, request.top_k, request.retrieval, collection
+        )
     service.metrics.retrieval_seconds.observe(answer.timings.retrieve_ms / 1000)
     service.metrics.record_generation(adapter, answer.completion, answer.timings.generate_ms / 1000)
     return QAResponse(
         answer=answer.text,
-        sources=[Source.of(hit, request.include_text) for hit in answer.sources],
+        sources=Source.list_of(answer.sources, request.include_text, answer.last_cut),
+        collection=collection,
         model=service.base_model,
         adapter=adapter,
         finish_reason=answer.completion.finish_reason,

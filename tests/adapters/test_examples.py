@@ -8,6 +8,7 @@ import pytest
 from kotae.adapters.config import SFTRunConfig
 from kotae.adapters.sft_examples import COMPLETION_END, _place_gold, completion_for
 from kotae.core.config import Settings
+from kotae.rag.collections import Collections
 from kotae.rag.engine import Sampling
 from kotae.rag.passage import Passage
 from kotae.rag.pipeline import Pipeline, make_prompt
@@ -56,7 +57,8 @@ def test_training_prompt_is_the_serving_prompt_byte_for_byte(tiny_gemma, engine_
     settings = engine_settings.model_copy(update={"context_token_budget": budget})
     served_prompt = Pipeline(None, served.engine, settings).prompt_for("日本一高い山は？", passages)  # type: ignore[arg-type]
     training_prompt = make_prompt("日本一高い山は？", passages, TokenCounter(tokenizer), budget)
-    assert training_prompt == served_prompt
+    assert training_prompt == served_prompt.text
+    assert (served_prompt.passages, served_prompt.last_cut) == (1, True)
     assert "とても長い本文" in training_prompt and "3776" not in training_prompt
 
 
@@ -145,7 +147,7 @@ def test_missing_gold_passage_names_file_and_line(tiny_gemma, tmp_path, retrieve
 def test_built_prompts_are_what_the_pipeline_serves(tiny_gemma, data_dir, retriever, engine_settings, served):
     from transformers import AutoTokenizer
 
-    pipeline = Pipeline(retriever, served.engine, engine_settings)
+    pipeline = Pipeline(Collections.of(retriever), served.engine, engine_settings)
     for row in _build(retriever, data_dir / "qa.jsonl", AutoTokenizer.from_pretrained(tiny_gemma)).rows:
         passages = [retriever.index.passage(pid) for pid in row.passage_ids]
         assert pipeline.prepare_many([row.question], given=[passages])[0].prompt == row.prompt

@@ -15,6 +15,7 @@ from kotae.evals.runner import EvalConfig, evaluate
 from kotae.indexer.build import build_index
 from kotae.indexer.index import Index
 from kotae.models.tiny import build_tiny_e5, build_tiny_gemma
+from kotae.rag.collections import Collections
 from kotae.rag.embedder import Embedder
 from kotae.rag.engine import UnknownAdapter, VLLMEngine
 from kotae.rag.pipeline import Pipeline
@@ -135,7 +136,8 @@ def test_given_contexts_on_a_pipeline_built_by_the_caller(workspace):
     )
     embedder = Embedder(Path(environment["KOTAE_EMBEDDER"]))
     retriever = Retriever(Index.open(root / "index"), embedder, settings)
-    pipeline = Pipeline(retriever, VLLMEngine.start(Path(environment["KOTAE_GENERATOR"]), settings), settings)
+    engine = VLLMEngine.start(Path(environment["KOTAE_GENERATOR"]), settings)
+    pipeline = Pipeline(Collections.of(retriever), engine, settings)
 
     async def two_runs():
         given = await evaluate(EvalConfig(qa, contexts="given", out=root / "given"), pipeline)

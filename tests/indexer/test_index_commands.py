@@ -73,3 +73,25 @@ def test_no_bm25_and_bad_params(corpus: Path, tiny_e5_dir: Path, tmp_path: Path)
             ["build", str(corpus), "--out", str(tmp_path / "x"), "--param", "M"],
             catch_exceptions=False,
         )
+
+
+def test_build_a_collection_under_the_collections_root(
+    corpus: Path, tiny_e5_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kotae.core.config import get_settings
+
+    monkeypatch.setenv("KOTAE_COLLECTIONS_DIR", str(tmp_path / "collections"))
+    get_settings.cache_clear()
+    try:
+        build = ["build", str(corpus), "--embedder", str(tiny_e5_dir), "--workers", "0"]
+        assert "6 passages" in invoke(*build, "--collection", "manuals")
+        assert len(Index.open(tmp_path / "collections" / "manuals")) == 6
+        for wrong, message in [
+            ([], "give either --out DIRECTORY or --collection NAME"),
+            (["--collection", "x", "--out", str(tmp_path / "x")], "give either --out"),
+            (["--collection", "../escape"], "collection name '../escape'"),
+        ]:
+            with pytest.raises(KotaeError, match=message):
+                runner.invoke(index_app, build + wrong, catch_exceptions=False)
+    finally:
+        get_settings.cache_clear()

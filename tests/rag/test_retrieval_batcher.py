@@ -14,17 +14,17 @@ class RecordingPrepare:
     """`Pipeline.prepare_many` stand-in: records each batch; slow enough for requests to pile up."""
 
     def __init__(self, seconds: float = 0.05) -> None:
-        self.batches: list[tuple[list[str], int | None, str | None]] = []
+        self.batches: list[tuple[list[str], int | None, str | None, str | None]] = []
         self.seconds = seconds
         self.lock = threading.Lock()
 
-    def __call__(self, questions, top_k, mode) -> list[PreparedQuestion]:
+    def __call__(self, questions, top_k, mode, collection) -> list[PreparedQuestion]:
         with self.lock:
-            self.batches.append((list(questions), top_k, mode))
+            self.batches.append((list(questions), top_k, mode, collection))
         time.sleep(self.seconds)
         if mode == "bm25":
             raise ValueError("this index has no BM25 part")
-        return [PreparedQuestion(q, [], f"{q}|{top_k}|{mode}", 0.0) for q in questions]
+        return [PreparedQuestion(q, [], False, f"{q}|{top_k}|{mode}|{collection}", 0.0) for q in questions]
 
 
 def test_requests_arriving_together_are_one_batch_and_each_gets_its_own_prompt():
@@ -35,8 +35,8 @@ def test_requests_arriving_together_are_one_batch_and_each_gets_its_own_prompt()
         return await asyncio.gather(*(batcher.prepare(f"q{i}", 5, None) for i in range(10)))
 
     results = asyncio.run(ask_all())
-    assert [r.prompt for r in results] == [f"q{i}|5|None" for i in range(10)]
-    assert [len(questions) for questions, _, _ in prepare.batches] == [10]
+    assert [r.prompt for r in results] == [f"q{i}|5|None|None" for i in range(10)]
+    assert [len(questions) for questions, *_ in prepare.batches] == [10]
     assert all(r.retrieve_ms >= 40 for r in results)  # the batch's wall time, not a share of it
 
 
@@ -52,7 +52,7 @@ def test_requests_that_arrive_during_a_batch_wait_for_the_next_one_up_to_the_bat
 
     results = asyncio.run(two_waves())
     assert [r.question for r in results] == ["early", *(f"late{i}" for i in range(6))]
-    assert [len(questions) for questions, _, _ in prepare.batches] == [1, 4, 2]
+    assert [len(questions) for questions, *_ in prepare.batches] == [1, 4, 2]
 
 
 def test_settings_split_a_batch_and_an_error_reaches_only_its_own_group():
@@ -65,13 +65,23 @@ def test_settings_split_a_batch_and_an_error_reaches_only_its_own_group():
             batcher.prepare("b", 3, "bm25"),
             batcher.prepare("c", 5, None),
             batcher.prepare("d", 3, None),
+            batcher.prepare("e", 3, None, "manuals"),
             return_exceptions=True,
         )
 
-    a, b, c, d = asyncio.run(mixed())
-    assert (a.prompt, c.prompt, d.prompt) == ("a|3|None", "c|5|None", "d|3|None")
+    a, b, c, d, e = asyncio.run(mixed())
+    assert (a.prompt, c.prompt, d.prompt) == ("a|3|None|None", "c|5|None|None", "d|3|None|None")
+    assert e.prompt == "e|3|None|manuals"
     assert isinstance(b, ValueError)
-    assert sorted(prepare.batches) == [(["a", "d"], 3, None), (["b"], 3, "bm25"), (["c"], 5, None)]
+    assert sorted(prepare.batches, key=str) == sorted(
+        [
+            (["a", "d"], 3, None, None),
+            (["b"], 3, "bm25", None),
+            (["c"], 5, None, None),
+            (["e"], 3, None, "manuals"),
+        ],
+        key=str,
+    )
 
 
 def test_a_cancelled_request_leaves_the_batch_and_the_others_unharmed():
@@ -91,7 +101,7 @@ def test_a_cancelled_request_leaves_the_batch_and_the_others_unharmed():
 
     first, kept = asyncio.run(cancel_one())
     assert (first.question, kept.question) == ("first", "kept")
-    assert [questions for questions, _, _ in prepare.batches] == [["first"], ["kept"]]
+    assert [questions for questions, *_ in prepare.batches] == [["first"], ["kept"]]
 
 
 def test_a_batcher_outlives_an_event_loop_that_stopped_mid_batch():

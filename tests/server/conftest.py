@@ -11,12 +11,14 @@ import pytest
 from engine_marker import engine_fixture
 from server_fixtures import (
     BASE_MODEL,
+    MANUALS,
     LiveServer,
     build_adapters,
     run_in_thread,
     server_settings,
     tiny_pipeline,
     wait_ready,
+    write_jsonl,
 )
 
 # vLLM reads these when the engine starts.
@@ -39,7 +41,10 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("server")
     build_tiny_gemma(root / BASE_MODEL)
     build_tiny_e5(root / "tiny-e5")
-    build_index([corpus_path()], root / "index", Embedder(root / "tiny-e5"))
+    embedder = Embedder(root / "tiny-e5")
+    build_index([corpus_path()], root / "index", embedder, workers=0)
+    manuals = write_jsonl(root / "manuals.jsonl", MANUALS)
+    build_index([manuals], server_settings(root).collections_root / "manuals", embedder, workers=0)
     (root / "adapters").mkdir()
     (root / "outside").mkdir()
     build_adapters(root / BASE_MODEL, root / "adapters", root / "outside")

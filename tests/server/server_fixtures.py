@@ -25,6 +25,12 @@ from kotae.core.config import Settings
 from kotae.models.tiny import build_random_lora
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
+MANUALS = [
+    {"id": "vpn", "title": "VPN接続手順", "text": "社外からはVPNで接続する。接続先はvpn.example.jpである。"},
+    {"id": "leave", "title": "休暇規程", "text": "有給休暇は入社半年後に10日付与される。"},
+    {"id": "wifi", "title": "無線LAN", "text": "会議室の無線LANの名前はkaigi-5gである。"},
+]
+"""The documents of the `manuals` collection the session's server serves beside the demo index."""
 READY_TIMEOUT_S = 900
 BASE_MODEL = "tiny-gemma"
 
@@ -113,14 +119,21 @@ def tiny_pipeline(settings: Settings):
     """The pipeline `kotae.runtime.build_pipeline` assembles (vLLM in process, or `settings.replicas`),
     from folders given by path."""
     from kotae.indexer.index import Index
+    from kotae.rag.collections import Collections
     from kotae.rag.embedder import Embedder
     from kotae.rag.pipeline import Pipeline
     from kotae.rag.retriever import Retriever
     from kotae.runtime import start_engine
 
     retriever = Retriever(Index.open(settings.index), Embedder(Path(settings.embedder)), settings)
+    collections = Collections.open(retriever, settings.collections_root)
     engine = start_engine(Path(settings.generator), settings)
-    return Pipeline(retriever, engine, settings)
+    return Pipeline(collections, engine, settings)
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+    return path
 
 
 def free_port() -> socket.socket:

@@ -16,12 +16,22 @@ def test_answer_has_the_documented_shape(client, live):
     response = client.post("/v1/qa", json={"question": "日本で最も高い山は何ですか？", "top_k": 3})
     assert response.status_code == 200, response.text
     body = response.json()
-    assert set(body) == {"answer", "sources", "model", "adapter", "finish_reason", "usage", "timings"}
+    assert set(body) == {
+        "answer",
+        "sources",
+        "collection",
+        "model",
+        "adapter",
+        "finish_reason",
+        "usage",
+        "timings",
+    }
+    assert body["collection"] == "default"
     assert isinstance(body["answer"], str)
     assert body["model"] == "tiny-gemma"
     assert body["adapter"] == "default", "the default adapter answers when a request names none"
     assert len(body["sources"]) == 3
-    assert {"id", "title", "score", "text"} <= set(body["sources"][0])
+    assert {"id", "title", "score", "text", "cut"} <= set(body["sources"][0])
     usage = body["usage"]
     assert usage["prompt_tokens"] > 0 and 0 < usage["completion_tokens"] <= live.settings.max_tokens
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]

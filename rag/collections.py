@@ -1,0 +1,141 @@
+"""The indexes one server answers from, by name. Each can be swapped for a newer build while it serves."""
+
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from kotae.core.errors import KotaeError
+from kotae.indexer.index import Index
+from kotae.indexer.layout import COLLECTION_NAME, MANIFEST_FILE
+from kotae.rag.retriever import Retriever
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_COLLECTION = "default"
+"""The collection of `KOTAE_INDEX` (or the demo index): requests that name none are answered from it."""
+
+
+class UnknownCollection(KotaeError):
+    """A request named a collection this server does not serve."""
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionInfo:
+    name: str
+    passages: int
+    documents: int
+    embedder: str
+    updated_at: datetime
+
+
+def _manifest_stamp(directory: Path) -> tuple[int, int] | None:
+    """Identity of the index's manifest file: an index build or update swaps in a new directory, so
+    the inode changes even when the clock does not."""
+    try:
+        stat = (directory / MANIFEST_FILE).stat()
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns
+
+
+class Collections:
+    """Name → `Retriever`. A request takes its retriever once (`get`) and finishes on it even when a
+    reload swaps in a newer index meanwhile; the old index is closed when its last request lets go of it.
+    """
+
+    def __init__(self, retrievers: dict[str, Retriever], root: Path | None = None) -> None:
+        """`retrievers` must hold the default collection; `root` is where more collections are built
+        (`kotae index build --collection NAME`): a folder there that holds an index is a collection."""
+        if DEFAULT_COLLECTION not in retrievers:
+            raise ValueError(f"the {DEFAULT_COLLECTION!r} collection is required")
+        self.root = root
+        self._retrievers = dict(retrievers)
+        self._stamps = {name: _manifest_stamp(r.index.directory) for name, r in retrievers.items()}
+        self._reloading = threading.Lock()
+
+    @classmethod
+    def of(cls, retriever: Retriever) -> "Collections":
+        """Just the default collection."""
+        return cls({DEFAULT_COLLECTION: retriever})
+
+    @classmethod
+    def open(cls, default: Retriever, root: Path | None) -> "Collections":
+        """The default collection and every index under `root`."""
+        collections = cls({DEFAULT_COLLECTION: default}, root)
+        collections.reload_changed()
+        return collections
+
+    @property
+    def default(self) -> Retriever:
+        return self._retrievers[DEFAULT_COLLECTION]
+
+    def names(self) -> list[str]:
+        return sorted(self._retrievers)
+
+    def get(self, name: str | None) -> Retriever:
+        """The retriever of `name` (None: the default collection)."""
+        retriever = self._retrievers.get(name or DEFAULT_COLLECTION)
+        if retriever is None:
+            raise UnknownCollection(f"collection {name!r} is not served here")
+        return retriever
+
+    def info(self, name: str) -> CollectionInfo:
+        manifest = self.get(name).index.manifest
+        return CollectionInfo(
+            name, manifest.count, manifest.documents, manifest.embedder.name, manifest.updated_at
+        )
+
+    def reload(self, name: str) -> Retriever:
+        """Open `name`'s index again (or for the first time, for a new folder under the root) and serve
+        it from now on. Blocking: the index is read from disk. A broken index raises and leaves the
+        collection as it was."""
+        with self._reloading:
+            directory = self._directory(name)
+            current = self._retrievers.get(name)
+            stamp = _manifest_stamp(directory)
+            base = current or self.default
+            retriever = Retriever(Index.open(directory), base.embedder, base.settings)
+            self._retrievers[name] = retriever
+            self._stamps[name] = stamp
+            logger.info("collection %s: serving %s (%d passages)", name, directory, len(retriever.index))
+            return retriever
+
+    def reload_changed(self) -> list[str]:
+        """Reload each collection whose index was rebuilt or updated on disk, and open the new ones under
+        the root; the names reloaded. A collection that fails to open is logged and keeps being served as
+        it was."""
+        reloaded = []
+        for name in self._candidates():
+            if _manifest_stamp(self._directory(name)) == self._stamps.get(name):
+                continue
+            try:
+                self.reload(name)
+            except KotaeError as error:
+                logger.error("collection %s not reloaded: %s", name, error)
+                self._stamps[name] = _manifest_stamp(self._directory(name))  # logged once per change
+                continue
+            reloaded.append(name)
+        return reloaded
+
+    def _candidates(self) -> list[str]:
+        names = set(self._retrievers)
+        if self.root is not None and self.root.is_dir():
+            names.update(
+                folder.name
+                for folder in self.root.iterdir()
+                if COLLECTION_NAME.fullmatch(folder.name) and (folder / MANIFEST_FILE).is_file()
+            )
+        return sorted(names)
+
+    def _directory(self, name: str) -> Path:
+        current = self._retrievers.get(name)
+        if current is not None:
+            return current.index.directory
+        if self.root is None or not COLLECTION_NAME.fullmatch(name) or name == DEFAULT_COLLECTION:
+            raise UnknownCollection(f"collection {name!r} is not served here")
+        directory = self.root / name
+        if not (directory / MANIFEST_FILE).is_file():
+            raise UnknownCollection(f"collection {name!r} is not served here")
+        return directory
