@@ -52,9 +52,11 @@ async def run(
 
 
 def batched(retriever: Retriever, top_k: int) -> RetrievalBatcher:
-    def prepare_many(questions, _top_k, mode) -> list[PreparedQuestion]:
+    def prepare_many(questions, _top_k, mode, _collection) -> list[PreparedQuestion]:
         hit_lists = retriever.retrieve_many(list(questions), top_k, mode)
-        return [PreparedQuestion(q, hits, "", 0.0) for q, hits in zip(questions, hit_lists, strict=True)]
+        return [
+            PreparedQuestion(q, hits, False, "", 0.0) for q, hits in zip(questions, hit_lists, strict=True)
+        ]
 
     return RetrievalBatcher(prepare_many, RETRIEVAL_BATCH)
 

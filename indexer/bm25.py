@@ -204,6 +204,19 @@ class Bm25Index:
     def __len__(self) -> int:
         return self._meta.documents
 
+    @property
+    def average_length(self) -> float:
+        return self._meta.average_length
+
+    def document_frequencies(self, tokens: list[str]) -> dict[str, int]:
+        """How many passages hold each distinct token (0 for words the index does not know), for scoring
+        passages outside the index on the same scale."""
+        frequencies = {}
+        for token in dict.fromkeys(tokens):
+            terms, _ = self._term_ids_of([token])
+            frequencies[token] = int(np.diff(self._indptr[terms[0] : terms[0] + 2])[0]) if len(terms) else 0
+        return frequencies
+
     def search(self, query_tokens: list[str], k: int) -> list[tuple[int, float]]:
         """(passage key, score) best first; passages sharing no word with the query are never returned.
         Equal scores are ordered by key. A word repeated in the query counts once per repetition."""

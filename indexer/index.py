@@ -1,6 +1,9 @@
-"""An index directory opened for serving: validated, searched densely or by BM25, passages looked up."""
+"""An index directory opened for serving: validated, searched densely or by BM25, passages looked up;
+with the documents written through the API since it was built (`overlay.py`) searched beside it."""
 
+import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -10,12 +13,24 @@ from kotae.indexer.bm25 import Bm25Index
 from kotae.indexer.dense import DenseIndex
 from kotae.indexer.layout import BM25_DIR, DENSE_FILE, STORE_FILE
 from kotae.indexer.manifest import Manifest, read_manifest
+from kotae.indexer.overlay import DocumentOverlay, OverlayDocument, OverlaySnapshot
 from kotae.indexer.store import PassageStore
 from kotae.indexer.tokenizer import SudachiTokenizer
 from kotae.rag.passage import Hit, Passage
 
 KeyRanking = list[tuple[int, float]]
 """(passage key, score) pairs, best first: a ranking before its passages are read."""
+
+
+@dataclass(frozen=True, slots=True)
+class IndexedDocument:
+    """A document as served: from the built index, or written through the API (`overlay`)."""
+
+    id: str
+    title: str
+    passages: list[Passage]
+    written: OverlayDocument | None
+    """Set when the API wrote it (with its metadata and time); None for a document of the built index."""
 
 
 class Index:
@@ -26,68 +41,166 @@ class Index:
         store: PassageStore,
         dense: DenseIndex,
         bm25: Bm25Index | None,
+        overlay: DocumentOverlay | None = None,
     ) -> None:
         self.directory = directory
         self.manifest = manifest
+        self.overlay = overlay
         self._store = store
         self._dense = dense
         self._bm25 = bm25
         # Queries are cut into words exactly as the passages were when the index was built.
         self._tokenizer = SudachiTokenizer(manifest.bm25.tokenizer) if manifest.bm25 else None
+        self._hidden: tuple[int, frozenset[int], int] = (0, frozenset(), 0)
+        self._hidden_lock = threading.Lock()
 
     @classmethod
-    def open(cls, directory: Path, gpu: bool = True) -> "Index":
+    def open(cls, directory: Path, gpu: bool = True, overlay: DocumentOverlay | None = None) -> "Index":
         """Raises KotaeError naming the file when the index is missing, incomplete or damaged.
-        `gpu`: serve the faiss index from a GPU when faiss has CUDA support and sees one."""
+        `gpu`: serve the faiss index from a GPU when faiss has CUDA support and sees one. `overlay`: the
+        documents written through the API, searched with the index and overriding its documents; unset,
+        the overlay file beside the index is opened if there is one."""
         manifest = read_manifest(directory)
         store = PassageStore.open(directory / STORE_FILE)
         try:
             dense = DenseIndex.load(directory / DENSE_FILE, manifest.dense, gpu)
             bm25 = Bm25Index.load(directory / BM25_DIR) if manifest.bm25 else None
             _check_consistent(directory, manifest, store, dense, bm25)
+            overlay = overlay or DocumentOverlay.beside(directory, manifest.embedder.dimension)
         except BaseException:
             store.close()
             raise
-        return cls(directory, manifest, store, dense, bm25)
+        return cls(directory, manifest, store, dense, bm25, overlay)
 
     def close(self) -> None:
         self._store.close()
 
     def __len__(self) -> int:
-        return self.manifest.count
+        return self.counts()[0]
+
+    def counts(self) -> tuple[int, int]:
+        """(passages, documents) served: the built index's, less those the overlay overrides, plus the
+        overlay's."""
+        view = self.view()
+        if view.snapshot is None:
+            return self.manifest.count, self.manifest.documents
+        hidden_documents = self._hidden[2]
+        return (
+            self.manifest.count - len(view.hidden) + len(view.snapshot.keys),
+            self.manifest.documents - hidden_documents + len(view.snapshot.documents),
+        )
 
     @property
     def has_bm25(self) -> bool:
         return self._bm25 is not None
 
+    @property
+    def tokenizer(self) -> SudachiTokenizer | None:
+        """How this index cuts text into BM25 words (None without BM25)."""
+        return self._tokenizer
+
+    def view(self) -> "IndexView":
+        """The index with the overlay as it is now: a query batch reads one view throughout, so a write
+        that lands meanwhile is seen entirely or not at all."""
+        snapshot = self.overlay.snapshot if self.overlay is not None else None
+        return IndexView(self, snapshot, self._hidden_keys(snapshot))
+
     def search_dense(self, query_vectors: np.ndarray, k: int) -> list[list[Hit]]:
         """Per query vector: the k passages of highest cosine similarity, best first."""
-        return self.hits(self.rank_dense(query_vectors, k))
+        view = self.view()
+        return view.hits(view.rank_dense(query_vectors, k))
 
     def search_bm25(self, questions: Sequence[str], k: int) -> list[list[Hit]]:
         """Per question: up to k passages by BM25 score, best first (only passages sharing a word)."""
-        return self.hits(self.rank_bm25(questions, k))
-
-    def rank_dense(self, query_vectors: np.ndarray, k: int) -> list[KeyRanking]:
-        """`search_dense` as (key, score) lists, no passage read."""
-        return self._dense.search(query_vectors, k)
-
-    def rank_bm25(self, questions: Sequence[str], k: int) -> list[KeyRanking]:
-        """`search_bm25` as (key, score) lists, no passage read."""
-        if self._bm25 is None or self._tokenizer is None:
-            raise KotaeError(
-                f"index {self.directory} has no BM25 index (built with --no-bm25): use dense retrieval"
-            )
-        return [self._bm25.search(self._tokenizer.tokenize(question), k) for question in questions]
-
-    def hits(self, rankings: Sequence[KeyRanking]) -> list[list[Hit]]:
-        """The passages of (key, score) rankings, read from the store in one query for all of them."""
-        keys = [key for ranking in rankings for key, _ in ranking]
-        passages = iter(self._store.passages(keys))
-        return [[Hit(next(passages), score) for _, score in ranking] for ranking in rankings]
+        view = self.view()
+        return view.hits(view.rank_bm25(questions, k))
 
     def passage(self, passage_id: str) -> Passage | None:
         return self._store.passage(passage_id)
+
+    def document(self, doc_id: str) -> IndexedDocument | None:
+        """The document as served now; None when there is none of this id (or it was deleted)."""
+        snapshot = self.overlay.snapshot if self.overlay is not None else None
+        if snapshot is not None and doc_id in snapshot.decided:
+            written = snapshot.documents.get(doc_id)
+            if written is None:
+                return None
+            return IndexedDocument(doc_id, written.title, written.passages, written)
+        keys = self._store.keys_by_document([doc_id]).get(doc_id)
+        if not keys:
+            return None
+        passages = self._store.passages(keys)
+        return IndexedDocument(doc_id, passages[0].title, passages, None)
+
+    def _hidden_keys(self, snapshot: OverlaySnapshot | None) -> frozenset[int]:
+        """Keys of the built index's passages whose documents the overlay overrides (looked up once per
+        overlay version)."""
+        if snapshot is None or not snapshot.decided:
+            return frozenset()
+        with self._hidden_lock:
+            version, hidden, _ = self._hidden
+            if version != snapshot.version:
+                found = self._store.keys_by_document(sorted(snapshot.decided))
+                hidden = frozenset(key for keys in found.values() for key in keys)
+                self._hidden = (snapshot.version, hidden, len(found))
+            return hidden
+
+
+@dataclass(frozen=True, slots=True)
+class IndexView:
+    """One consistent reading of an index and its overlay. Overlay passages have negative keys."""
+
+    index: Index
+    snapshot: OverlaySnapshot | None
+    hidden: frozenset[int]
+
+    def rank_dense(self, query_vectors: np.ndarray, k: int) -> list[KeyRanking]:
+        """Per query vector: (key, cosine) of the k nearest passages, best first, no passage read."""
+        built = self.index._dense.search(query_vectors, k + len(self.hidden))
+        if self.snapshot is None:
+            return built
+        written = self.snapshot.search_dense(query_vectors, k)
+        return [self._merged(b, w, k) for b, w in zip(built, written, strict=True)]
+
+    def rank_bm25(self, questions: Sequence[str], k: int) -> list[KeyRanking]:
+        """Per question: (key, BM25 score) best first, no passage read."""
+        bm25, tokenizer = self.index._bm25, self.index._tokenizer
+        if bm25 is None or tokenizer is None:
+            raise KotaeError(
+                f"index {self.index.directory} has no BM25 index (built with --no-bm25): use dense retrieval"
+            )
+        rankings = []
+        for question in questions:
+            words = tokenizer.tokenize(question)
+            built = bm25.search(words, k + len(self.hidden))
+            if self.snapshot is None:
+                rankings.append(built)
+                continue
+            written = self.snapshot.search_bm25(
+                words,
+                k,
+                bm25.document_frequencies(words),
+                len(bm25),
+                bm25.average_length,
+                bm25.params.k1,
+                bm25.params.b,
+            )
+            rankings.append(self._merged(built, written, k))
+        return rankings
+
+    def hits(self, rankings: Sequence[KeyRanking]) -> list[list[Hit]]:
+        """The passages of (key, score) rankings; the built index's are read in one query for all."""
+        keys = [key for ranking in rankings for key, _ in ranking if key >= 0]
+        stored = dict(zip(keys, self.index._store.passages(keys), strict=True))
+        written = self.snapshot.passages if self.snapshot is not None else {}
+        return [
+            [Hit(stored[key] if key >= 0 else written[key], score) for key, score in ranking]
+            for ranking in rankings
+        ]
+
+    def _merged(self, built: KeyRanking, written: KeyRanking, k: int) -> KeyRanking:
+        kept = [(key, score) for key, score in built if key not in self.hidden]
+        return sorted(kept + written, key=lambda pair: -pair[1])[:k]
 
 
 def _check_consistent(

@@ -189,16 +189,17 @@ class PassageStore:
         return found
 
     def keys_of_documents(self, doc_ids: Sequence[str]) -> list[int]:
-        keys: list[int] = []
+        return sorted(key for keys in self.keys_by_document(doc_ids).values() for key in keys)
+
+    def keys_by_document(self, doc_ids: Sequence[str]) -> dict[str, list[int]]:
+        """The passage keys of each document stored, in key order; documents not stored are left out."""
+        found: dict[str, list[int]] = {}
         for batch in _batches(list(doc_ids)):
             marks = ",".join("?" * len(batch))
-            keys.extend(
-                key
-                for (key,) in self._query(
-                    f"SELECT key FROM passages WHERE doc_id IN ({marks}) ORDER BY key", batch
-                )
-            )
-        return keys
+            sql = f"SELECT doc_id, key FROM passages WHERE doc_id IN ({marks}) ORDER BY key"
+            for doc_id, key in self._query(sql, batch):
+                found.setdefault(doc_id, []).append(key)
+        return found
 
     def delete(self, keys: Sequence[int]) -> None:
         with self._lock:

@@ -2,13 +2,16 @@
 
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from kotae.core.errors import KotaeError
-from kotae.indexer.index import Index
+from kotae.indexer.index import Index, IndexedDocument
 from kotae.indexer.layout import COLLECTION_NAME, MANIFEST_FILE
+from kotae.indexer.overlay import DocumentOverlay, overlay_path
+from kotae.rag.documents import DocumentInput, prepare_written
 from kotae.rag.retriever import Retriever
 
 logger = logging.getLogger(__name__)
@@ -19,6 +22,10 @@ DEFAULT_COLLECTION = "default"
 
 class UnknownCollection(KotaeError):
     """A request named a collection this server does not serve."""
+
+
+class UnknownDocument(KotaeError):
+    """A request named a document the collection does not hold."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +60,9 @@ class Collections:
         self.root = root
         self._retrievers = dict(retrievers)
         self._stamps = {name: _manifest_stamp(r.index.directory) for name, r in retrievers.items()}
-        self._reloading = threading.Lock()
+        self._changing = threading.Lock()
+        """Held by reloads and overlay writes: a reload and a collection's first write must agree on
+        its one overlay object."""
 
     @classmethod
     def of(cls, retriever: Retriever) -> "Collections":
@@ -82,21 +91,53 @@ class Collections:
         return retriever
 
     def info(self, name: str) -> CollectionInfo:
-        manifest = self.get(name).index.manifest
-        return CollectionInfo(
-            name, manifest.count, manifest.documents, manifest.embedder.name, manifest.updated_at
-        )
+        index = self.get(name).index
+        passages, documents = index.counts()
+        updated_at = index.manifest.updated_at
+        if index.overlay is not None and index.overlay.snapshot.updated_at is not None:
+            updated_at = max(updated_at, index.overlay.snapshot.updated_at)
+        return CollectionInfo(name, passages, documents, index.manifest.embedder.name, updated_at)
+
+    def document(self, name: str, doc_id: str) -> IndexedDocument:
+        found = self.get(name).index.document(doc_id)
+        if found is None:
+            raise UnknownDocument(f"collection {name!r} has no document {doc_id!r}")
+        return found
+
+    def upsert(self, name: str, documents: Sequence[DocumentInput]) -> int:
+        """Store the documents in the collection, each replacing the one of its id; searched when this
+        returns, and on disk. Blocking (the embedder runs). The passages stored."""
+        retriever = self.get(name)
+        ready = prepare_written(documents, retriever)
+        with self._changing:
+            self._overlay(name).upsert(ready)
+        return sum(len(document.passages) for document in ready)
+
+    def delete(self, name: str, doc_id: str) -> None:
+        """Stop serving the document, whether it was built into the index or written through the API."""
+        self.document(name, doc_id)
+        with self._changing:
+            self._overlay(name).delete(doc_id)
+
+    def _overlay(self, name: str) -> DocumentOverlay:
+        """The collection's overlay, created on its first write; every index of the collection, the one
+        served now and those reloads open later, reads this one object."""
+        index = self.get(name).index
+        if index.overlay is None:
+            index.overlay = DocumentOverlay(overlay_path(index.directory), index.manifest.embedder.dimension)
+        return index.overlay
 
     def reload(self, name: str) -> Retriever:
         """Open `name`'s index again (or for the first time, for a new folder under the root) and serve
         it from now on. Blocking: the index is read from disk. A broken index raises and leaves the
         collection as it was."""
-        with self._reloading:
+        with self._changing:
             directory = self._directory(name)
             current = self._retrievers.get(name)
             stamp = _manifest_stamp(directory)
             base = current or self.default
-            retriever = Retriever(Index.open(directory), base.embedder, base.settings)
+            overlay = current.index.overlay if current is not None else None
+            retriever = Retriever(Index.open(directory, overlay=overlay), base.embedder, base.settings)
             self._retrievers[name] = retriever
             self._stamps[name] = stamp
             logger.info("collection %s: serving %s (%d passages)", name, directory, len(retriever.index))

@@ -59,17 +59,18 @@ class Retriever:
         if not questions:
             return []
         depth = max(top_k, self.fusion_depth) if mode == "hybrid" else top_k
+        view = self.index.view()
         dense = lexical = None
         if mode in ("dense", "hybrid"):
-            dense = self.index.rank_dense(self.embedder.embed_queries(list(questions)), depth)
+            dense = view.rank_dense(self.embedder.embed_queries(list(questions)), depth)
         if mode in ("bm25", "hybrid"):
-            lexical = self.index.rank_bm25(questions, depth)
+            lexical = view.rank_bm25(questions, depth)
         if dense is None or lexical is None:
-            return self.index.hits(dense or lexical)
+            return view.hits(dense or lexical)
         # Fused on keys: only the top_k passages of each question are read from the store.
         method = fusion or self.settings.fusion
         fused = [self._fuse(d, b, method)[:top_k] for d, b in zip(dense, lexical, strict=True)]
-        return self.index.hits(fused)
+        return view.hits(fused)
 
     def _fuse(self, dense: KeyRanking, lexical: KeyRanking, method: FusionMethod) -> KeyRanking:
         if method == "rrf":

@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from kotae.rag.collections import UnknownCollection
+from kotae.rag.collections import UnknownCollection, UnknownDocument
 from kotae.rag.engine import EngineDead, UnknownAdapter
 from kotae.server.core.protocol import ErrorDetail, ErrorResponse
 
@@ -115,6 +115,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_unknown_collection(_: Request, error: Exception) -> JSONResponse:
         return error_response(APIError(HTTPStatus.NOT_FOUND, str(error), "collection_not_found"))
 
+    async def on_unknown_document(_: Request, error: Exception) -> JSONResponse:
+        return error_response(APIError(HTTPStatus.NOT_FOUND, str(error), "document_not_found"))
+
     async def on_unexpected(request: Request, error: Exception) -> JSONResponse:
         logger.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=error)
         status = HTTPStatus.INTERNAL_SERVER_ERROR
@@ -126,6 +129,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(EngineDead, on_engine_dead)
     app.add_exception_handler(UnknownAdapter, on_unknown_adapter)
     app.add_exception_handler(UnknownCollection, on_unknown_collection)
+    app.add_exception_handler(UnknownDocument, on_unknown_document)
     app.add_exception_handler(Exception, on_unexpected)
 
 

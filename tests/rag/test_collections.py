@@ -11,7 +11,8 @@ from kotae.indexer.build import build_index
 from kotae.indexer.index import Index
 from kotae.indexer.layout import MANIFEST_FILE, collection_directory
 from kotae.models.tiny import build_tiny_e5
-from kotae.rag.collections import DEFAULT_COLLECTION, Collections, UnknownCollection
+from kotae.rag.collections import DEFAULT_COLLECTION, Collections, UnknownCollection, UnknownDocument
+from kotae.rag.documents import DocumentInput
 from kotae.rag.embedder import Embedder
 from kotae.rag.retriever import Retriever
 
@@ -92,3 +93,61 @@ def test_collection_names_are_plain_folder_names(tmp_path: Path) -> None:
     for bad in ("", ".hidden", "a/b", "..", "x" * 65, "日本語"):
         with pytest.raises(KotaeError, match="collection name"):
             collection_directory(tmp_path, bad)
+
+
+def written(doc_id: str, title: str, text: str) -> DocumentInput:
+    return DocumentInput(doc_id, title, text, {"source": "test"})
+
+
+def test_written_documents_are_searched_at_once_and_override_the_built_ones(
+    served: Collections, embedder: Embedder
+) -> None:
+    before = served.get("manuals").index.view()
+    assert served.upsert("manuals", [written("printer", "プリンター", "三階のプリンターはPX-9である。")]) == 1
+    assert served.upsert("manuals", [written("vpn", "VPN手順", "VPNは廃止された。今はZTNAで接続する。")]) == 1
+    served.delete("manuals", "leave")
+    for mode in ("bm25", "dense"):
+        retriever = Retriever(served.get("manuals").index, embedder, Settings(retrieval=mode))
+        hits = retriever.retrieve("三階のプリンターの機種は？", 5)
+        assert "printer" in [hit.passage.id for hit in hits], mode
+        texts = [hit.passage.text for hit in retriever.retrieve("VPNで接続する", 5)]
+        assert "VPNは廃止された。今はZTNAで接続する。" in texts, mode
+        assert not any("接続先はvpn.example.jp" in text for text in texts), "the replaced version is gone"
+        assert "leave" not in [hit.passage.id for hit in retriever.retrieve("有給休暇は何日？", 5)]
+    assert served.document("manuals", "printer").written.metadata == {"source": "test"}
+    assert served.document("manuals", "vpn").passages[0].text.startswith("VPNは廃止")
+    with pytest.raises(UnknownDocument):
+        served.document("manuals", "leave")
+    with pytest.raises(UnknownDocument):
+        served.delete("manuals", "never-there")
+    info = served.info("manuals")
+    assert (info.passages, info.documents) == (2, 2)  # vpn (new text) and printer; leave deleted
+    # A view taken before the writes still reads the collection as it was then, whole.
+    assert [hit.passage.id for hit in before.hits(before.rank_bm25(["有給休暇は何日？"], 1))[0]] == ["leave"]
+
+
+def test_written_documents_survive_a_reopen_and_a_rebuild(
+    served: Collections, embedder: Embedder, tmp_path: Path
+) -> None:
+    served.upsert("manuals", [written("printer", "プリンター", "三階のプリンターはPX-9である。")])
+    served.delete("manuals", "leave")
+    directory = served.get("manuals").index.directory
+    reopened = Index.open(directory)  # a new process: the overlay is read back from its file
+    assert reopened.document("printer") is not None and reopened.document("leave") is None
+    build_index([write(tmp_path / "again.jsonl", MANUALS)], directory, embedder, workers=0)
+    assert served.reload_changed() == ["manuals"]
+    index = served.get("manuals").index
+    assert index.document("printer") is not None and index.document("leave") is None
+    assert index.counts() == (2, 2)
+
+
+def test_bm25_scores_of_written_passages_are_on_the_built_index_scale(served: Collections) -> None:
+    """A written copy of a built passage scores about as the original does, so that fusion and top-k mix
+    the two fairly."""
+    original = MANUALS[0]
+    served.upsert("manuals", [written("vpn-copy", original["title"], original["text"])])
+    [ranking] = served.get("manuals").index.view().rank_bm25(["VPNの接続先"], 5)
+    scores = dict(ranking)
+    built_key = next(key for key in scores if key > 0)
+    written_key = next(key for key in scores if key < 0)
+    assert scores[written_key] == pytest.approx(scores[built_key], rel=1e-5)
