@@ -13,9 +13,11 @@ bootstrap:
 serve: bootstrap
 	$(VENV)/bin/kotae serve
 
+# `lint-imports` checks the import layers of pyproject.toml [tool.importlinter] (scripts/lint_imports.py).
 lint: bootstrap
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/python scripts/lint_imports.py
 
 test: lint
 	$(VENV)/bin/pytest

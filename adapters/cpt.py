@@ -5,9 +5,10 @@ from rich.console import Console
 from kotae.adapters.atomic import check_target
 from kotae.adapters.config import CPTRunConfig
 from kotae.adapters.forgetting import KnowledgeProbe
-from kotae.adapters.metadata import AdapterMetadata, DataRef, file_sha256
+from kotae.adapters.metadata import AdapterMetadata, DataRef
 from kotae.adapters.rows import PassageRow, read_rows
 from kotae.adapters.training import RunData, held_out_split, train_adapter
+from kotae.core.durable import file_sha256
 from kotae.core.errors import InputError
 
 

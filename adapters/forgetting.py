@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kotae.adapters.generation import greedy_answers
-from kotae.adapters.metadata import file_sha256
 from kotae.adapters.probe_callback import Probe
 from kotae.adapters.report import KnowledgeReport
 from kotae.adapters.rows import ProbeRow, read_rows
+from kotae.core.durable import file_sha256
 from kotae.core.errors import InputError
-from kotae.evals.metrics import score_answer
+from kotae.rag.metrics import score_answer
 from kotae.rag.prompt import build_prompt
 
 if TYPE_CHECKING:

@@ -20,11 +20,11 @@ from kotae.adapters.metadata import (
     WEIGHTS_FILE,
     AdapterMetadata,
     AdapterRef,
-    file_sha256,
     read_metadata,
     read_peft_config,
     write_metadata,
 )
+from kotae.core.durable import file_sha256
 from kotae.core.errors import InputError
 
 if TYPE_CHECKING:

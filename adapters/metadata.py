@@ -5,7 +5,6 @@ vLLM loads as it is; this file says what it was trained on, so that the server c
 made for another base model or another prompt template before it answers badly.
 """
 
-import hashlib
 import json
 from datetime import datetime
 from pathlib import Path
@@ -143,14 +142,6 @@ def read_peft_config(folder: Path) -> dict[str, Any]:
     if not isinstance(config, dict) or str(config.get("peft_type", "")).upper() != "LORA":
         raise InputError(path, None, "not a PEFT LoRA config")
     return config
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        while block := stream.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def model_ref(path: Path) -> ModelRef:

@@ -12,7 +12,7 @@ from transformers import TrainerCallback
 from kotae.adapters.generation import greedy_answers
 from kotae.adapters.report import ProbeRecord
 from kotae.adapters.reporting import Reporters
-from kotae.evals.metrics import score_answer
+from kotae.rag.metrics import score_answer
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase, TrainerControl, TrainerState, TrainingArguments

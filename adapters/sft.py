@@ -6,11 +6,12 @@ from rich.console import Console
 
 from kotae.adapters.atomic import check_target
 from kotae.adapters.config import SFTRunConfig
-from kotae.adapters.metadata import AdapterMetadata, DataRef, file_sha256
+from kotae.adapters.metadata import AdapterMetadata, DataRef
 from kotae.adapters.probe_callback import Probe
 from kotae.adapters.sft_examples import BuiltExamples, build_examples, read_examples
 from kotae.adapters.training import RunData, held_out_split, train_adapter
 from kotae.core.config import get_settings
+from kotae.core.durable import file_sha256
 from kotae.core.errors import KotaeError
 
 
@@ -53,9 +54,9 @@ def build_sft_examples(
     """Examples for `data` with passages from `index`, retrieved as `kotae serve` retrieves them."""
     from transformers import AutoTokenizer
 
+    from kotae.indexer.embedder import Embedder
     from kotae.indexer.index import Index
     from kotae.models.store import ModelStore
-    from kotae.rag.embedder import Embedder
     from kotae.rag.retriever import Retriever
     from kotae.rag.token_counter import TokenCounter
 

@@ -18,14 +18,15 @@ from pydantic import BaseModel
 from rich.progress import track
 
 from kotae.adapters.atomic import atomic_text
-from kotae.adapters.metadata import ContextsRef, DataRef, file_sha256
+from kotae.adapters.metadata import ContextsRef, DataRef
 from kotae.adapters.rows import ExampleRow, QARow, read_rows
+from kotae.core.durable import file_sha256
 from kotae.core.errors import InputError, KotaeError
-from kotae.evals.metrics import document_id
-from kotae.indexer.chunking import CHUNK_ID_SEPARATOR
-from kotae.rag.passage import Passage
+from kotae.core.passage import Passage
+from kotae.indexer.chunking import CHUNK_ID_SEPARATOR, document_id
+from kotae.rag.engine_protocol import ANSWER_STOPS
 from kotae.rag.pipeline import make_prompt
-from kotae.rag.prompt import ANSWER_STOPS, PROMPT_VERSION, fit_contexts
+from kotae.rag.prompt import PROMPT_VERSION, fit_contexts
 
 if TYPE_CHECKING:
     from kotae.indexer.index import Index

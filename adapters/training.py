@@ -30,7 +30,6 @@ from kotae.adapters.metadata import (
     ContextsRef,
     DataRef,
     LoraShape,
-    file_sha256,
     model_ref,
     read_metadata,
     write_metadata,
@@ -38,6 +37,7 @@ from kotae.adapters.metadata import (
 from kotae.adapters.probe_callback import Probe, ProbeCallback
 from kotae.adapters.report import KnowledgeReport, LossPoint, RunReport, write_report
 from kotae.adapters.reporting import Reporters, choose_reporters
+from kotae.core.durable import file_sha256
 from kotae.core.errors import KotaeError
 from kotae.models.store import model_hash
 from kotae.rag.prompt import PROMPT_VERSION

@@ -21,23 +21,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from kotae.core.config import Settings
+from kotae.indexer.embedder import Embedder
 from kotae.indexer.index import Index
 from kotae.indexer.overlay import DocumentOverlay, overlay_path
 from kotae.models.store import ModelStore
 from kotae.rag.documents import DocumentInput, prepare_written
-from kotae.rag.embedder import Embedder
 from kotae.rag.retriever import Retriever
 
 
 def documents(corpus: Path, count: int, round_number: int) -> list[DocumentInput]:
-    """`count` new documents and `count` replacements of indexed ones, different in each round."""
-    rows = [
-        json.loads(line)
-        for line in itertools.islice(corpus.open(encoding="utf-8"), 2 * count * (round_number + 1))
-    ]
-    rows = rows[2 * count * round_number :]
+    """`count` documents, half of them new and half replacing indexed ones, different in each round."""
+    lines = itertools.islice(corpus.open(encoding="utf-8"), count * round_number, count * (round_number + 1))
     written = []
-    for number, row in enumerate(rows):
+    for number, row in enumerate(map(json.loads, lines)):
         text = "。".join(reversed(row["text"].split("。")))
         doc_id = row["id"] if number % 2 else f"written-{round_number}-{number}"
         written.append(DocumentInput(doc_id, row["title"], text))

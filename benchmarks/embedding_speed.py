@@ -37,8 +37,8 @@ from pathlib import Path
 import numpy as np
 
 from kotae.indexer.chunking import chunk_document, indexed_text
+from kotae.indexer.embedder import Embedder, load_embedder
 from kotae.indexer.sources import read_documents
-from kotae.rag.embedder import Embedder, load_embedder
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 CORPUS = DATA / "jawiki-paragraphs.jsonl"

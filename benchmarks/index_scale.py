@@ -99,9 +99,9 @@ def build(args: argparse.Namespace) -> dict:
 def query(args: argparse.Namespace) -> dict:
     from kotae.core.config import Settings
     from kotae.evals.datasets import load_dataset
-    from kotae.evals.metrics import score_retrieval
+    from kotae.indexer.embedder import load_embedder
     from kotae.indexer.index import Index
-    from kotae.rag.embedder import load_embedder
+    from kotae.rag.metrics import score_retrieval
     from kotae.rag.retriever import Retriever
 
     settings = Settings()

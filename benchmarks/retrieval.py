@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from kotae.core.passage import Passage
 from kotae.indexer.chunking import chunk_document, indexed_text
+from kotae.indexer.embedder import Embedder, load_embedder
 from kotae.indexer.sources import read_documents
-from kotae.rag.embedder import Embedder, load_embedder
-from kotae.rag.passage import Passage
 
 if TYPE_CHECKING:  # faiss and pydantic stay out of --embed-only, which runs where they are not installed
     from kotae.indexer.dense import DenseIndex, DenseSpec

@@ -254,7 +254,7 @@ def read_prompts(args: argparse.Namespace) -> list[dict]:
 
 
 def scored(stage: str, predictions: Sequence[str], rows: Sequence[dict], **figures: object) -> StageResult:
-    from kotae.evals.metrics import score_answer
+    from kotae.rag.metrics import score_answer
 
     scores = [score_answer(p, row["answers"]) for p, row in zip(predictions, rows, strict=True)]
     n = len(scores)
@@ -276,8 +276,8 @@ def stage_prompts(args: argparse.Namespace) -> StageResult:
     from kotae.adapters.atomic import atomic_text
     from kotae.core.config import get_settings
     from kotae.evals.datasets import load_dataset
-    from kotae.evals.metrics import RECALL_KS
     from kotae.models.store import ModelStore
+    from kotae.rag.metrics import RECALL_KS
     from kotae.rag.pipeline import make_prompt
     from kotae.runtime import open_retriever
 

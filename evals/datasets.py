@@ -23,7 +23,7 @@ from typing import Any
 
 from kotae.core.errors import InputError
 from kotae.core.jsonl import read_jsonl
-from kotae.rag.passage import Passage
+from kotae.core.passage import Passage
 
 SQUAD_SEPARATOR = " [SEP] "
 """JSQuAD writes each context as `title [SEP] text`."""

@@ -19,7 +19,6 @@ from kotae.core.errors import InputError, KotaeError
 from kotae.evals.compare import BASE_MODEL, markdown_row
 from kotae.evals.datasets import EvalItem, dataset_name, load_dataset
 from kotae.evals.memory import GpuMemoryMonitor, peak_rss_mb
-from kotae.evals.metrics import RECALL_KS, score_answer, score_retrieval
 from kotae.evals.schema import (
     IN_PROCESS,
     AnswerMetrics,
@@ -35,7 +34,8 @@ from kotae.evals.schema import (
 )
 from kotae.evals.speed import stage_stats
 from kotae.evals.targets import AskOptions, HttpTarget, InProcessTarget, TargetAnswer, TargetRun
-from kotae.rag.engine import Sampling
+from kotae.rag.engine_protocol import Sampling
+from kotae.rag.metrics import RECALL_KS, score_answer, score_retrieval
 from kotae.rag.pipeline import Pipeline
 from kotae.rag.prompt import PROMPT_VERSION
 

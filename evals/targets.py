@@ -16,11 +16,11 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from kotae.core.errors import KotaeError
+from kotae.core.passage import Hit, Passage
 from kotae.evals.datasets import EvalItem
 from kotae.evals.schema import ContextsMode
 from kotae.models.weights import weights_format
-from kotae.rag.engine import Sampling
-from kotae.rag.passage import Hit, Passage
+from kotae.rag.engine_protocol import Sampling
 from kotae.rag.pipeline import Pipeline, PreparedQuestion
 
 HTTP_TIMEOUT_S = 600.0

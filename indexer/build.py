@@ -33,6 +33,7 @@ from kotae.indexer.bm25 import Bm25Index, Bm25Params
 from kotae.indexer.bm25_feed import numbered_batches
 from kotae.indexer.chunking import DEFAULT_CHUNK_CHARS, indexed_text
 from kotae.indexer.dense import DenseIndex, DenseSpec, dense_spec
+from kotae.indexer.embedder import Embedder
 from kotae.indexer.layout import BM25_DIR, DENSE_FILE, MANIFEST_FILE, STORE_FILE, IndexType
 from kotae.indexer.manifest import (
     FORMAT_VERSION,
@@ -57,7 +58,6 @@ from kotae.indexer.sources import detect_format
 from kotae.indexer.store import PassageStore
 from kotae.indexer.swap import locked, publish
 from kotae.indexer.tokenizer import TokenizerSettings
-from kotae.rag.embedder import Embedder
 
 BUILD_FILE = "build.json"
 """In a staging directory: the arguments of the build it holds, which a resumed build must repeat."""

@@ -3,7 +3,7 @@
 import re
 from dataclasses import dataclass
 
-from kotae.rag.passage import Passage
+from kotae.core.passage import Passage
 
 DEFAULT_CHUNK_CHARS = 400
 # A sentence runs to 。！？ (with any closing quotes or brackets right after it) or to the end of its line;
@@ -63,6 +63,12 @@ def chunk_document(document: Document, max_chars: int = DEFAULT_CHUNK_CHARS) -> 
 
 def chunk_id(document_id: str, number: int, total: int) -> str:
     return document_id if total == 1 else f"{document_id}{CHUNK_ID_SEPARATOR}{number}"
+
+
+def document_id(passage_id: str) -> str:
+    """The document a chunk id (`doc#3`) was cut from; other ids are their own document."""
+    document, separator, number = passage_id.rpartition(CHUNK_ID_SEPARATOR)
+    return document if separator and number.isdigit() else passage_id
 
 
 def indexed_text(passage: Passage) -> str:

@@ -13,8 +13,8 @@ from kotae.indexer.chunking import DEFAULT_CHUNK_CHARS
 from kotae.indexer.layout import IndexType, collection_directory
 
 if TYPE_CHECKING:
+    from kotae.indexer.embedder import Embedder
     from kotae.indexer.manifest import Manifest
-    from kotae.rag.embedder import Embedder
 
 index_app = typer.Typer(no_args_is_help=True)
 console = Console()
@@ -169,7 +169,7 @@ def _build_target(out: Path | None, collection: str | None) -> Path:
 def _embedder(name_or_path: str | None) -> "Embedder":
     settings = get_settings()
     with console.status("loading the embedder…"):
-        from kotae.rag.embedder import load_embedder
+        from kotae.indexer.embedder import load_embedder
 
         return load_embedder(name_or_path or settings.embedder, settings.home)
 

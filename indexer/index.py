@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from kotae.core.errors import InputError, KotaeError
+from kotae.core.passage import Hit, Passage
 from kotae.indexer.bm25 import Bm25Index
 from kotae.indexer.dense import DenseIndex
 from kotae.indexer.layout import BM25_DIR, DENSE_FILE, STORE_FILE
@@ -16,7 +17,6 @@ from kotae.indexer.manifest import Manifest, read_manifest
 from kotae.indexer.overlay import DocumentOverlay, OverlayDocument, OverlaySnapshot
 from kotae.indexer.store import PassageStore
 from kotae.indexer.tokenizer import SudachiTokenizer
-from kotae.rag.passage import Hit, Passage
 
 KeyRanking = list[tuple[int, float]]
 """(passage key, score) pairs, best first: a ranking before its passages are read."""

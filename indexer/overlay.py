@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from kotae.core.errors import InputError
-from kotae.rag.passage import Passage
+from kotae.core.passage import Passage
 
 OVERLAY_SUFFIX = ".documents.sqlite"
 

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kotae.core.jsonl import ReadPosition
+from kotae.core.passage import Passage
+from kotae.indexer.batching import TokenIds
 from kotae.indexer.chunking import chunk_document, indexed_text
+from kotae.indexer.embedder import TextTokenizer
 from kotae.indexer.sources import Record, bz2_streams, read_records, read_stream_records, to_document
 from kotae.indexer.tokenizer import SudachiTokenizer, TokenizerSettings
-from kotae.rag.batching import TokenIds
-from kotae.rag.embedder import TextTokenizer
-from kotae.rag.passage import Passage
 
 SHARD_RECORDS = 4000
 """Records per shard of a source read in order: enough to keep the embedder's batches full, few enough

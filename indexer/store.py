@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from kotae.core.errors import InputError, KotaeError
-from kotae.rag.passage import Passage
+from kotae.core.passage import Passage
 
 if TYPE_CHECKING:
     from kotae.indexer.shards import PreparedDocument

@@ -13,13 +13,13 @@ import numpy as np
 from kotae.core.errors import KotaeError
 from kotae.indexer.build import embed_passages, write_bm25
 from kotae.indexer.dense import DenseIndex
+from kotae.indexer.embedder import Embedder
 from kotae.indexer.ingest import ingest
 from kotae.indexer.layout import BM25_DIR, DENSE_FILE, STORE_FILE
 from kotae.indexer.manifest import Manifest, read_manifest, write_manifest
 from kotae.indexer.store import PassageStore
 from kotae.indexer.swap import staged_directory
 from kotae.indexer.tokenizer import SudachiTokenizer
-from kotae.rag.embedder import Embedder
 
 
 def add_passages(

@@ -9,20 +9,20 @@ import hashlib
 import logging
 from pathlib import Path
 
+from kotae.adapters.catalog import AdapterCatalog, ServedBase
 from kotae.core.config import Settings
 from kotae.demo import corpus_path
 from kotae.indexer.build import build_index
+from kotae.indexer.embedder import Embedder
 from kotae.indexer.index import Index
 from kotae.indexer.manifest import FORMAT_VERSION
 from kotae.models.quantized import read_quantize_record
 from kotae.models.store import ModelStore, model_hash
 from kotae.rag.collections import Collections
-from kotae.rag.embedder import Embedder
-from kotae.rag.engine import UnknownAdapter, VLLMEngine
-from kotae.rag.engine_protocol import Engine
+from kotae.rag.engine import VLLMEngine
+from kotae.rag.engine_protocol import Engine, UnknownAdapter
 from kotae.rag.pipeline import Pipeline
 from kotae.rag.retriever import Retriever
-from kotae.server.core.adapters import AdapterCatalog, ServedBase
 
 logger = logging.getLogger(__name__)
 

@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kotae.core.config import Settings
-from kotae.core.errors import KotaeError
+from kotae.rag.engine_protocol import Completion, Delta, EngineDead, Sampling, UnknownAdapter
 from kotae.rag.loop_guard import LoopGuard
-from kotae.rag.prompt import ANSWER_STOPS
 from kotae.rag.token_counter import TokenCounter
 
 if TYPE_CHECKING:
@@ -27,43 +26,6 @@ if TYPE_CHECKING:
     from vllm.lora.request import LoRARequest
     from vllm.sampling_params import RequestOutputKind
     from vllm.v1.engine.async_llm import AsyncLLM
-
-
-class EngineDead(KotaeError):
-    """The engine stopped; requests fail fast until kotae is restarted."""
-
-
-class UnknownAdapter(KotaeError):
-    """A request named an adapter that is not loaded."""
-
-
-@dataclass(frozen=True, slots=True)
-class Sampling:
-    max_tokens: int = 64
-    temperature: float = 0.0
-    """0 is greedy: answers are reproducible, as evals need."""
-    top_p: float = 1.0
-    stop: tuple[str, ...] = ANSWER_STOPS
-    seed: int | None = None
-
-
-@dataclass(slots=True)
-class Completion:
-    text: str
-    prompt_tokens: int
-    completion_tokens: int
-    finish_reason: str
-    """`stop`, `length`, or `repetition` when the loop guard cut the answer."""
-    first_token_s: float | None
-    """Seconds from submission to the first generated token."""
-
-
-@dataclass(frozen=True, slots=True)
-class Delta:
-    """A piece of streamed text; the last event of a stream carries the finished `completion`."""
-
-    text: str
-    completion: Completion | None = None
 
 
 @dataclass(slots=True)

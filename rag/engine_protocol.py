@@ -3,11 +3,53 @@ kotae (`kotae.rag.engine.VLLMEngine`) and vLLM OpenAI servers reached over HTTP
 (`kotae.rag.remote_engine.RemoteEngine`); `Settings.replicas` picks."""
 
 from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from kotae.rag.engine import Completion, Delta, Sampling
+from kotae.core.errors import KotaeError
 from kotae.rag.token_counter import TokenCounter
+
+ANSWER_STOPS = ("\n\n", "###")
+"""An answer ends at a blank line or at the next section header of the prompt (`kotae.rag.prompt`):
+`Sampling` stops there unless told otherwise."""
+
+
+class EngineDead(KotaeError):
+    """The engine stopped; requests fail fast until kotae is restarted."""
+
+
+class UnknownAdapter(KotaeError):
+    """A request named an adapter that is not loaded."""
+
+
+@dataclass(frozen=True, slots=True)
+class Sampling:
+    max_tokens: int = 64
+    temperature: float = 0.0
+    """0 is greedy: answers are reproducible, as evals need."""
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ANSWER_STOPS
+    seed: int | None = None
+
+
+@dataclass(slots=True)
+class Completion:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str
+    """`stop`, `length`, or `repetition` when the loop guard cut the answer."""
+    first_token_s: float | None
+    """Seconds from submission to the first generated token."""
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """A piece of streamed text; the last event of a stream carries the finished `completion`."""
+
+    text: str
+    completion: Completion | None = None
 
 
 class LoadedAdapterInfo(Protocol):

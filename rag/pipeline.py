@@ -5,10 +5,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from kotae.core.config import RetrievalMode, Settings
+from kotae.core.passage import Hit, Passage
 from kotae.rag.collections import Collections
-from kotae.rag.engine import Completion, Sampling
-from kotae.rag.engine_protocol import Engine
-from kotae.rag.passage import Hit, Passage
+from kotae.rag.engine_protocol import Completion, Engine, Sampling
 from kotae.rag.prompt import FittedPrompt, clean_answer, context_line, fit_prompt
 from kotae.rag.retrieval_batcher import RetrievalBatcher
 from kotae.rag.retriever import Retriever

@@ -7,8 +7,9 @@ bytes it was trained on.
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from kotae.core.passage import Passage
+from kotae.rag.engine_protocol import ANSWER_STOPS
 from kotae.rag.loop_guard import cut_repetition
-from kotae.rag.passage import Passage
 
 PROMPT_VERSION = "alpaca-ja-v1"
 """Recorded in adapter metadata; bump when the template changes."""
@@ -17,9 +18,6 @@ PREAMBLE = (
     "以下は、タスクを説明する指示と、文脈のある入力の組み合わせです。要求を適切に満たす応答を書きなさい。"
 )
 TEMPLATE = PREAMBLE + "\n\n### 指示:\n{question}\n\n### 入力:\n{contexts}\n\n### 応答:\n"
-
-ANSWER_STOPS = ("\n\n", "###")
-"""An answer ends at a blank line or at the next section header."""
 
 
 def context_line(passage: Passage) -> str:

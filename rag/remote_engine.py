@@ -33,7 +33,7 @@ import httpx
 
 from kotae.core.config import Settings
 from kotae.core.errors import KotaeError
-from kotae.rag.engine import Completion, Delta, EngineDead, Sampling, UnknownAdapter
+from kotae.rag.engine_protocol import Completion, Delta, EngineDead, Sampling, UnknownAdapter
 from kotae.rag.loop_guard import LoopGuard
 from kotae.rag.token_counter import TokenCounter
 

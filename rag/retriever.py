@@ -4,10 +4,10 @@ from collections.abc import Sequence
 
 from kotae.core.config import FusionMethod, RetrievalMode, Settings
 from kotae.core.errors import KotaeError
+from kotae.core.passage import Hit
+from kotae.indexer.embedder import Embedder
 from kotae.indexer.index import Index, KeyRanking
-from kotae.rag.embedder import Embedder
 from kotae.rag.fusion import reciprocal_rank_fusion, weighted_fusion
-from kotae.rag.passage import Hit
 
 FUSION_DEPTH = 50
 """Candidates taken from each ranking before fusing (at least top_k): a passage ranked 30th by one

@@ -1,5 +1,6 @@
 """The one place kotae reads its configuration: environment variables `KOTAE_*` or a `.env` file."""
 
+import importlib.util
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -16,16 +17,18 @@ DEFAULT_CONTEXT_TOKEN_BUDGET = 1536
 """Prompt tokens the passages may take, served and trained on."""
 RetrievalMode = Literal["dense", "bm25", "hybrid"]
 FusionMethod = Literal["rrf", "weighted"]
-# Spelled out rather than imported from kotae.rag.embedding_backends, which the settings must not depend on
-# (tests/rag/test_embedder_backends.py checks that the two agree).
+# Spelled out rather than imported from kotae.indexer.embedding_backends, which the settings must not depend
+# on (tests/rag/test_embedder_backends.py checks that the two agree).
 EmbedderBackend = Literal["auto", "torch", "openvino"]
 EmbedderPrecision = Literal["auto", "fp32", "bf16", "fp16", "int8"]
 
 
 def _shipped_adapters() -> Path:
-    from kotae import adapters
-
-    return Path(adapters.__file__).parent / "trained"
+    """`adapters/trained/`: package data of kotae.adapters, found without importing that package (settings
+    sit below every other layer)."""
+    spec = importlib.util.find_spec("kotae.adapters")
+    assert spec is not None and spec.submodule_search_locations
+    return Path(spec.submodule_search_locations[0]) / "trained"
 
 
 class Settings(BaseSettings):

@@ -1,5 +1,7 @@
-"""Files that are whole or absent, and on disk once written: for state a killed process resumes from."""
+"""Files that are whole or absent, and on disk once written: for state a killed process resumes from; and
+the sha256 of a file, read in blocks."""
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -22,3 +24,11 @@ def sync(path: Path) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while block := stream.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()

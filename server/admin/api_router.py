@@ -2,8 +2,8 @@ from http import HTTPStatus
 
 from fastapi import APIRouter, Path
 
+from kotae.adapters.catalog import ADAPTER_NAME_PATTERN
 from kotae.server.admin.protocol import AdapterInfo, AdapterList, LoadAdapterRequest, UnloadedAdapter
-from kotae.server.core.adapters import ADAPTER_NAME_PATTERN
 from kotae.server.core.deps import ADMIN_ROUTER, ServiceDep
 from kotae.server.core.errors import error_responses
 

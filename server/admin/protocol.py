@@ -2,7 +2,7 @@
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from kotae.server.core.adapters import ADAPTER_NAME_PATTERN, AdapterSpec
+from kotae.adapters.catalog import ADAPTER_NAME_PATTERN, AdapterSpec
 
 
 class LoadAdapterRequest(BaseModel):

@@ -14,7 +14,7 @@ from http import HTTPStatus
 from typing import cast
 
 from kotae.core.errors import KotaeError
-from kotae.rag.engine import Completion, Delta, Sampling
+from kotae.rag.engine_protocol import Completion, Delta, Sampling
 from kotae.server.chat.protocol import (
     AssistantMessage,
     ChatCompletion,

@@ -13,8 +13,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from kotae.adapters.catalog import AdapterRejected
 from kotae.rag.collections import UnknownCollection, UnknownDocument
-from kotae.rag.engine import EngineDead, UnknownAdapter
+from kotae.rag.engine_protocol import EngineDead, UnknownAdapter
 from kotae.server.core.protocol import ErrorDetail, ErrorResponse
 
 logger = logging.getLogger(__name__)
@@ -57,6 +58,12 @@ class BodyTooLarge(HTTPException):
     def __init__(self, limit: int) -> None:
         super().__init__(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"request body is larger than {limit} bytes")
 
+
+ADAPTER_REJECTION_STATUS = {
+    "adapter_path_outside_root": HTTPStatus.BAD_REQUEST,
+    "adapter_not_found": HTTPStatus.NOT_FOUND,
+}
+"""Status of a refused adapter (`AdapterRejected`) by its code; any other refusal is 422."""
 
 HTTP_ERROR_CODES = {
     HTTPStatus.NOT_FOUND: "not_found",
@@ -112,6 +119,11 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_unknown_adapter(_: Request, error: Exception) -> JSONResponse:
         return error_response(APIError(HTTPStatus.NOT_FOUND, str(error), "model_not_found"))
 
+    async def on_adapter_rejected(_: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, AdapterRejected)
+        status = ADAPTER_REJECTION_STATUS.get(error.code, HTTPStatus.UNPROCESSABLE_ENTITY)
+        return error_response(APIError(status, error.message, error.code))
+
     async def on_unknown_collection(_: Request, error: Exception) -> JSONResponse:
         return error_response(APIError(HTTPStatus.NOT_FOUND, str(error), "collection_not_found"))
 
@@ -128,6 +140,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(EngineDead, on_engine_dead)
     app.add_exception_handler(UnknownAdapter, on_unknown_adapter)
+    app.add_exception_handler(AdapterRejected, on_adapter_rejected)
     app.add_exception_handler(UnknownCollection, on_unknown_collection)
     app.add_exception_handler(UnknownDocument, on_unknown_document)
     app.add_exception_handler(Exception, on_unexpected)

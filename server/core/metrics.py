@@ -13,7 +13,7 @@ from typing import Literal
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from kotae.rag.engine import Completion
+from kotae.rag.engine_protocol import Completion
 
 BASE_LABEL = "base"
 """The `adapter` label of requests answered by the base model."""

@@ -4,8 +4,8 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel
 
-from kotae.rag.engine import Completion
-from kotae.rag.passage import Hit
+from kotae.core.passage import Hit
+from kotae.rag.engine_protocol import Completion
 
 
 class ErrorDetail(BaseModel):

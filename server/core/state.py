@@ -7,11 +7,11 @@ import time
 from dataclasses import dataclass, field
 from http import HTTPStatus
 
+from kotae.adapters.catalog import AdapterCatalog
 from kotae.core.config import Settings
 from kotae.rag.collections import DEFAULT_COLLECTION
-from kotae.rag.engine import Sampling
+from kotae.rag.engine_protocol import Sampling
 from kotae.rag.pipeline import Pipeline
-from kotae.server.core.adapters import AdapterCatalog
 from kotae.server.core.api_keys import ApiKeys, ReaderScope
 from kotae.server.core.errors import APIError, NotReady
 from kotae.server.core.metrics import Metrics

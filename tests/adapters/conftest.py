@@ -138,7 +138,7 @@ def examples_file(tiny_gemma: Path, tmp_path_factory: pytest.TempPathFactory) ->
         completion_for,
         write_examples,
     )
-    from kotae.rag.passage import Passage
+    from kotae.core.passage import Passage
     from kotae.rag.pipeline import make_prompt
     from kotae.rag.prompt import PROMPT_VERSION
     from kotae.rag.token_counter import TokenCounter

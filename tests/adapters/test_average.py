@@ -10,7 +10,8 @@ import pytest
 from brief_runs import console, random_rank8_adapter
 
 from kotae.adapters.average import average_adapters
-from kotae.adapters.metadata import file_sha256, read_metadata
+from kotae.adapters.metadata import read_metadata
+from kotae.core.durable import file_sha256
 from kotae.core.errors import InputError, KotaeError
 
 

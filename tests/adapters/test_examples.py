@@ -8,11 +8,11 @@ import pytest
 from kotae.adapters.config import SFTRunConfig
 from kotae.adapters.sft_examples import COMPLETION_END, _place_gold, completion_for
 from kotae.core.config import Settings
+from kotae.core.passage import Passage
 from kotae.rag.collections import Collections
-from kotae.rag.engine import Sampling
-from kotae.rag.passage import Passage
+from kotae.rag.engine_protocol import ANSWER_STOPS, Sampling
 from kotae.rag.pipeline import Pipeline, make_prompt
-from kotae.rag.prompt import ANSWER_STOPS, fit_contexts
+from kotae.rag.prompt import fit_contexts
 from kotae.rag.token_counter import TokenCounter
 
 GOLD = Passage("g", "富士山", "富士山の標高は3776メートルである。")
@@ -87,8 +87,8 @@ middle of its answer (that question cannot be answered from one chunk and is dro
 @pytest.fixture(scope="session")
 def index_dir(tmp_path_factory, data_dir):
     from kotae.indexer.build import build_index
+    from kotae.indexer.embedder import Embedder
     from kotae.models.tiny import build_tiny_e5
-    from kotae.rag.embedder import Embedder
 
     folder = tmp_path_factory.mktemp("index")
     embedder = Embedder(build_tiny_e5(folder / "e5"))
@@ -98,8 +98,8 @@ def index_dir(tmp_path_factory, data_dir):
 
 @pytest.fixture(scope="session")
 def retriever(index_dir, engine_settings):
+    from kotae.indexer.embedder import Embedder
     from kotae.indexer.index import Index
-    from kotae.rag.embedder import Embedder
     from kotae.rag.retriever import Retriever
 
     return Retriever(Index.open(index_dir / "index"), Embedder(index_dir / "e5"), engine_settings)

@@ -123,7 +123,8 @@ def test_w4a16_checkpoint_serves_in_vllm_with_a_lora_adapter(method, calib, tmp_
 
 async def _plain_and_adapter_answers(model: Path, adapter: Path, settings: Settings) -> tuple:
     # Started inside the loop so that vLLM's output handler belongs to it.
-    from kotae.rag.engine import Sampling, VLLMEngine
+    from kotae.rag.engine import VLLMEngine
+    from kotae.rag.engine_protocol import Sampling
 
     engine = VLLMEngine.start(model, settings)
     try:

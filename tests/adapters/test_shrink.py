@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from brief_runs import console, random_rank8_adapter
 
-from kotae.adapters.metadata import file_sha256, read_metadata
+from kotae.adapters.metadata import read_metadata
 from kotae.adapters.shrink import shrink_adapter
+from kotae.core.durable import file_sha256
 from kotae.core.errors import InputError, KotaeError
 
 

@@ -12,13 +12,14 @@ from rich.console import Console
 from kotae.adapters.config import CPTRunConfig, LoraSpec, SFTRunConfig
 from kotae.adapters.cpt import train_cpt
 from kotae.adapters.merge import MERGE_FILE, merge_adapter
-from kotae.adapters.metadata import file_sha256, read_metadata
+from kotae.adapters.metadata import read_metadata
 from kotae.adapters.report import read_report
 from kotae.adapters.rows import ExampleRow
 from kotae.adapters.sft import train_sft
 from kotae.adapters.training import save_adapter
+from kotae.core.durable import file_sha256
 from kotae.core.errors import KotaeError
-from kotae.rag.engine import Sampling
+from kotae.rag.engine_protocol import Sampling
 from kotae.rag.prompt import PROMPT_VERSION
 
 pytestmark = pytest.mark.slow  # every test here trains on the CPU

@@ -8,9 +8,9 @@ import pytest
 
 from kotae import runtime
 from kotae.core.config import Settings
+from kotae.indexer.embedder import Embedder
 from kotae.indexer.manifest import read_manifest
 from kotae.models.tiny import build_tiny_e5
-from kotae.rag.embedder import Embedder
 
 
 @pytest.fixture(scope="module")

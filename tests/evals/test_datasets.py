@@ -3,8 +3,8 @@ import json
 import pytest
 
 from kotae.core.errors import InputError
+from kotae.core.passage import Passage
 from kotae.evals.datasets import load_dataset
-from kotae.rag.passage import Passage
 
 
 def squad(articles):

@@ -13,11 +13,12 @@ from kotae.core.config import Settings, get_settings
 from kotae.evals.commands import eval_app
 from kotae.evals.runner import EvalConfig, evaluate
 from kotae.indexer.build import build_index
+from kotae.indexer.embedder import Embedder
 from kotae.indexer.index import Index
 from kotae.models.tiny import build_tiny_e5, build_tiny_gemma
 from kotae.rag.collections import Collections
-from kotae.rag.embedder import Embedder
-from kotae.rag.engine import UnknownAdapter, VLLMEngine
+from kotae.rag.engine import VLLMEngine
+from kotae.rag.engine_protocol import UnknownAdapter
 from kotae.rag.pipeline import Pipeline
 from kotae.rag.prompt import PROMPT_VERSION
 from kotae.rag.retriever import Retriever

@@ -1,6 +1,6 @@
 import pytest
 
-from kotae.evals.metrics import llm_jp_char_f1, normalize_answer, score_answer, score_retrieval
+from kotae.rag.metrics import llm_jp_char_f1, normalize_answer, score_answer, score_retrieval
 
 
 @pytest.mark.parametrize(

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 from indexer_fixtures import CORPUS, write_jsonl
 
+from kotae.indexer.embedder import Embedder
 from kotae.models.tiny import build_tiny_e5
-from kotae.rag.embedder import Embedder
 
 
 @pytest.fixture(scope="session")

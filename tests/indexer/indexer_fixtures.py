@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kotae.rag.embedder import Embedder
+from kotae.indexer.embedder import Embedder
 
 FIXTURES = Path(__file__).parent / "fixtures"
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from kotae.core.passage import Passage
 from kotae.indexer import bm25_feed
 from kotae.indexer.bm25 import Bm25Index, Bm25Params
 from kotae.indexer.store import PassageStore
-from kotae.rag.passage import Passage
 
 WORDS = ["東京", "大阪", "京都", "寺", "塔", "川", "山", "海"]
 

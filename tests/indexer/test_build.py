@@ -14,9 +14,9 @@ from kotae import __version__
 from kotae.core.errors import InputError, KotaeError
 from kotae.indexer.build import build_index
 from kotae.indexer.chunking import indexed_text
+from kotae.indexer.embedder import Embedder
 from kotae.indexer.index import Index
 from kotae.indexer.layout import BM25_DIR, DENSE_FILE, MANIFEST_FILE, STORE_FILE
-from kotae.rag.embedder import Embedder
 
 
 def staging_leftovers(out: Path) -> list[Path]:
@@ -110,7 +110,7 @@ KILLED_BUILD = """
 import sys, time
 from pathlib import Path
 from kotae.indexer.build import build_index
-from kotae.rag.embedder import Embedder
+from kotae.indexer.embedder import Embedder
 
 class Hanging(Embedder):
     def __init__(self):

@@ -19,9 +19,9 @@ from indexer_fixtures import CORPUS, write_jsonl
 
 from kotae.core.errors import InputError, KotaeError
 from kotae.indexer.build import build_index, staging_path
+from kotae.indexer.embedder import Embedder
 from kotae.indexer.index import Index
 from kotae.indexer.layout import STORE_FILE
-from kotae.rag.embedder import Embedder
 
 QUERIES = ["くるみ山の標高は何メートル？", "新幹線が開業した年", "みかん島の人口", "灯台守は何人"]
 SHARD = 7
@@ -76,7 +76,7 @@ KILLED_BUILD = """
 import sys, time
 from pathlib import Path
 from kotae.indexer.build import build_index
-from kotae.rag.embedder import Embedder
+from kotae.indexer.embedder import Embedder
 
 class HangsAtFourthShard(Embedder):
     calls = 0

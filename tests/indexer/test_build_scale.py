@@ -11,9 +11,9 @@ import pytest
 
 from kotae.indexer.build import build_index
 from kotae.indexer.chunking import chunk_document
+from kotae.indexer.embedder import Embedder
 from kotae.indexer.index import Index
 from kotae.indexer.sources import bz2_streams, read_documents
-from kotae.rag.embedder import Embedder
 
 ROOT = Path(__file__).resolve().parents[2]
 DUMP_SCRIPT = ROOT / "benchmarks" / "jawiki_dump.py"
@@ -59,7 +59,7 @@ import json, sys, threading
 from pathlib import Path
 import psutil
 from kotae.indexer.build import build_index
-from kotae.rag.embedder import Embedder
+from kotae.indexer.embedder import Embedder
 
 embedder = Embedder(Path(sys.argv[2]))
 embedder.embed_passages(["暖機"] * 64)

@@ -1,7 +1,7 @@
 """Chunking: sentence ends, the length limit, hard splits, ids and titles."""
 
+from kotae.core.passage import Passage
 from kotae.indexer.chunking import Document, chunk_document, chunk_text, indexed_text, split_sentences
-from kotae.rag.passage import Passage
 
 
 def test_sentences_end_at_marks_and_newlines() -> None:

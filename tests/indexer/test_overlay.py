@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from kotae.core.passage import Passage
 from kotae.indexer.overlay import DocumentOverlay, NewDocument
-from kotae.rag.passage import Passage
 
 DIMENSION = 4
 
@@ -44,7 +44,7 @@ WRITER = textwrap.dedent(
     import sys
     import numpy as np
     from kotae.indexer.overlay import DocumentOverlay, NewDocument
-    from kotae.rag.passage import Passage
+    from kotae.core.passage import Passage
 
     overlay = DocumentOverlay(sys.argv[1], 4)
     for number in range(100_000):

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from kotae.core.errors import InputError
+from kotae.core.passage import Passage
 from kotae.indexer.store import PassageStore
-from kotae.rag.passage import Passage
 
 A1, A2 = Passage("a#1", "A", "一。"), Passage("a#2", "A", "二。")
 B = Passage("b", "B", "三。")

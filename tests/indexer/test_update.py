@@ -9,9 +9,9 @@ from indexer_fixtures import CORPUS, FailingEmbedder, write_jsonl
 from kotae.core.errors import KotaeError
 from kotae.indexer.build import build_index
 from kotae.indexer.chunking import indexed_text
+from kotae.indexer.embedder import Embedder
 from kotae.indexer.index import Index
 from kotae.indexer.update import add_passages, remove_passages
-from kotae.rag.embedder import Embedder
 
 
 def assert_consistent(index_dir: Path, embedder: Embedder) -> Index:

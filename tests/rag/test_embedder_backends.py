@@ -13,10 +13,10 @@ from pydantic import ValidationError
 
 from kotae.core.config import EmbedderBackend, EmbedderPrecision, Settings
 from kotae.core.errors import KotaeError
+from kotae.indexer import batching, embedding_backends
+from kotae.indexer.embedder import Embedder
+from kotae.indexer.embedding_backends import BackendUnavailable, resolve
 from kotae.models.tiny import build_tiny_e5
-from kotae.rag import batching, embedding_backends
-from kotae.rag.embedder import Embedder
-from kotae.rag.embedding_backends import BackendUnavailable, resolve
 
 PASSAGES = [
     "富士山\n富士山は静岡県と山梨県にまたがる日本で最も高い山で、標高は3,776メートルである。",

@@ -14,7 +14,8 @@ from engine_marker import engine_fixture
 
 from kotae.core.config import Settings
 from kotae.models.tiny import build_tiny_gemma
-from kotae.rag.engine import Completion, Sampling, VLLMEngine
+from kotae.rag.engine import VLLMEngine
+from kotae.rag.engine_protocol import Completion, Sampling
 
 TOPICS = ["富士山", "琵琶湖", "利根川", "屋久島", "札幌", "奈良", "東京", "大阪", "京都", "沖縄"]
 PROMPTS = [

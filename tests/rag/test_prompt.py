@@ -1,4 +1,4 @@
-from kotae.rag.passage import Passage
+from kotae.core.passage import Passage
 from kotae.rag.prompt import (
     build_prompt,
     clean_answer,

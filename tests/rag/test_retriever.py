@@ -11,10 +11,10 @@ import pytest
 from kotae.core.config import DEFAULT_EMBEDDER, Settings
 from kotae.core.errors import KotaeError
 from kotae.indexer.build import build_index
+from kotae.indexer.embedder import Embedder
 from kotae.indexer.index import Index
 from kotae.models.store import ModelStore
 from kotae.models.tiny import build_tiny_e5
-from kotae.rag.embedder import Embedder
 from kotae.rag.fusion import min_max, reciprocal_rank_fusion, weighted_fusion
 from kotae.rag.retriever import Retriever
 

@@ -35,8 +35,8 @@ os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from kotae.demo import corpus_path
     from kotae.indexer.build import build_index
+    from kotae.indexer.embedder import Embedder
     from kotae.models.tiny import build_tiny_e5, build_tiny_gemma
-    from kotae.rag.embedder import Embedder
 
     root = tmp_path_factory.mktemp("server")
     build_tiny_gemma(root / BASE_MODEL)

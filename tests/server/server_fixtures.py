@@ -118,9 +118,9 @@ def build_adapters(base: Path, root: Path, outside: Path) -> None:
 def tiny_pipeline(settings: Settings):
     """The pipeline `kotae.runtime.build_pipeline` assembles (vLLM in process, or `settings.replicas`),
     from folders given by path."""
+    from kotae.indexer.embedder import Embedder
     from kotae.indexer.index import Index
     from kotae.rag.collections import Collections
-    from kotae.rag.embedder import Embedder
     from kotae.rag.pipeline import Pipeline
     from kotae.rag.retriever import Retriever
     from kotae.runtime import start_engine

@@ -78,7 +78,7 @@ def test_a_collection_built_while_serving_is_served_without_a_restart(
     live: LiveServer, tmp_path: Path
 ) -> None:
     from kotae.indexer.build import build_index
-    from kotae.rag.embedder import Embedder
+    from kotae.indexer.embedder import Embedder
 
     rows = [{"id": "bus", "title": "送迎バス", "text": "送迎バスは駅北口から毎時15分に出る。"}]
     build_index(
@@ -187,7 +187,7 @@ def test_api_keys_keep_collections_apart(keyed: str) -> None:
 def notes(live: LiveServer, tmp_path_factory: pytest.TempPathFactory) -> str:
     """A collection of its own for the document writes, so that the other tests' collections stay as built."""
     from kotae.indexer.build import build_index
-    from kotae.rag.embedder import Embedder
+    from kotae.indexer.embedder import Embedder
 
     rows = [{"id": "lunch", "title": "社員食堂", "text": "社員食堂は11時半から14時まで開いている。"}]
     build_index(

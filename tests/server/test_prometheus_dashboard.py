@@ -21,7 +21,7 @@ import pytest
 from server_fixtures import LiveServer, free_port
 from test_dashboard_metrics import DASHBOARD, metric_names
 
-from kotae.rag.engine import EngineDead
+from kotae.rag.engine_protocol import EngineDead
 
 PROMETHEUS = shutil.which("prometheus")
 needs_prometheus = pytest.mark.skipif(

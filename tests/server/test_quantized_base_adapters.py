@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 from server_fixtures import write_kotae_metadata
 
+from kotae.adapters.catalog import AdapterRejected
 from kotae.adapters.metadata import METADATA_FILE, AdapterMetadata
 from kotae.models.quantized import RECORD_FILE, QuantizeRecord
 from kotae.models.store import model_hash
 from kotae.runtime import served_base
-from kotae.server.core.adapters import AdapterRejected
 
 SOURCE_HASH = "a" * 64
 """The bf16 model's hash, as `kotae quantize` records it."""

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 import numpy as np
 
 from kotae.core.errors import KotaeError
-from kotae.rag.batching import Batch, Block
+from kotae.indexer.batching import Batch, Block
 
 if TYPE_CHECKING:
     import torch

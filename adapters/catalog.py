@@ -1,11 +1,12 @@
-"""LoRA adapters the server may serve: validated before they reach the engine.
+"""LoRA adapters the engine may serve: validated before they reach it.
 
 A load names a folder inside the adapter root (`Settings.adapter_dir`). Before vLLM sees it, kotae checks
 that the path stays inside the root after resolving symlinks, that `adapter_config.json` is a readable
 PEFT LoRA config with its weights beside it, that the adapter was made for the base model being served,
 and that its rank fits the engine. A refused load leaves the engine as it was.
 
-Messages name adapter folders relative to the root: clients never see the server's file system.
+Messages name adapter folders relative to the root: clients never see the server's file system. The
+server answers a refusal with the HTTP status of its code (`kotae.server.core.errors`).
 """
 
 import asyncio
@@ -13,7 +14,6 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
-from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +24,9 @@ from kotae.adapters.metadata import (
     read_metadata,
     read_peft_config,
 )
-from kotae.core.errors import InputError
+from kotae.core.errors import InputError, KotaeError
 from kotae.rag.engine_protocol import Engine
 from kotae.rag.prompt import PROMPT_VERSION
-from kotae.server.core.errors import APIError
 
 logger = logging.getLogger(__name__)
 
@@ -36,9 +35,13 @@ ADAPTER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
 
 
-class AdapterRejected(APIError):
-    def __init__(self, message: str, code: str, status: HTTPStatus = HTTPStatus.UNPROCESSABLE_ENTITY) -> None:
-        super().__init__(status, message, code)
+class AdapterRejected(KotaeError):
+    """A refused adapter: a message for the client and a stable machine-readable code."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +165,7 @@ class AdapterCatalog:
                 continue
             try:
                 await self.load(folder.name, folder.name)
-            except APIError as error:
+            except AdapterRejected as error:
                 logger.warning("adapter folder %s skipped: %s", folder, error.message)
 
     # -- validation -----------------------------------------------------------------------------
@@ -191,13 +194,11 @@ class AdapterCatalog:
             raise AdapterRejected(
                 "adapter path must stay inside the adapter directory",
                 "adapter_path_outside_root",
-                HTTPStatus.BAD_REQUEST,
             )
         if not path.is_dir():
             raise AdapterRejected(
                 f"adapter folder {path.relative_to(self.root).as_posix()!r} does not exist",
                 "adapter_not_found",
-                HTTPStatus.NOT_FOUND,
             )
         return path
 
@@ -215,7 +216,6 @@ class AdapterCatalog:
                 raise AdapterRejected(
                     "adapter files must stay inside the adapter directory",
                     "adapter_path_outside_root",
-                    HTTPStatus.BAD_REQUEST,
                 )
 
     @staticmethod

@@ -12,9 +12,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from kotae.core.errors import KotaeError
-from kotae.models.store import EMBEDDER, ModelNotFound, ModelStore, model_hash
-from kotae.rag import batching
-from kotae.rag.embedding_backends import (
+from kotae.indexer import batching
+from kotae.indexer.embedding_backends import (
     Choice,
     OpenVinoRunner,
     TorchRunner,
@@ -22,6 +21,7 @@ from kotae.rag.embedding_backends import (
     openvino_model,
     resolve,
 )
+from kotae.models.store import EMBEDDER, ModelNotFound, ModelStore, model_hash
 
 log = logging.getLogger(__name__)
 

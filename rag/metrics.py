@@ -25,7 +25,7 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from kotae.indexer.chunking import CHUNK_ID_SEPARATOR
+from kotae.indexer.chunking import document_id
 
 OPENING_TO_CLOSING = {"「": "」", "『": "』"}
 CLOSING_TO_OPENING = {closing: opening for opening, closing in OPENING_TO_CLOSING.items()}
@@ -175,9 +175,3 @@ def score_retrieval(ranked_ids: Sequence[str], gold_ids: Sequence[str], depth: i
     recall = {k: len(golds_in(ranked_ids[:k])) / len(golds) for k in RECALL_KS if k <= depth}
     first = next((rank for rank, pid in enumerate(ranked_ids, 1) if golds_in([pid])), None)
     return RetrievalScore(recall, 1 / first if first else 0.0)
-
-
-def document_id(passage_id: str) -> str:
-    """The document a chunk id (`doc#3`) was cut from; other ids are their own document."""
-    document, separator, number = passage_id.rpartition(CHUNK_ID_SEPARATOR)
-    return document if separator and number.isdigit() else passage_id
