@@ -140,11 +140,12 @@ def test_a_killed_build_resumes_to_the_same_index(
     staging = staging_path(resumed)
     assert staging.is_dir() and not resumed.exists()
 
-    # Three shards were embedded before the kill; the writer stores each while the next one embeds, so
-    # the third may not have been stored yet. Only the passages of unstored shards are embedded again.
+    # Three shards were embedded before the kill; the writer stores them in order while the next ones embed,
+    # up to two behind (one being written, one queued) on a slow machine. Only the passages of unstored
+    # shards are embedded again.
     with closing(sqlite3.connect(staging / STORE_FILE)) as connection:
         stored = sorted(number for (number,) in connection.execute("SELECT number FROM build_shards"))
-    assert stored in ([0, 1], [0, 1, 2])
+    assert stored in ([0], [0, 1], [0, 1, 2])
     counting = CountingEmbedder(embedder)
     manifest = build_index([corpus], resumed, counting, shard_records=SHARD, workers=workers)
     stored_ids = [row["id"] for row in many_documents(40)[: len(stored) * SHARD]]

@@ -9,9 +9,13 @@ from pathlib import Path
 import httpx
 import pytest
 from engine_marker import engine_fixture
+from pydantic import SecretStr
 from server_fixtures import (
+    ALL_KEY,
     BASE_MODEL,
     MANUALS,
+    MANUALS_KEY,
+    BorrowedEngine,
     LiveServer,
     build_adapters,
     run_in_thread,
@@ -75,3 +79,30 @@ def live(workspace: Path) -> Iterator[LiveServer]:
 def client(live: LiveServer) -> Iterator[httpx.Client]:
     with live.client() as http:
         yield http
+
+
+@engine_fixture(scope="session")
+def keyed(live: LiveServer, workspace: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A second app on the session server's engine and collections, with API keys configured (`ALL_KEY`,
+    `MANUALS_KEY`); its URL."""
+    from kotae.core.config import Settings
+    from kotae.rag.pipeline import Pipeline
+    from kotae.server.app import create_app
+
+    shared = live.app.state.kotae.ready().pipeline
+    settings = server_settings(
+        workspace,
+        api_keys=SecretStr(f"{ALL_KEY}:*,{MANUALS_KEY}:manuals"),
+        adapter_dir=tmp_path_factory.mktemp("no-adapters"),
+        index_watch_s=0,
+    )
+
+    def borrowed(settings: Settings) -> Pipeline:
+        return Pipeline(shared.collections, BorrowedEngine(shared.engine), settings)  # type: ignore[arg-type]
+
+    app = create_app(settings, pipeline_factory=borrowed)
+    server, thread, url = run_in_thread(app)
+    wait_ready(app, url)
+    yield url
+    server.should_exit = True
+    thread.join(timeout=60)

@@ -31,6 +31,8 @@ MANUALS = [
     {"id": "wifi", "title": "無線LAN", "text": "会議室の無線LANの名前はkaigi-5gである。"},
 ]
 """The documents of the `manuals` collection the session's server serves beside the demo index."""
+ALL_KEY, MANUALS_KEY = "key-for-everything-01", "key-for-manuals-0001"
+"""The API keys of the `keyed` server: every collection, and `manuals` only."""
 READY_TIMEOUT_S = 900
 BASE_MODEL = "tiny-gemma"
 
@@ -129,6 +131,20 @@ def tiny_pipeline(settings: Settings):
     collections = Collections.open(retriever, settings.collections_root)
     engine = start_engine(Path(settings.generator), settings)
     return Pipeline(collections, engine, settings)
+
+
+class BorrowedEngine:
+    """The session server's engine, lent to a second app: everything passes through but `shutdown`, which
+    stays with its owner."""
+
+    def __init__(self, engine: object) -> None:
+        self._engine = engine
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._engine, name)
+
+    def shutdown(self) -> None:
+        pass
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:

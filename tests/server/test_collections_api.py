@@ -3,27 +3,13 @@ reloads them, a collection built while kotae serves is picked up, and API keys k
 
 import json
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from engine_marker import engine_fixture
-from pydantic import SecretStr
-from server_fixtures import (
-    ADMIN_TOKEN,
-    MANUALS,
-    LiveServer,
-    run_in_thread,
-    server_settings,
-    wait_ready,
-    write_jsonl,
-)
-
-from kotae.core.config import Settings
+from server_fixtures import ADMIN_TOKEN, ALL_KEY, MANUALS, MANUALS_KEY, LiveServer, write_jsonl
 
 MANUAL_IDS = {row["id"] for row in MANUALS}
-ALL_KEY, MANUALS_KEY = "key-for-everything-01", "key-for-manuals-0001"
 
 
 def qa(client: httpx.Client, question: str, **fields: object) -> httpx.Response:
@@ -116,45 +102,6 @@ def test_a_reload_fails_no_request_in_flight(live: LiveServer) -> None:
         for asker in askers:
             asker.join(timeout=120)
     assert failures == []
-
-
-class BorrowedEngine:
-    """The session server's engine, lent to a second app: everything passes through but `shutdown`, which
-    stays with its owner."""
-
-    def __init__(self, engine: object) -> None:
-        self._engine = engine
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._engine, name)
-
-    def shutdown(self) -> None:
-        pass
-
-
-@engine_fixture(scope="module")
-def keyed(live: LiveServer, workspace: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A second app on the session server's engine and collections, with API keys configured."""
-    from kotae.rag.pipeline import Pipeline
-    from kotae.server.app import create_app
-
-    shared = live.app.state.kotae.ready().pipeline
-    settings = server_settings(
-        workspace,
-        api_keys=SecretStr(f"{ALL_KEY}:*,{MANUALS_KEY}:manuals"),
-        adapter_dir=tmp_path_factory.mktemp("no-adapters"),
-        index_watch_s=0,
-    )
-
-    def borrowed(settings: Settings) -> Pipeline:
-        return Pipeline(shared.collections, BorrowedEngine(shared.engine), settings)  # type: ignore[arg-type]
-
-    app = create_app(settings, pipeline_factory=borrowed)
-    server, thread, url = run_in_thread(app)
-    wait_ready(app, url)
-    yield url
-    server.should_exit = True
-    thread.join(timeout=60)
 
 
 def keyed_client(url: str, key: str | None) -> httpx.Client:

@@ -24,7 +24,7 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from server_fixtures import ADMIN_TOKEN
+from server_fixtures import ADMIN_TOKEN, MANUALS, MANUALS_KEY
 
 import kotae
 
@@ -70,12 +70,19 @@ def private_paths(live) -> tuple[str, ...]:
     return (*live.private_paths, str(Path(kotae.__file__).resolve().parent), sys.prefix)
 
 
-def fuzz(operation, mode: GenerationMode, headers: dict[str, str], checks: list, seen: Counter[int]) -> None:
-    """`EXAMPLES_PER_OPERATION` generated requests to one operation; the first failed check fails."""
+def fuzz(
+    operation,
+    mode: GenerationMode,
+    headers: dict[str, str],
+    checks: list,
+    seen: Counter[int],
+    examples: int = EXAMPLES_PER_OPERATION,
+) -> None:
+    """`examples` generated requests to one operation; the first failed check fails."""
 
     @given(case=operation.as_strategy(mode))
     @settings(
-        max_examples=EXAMPLES_PER_OPERATION,
+        max_examples=examples,
         phases=[Phase.explicit, Phase.generate],
         deadline=None,
         database=None,
@@ -123,7 +130,53 @@ def test_generated_requests_get_no_5xx_and_conform_to_the_schema(live, restore_a
     total = sum(statuses.values()) + sum(admin_without_token.values())
     print(f"fuzz: {total} requests; statuses {dict(sorted((statuses + admin_without_token).items()))}")
     assert total >= MINIMUM_REQUESTS
-    # Without the token nothing gets through: 401, or 400 for a body that is not JSON at all (FastAPI reads
-    # the body before it checks the token).
-    assert set(admin_without_token) <= {400, 401} and admin_without_token[401], admin_without_token
+    # Without the token nothing gets through: 401, 400 for a body that is not JSON at all (FastAPI reads
+    # the body before it checks the token), or 404 for a path that names no route.
+    assert set(admin_without_token) <= {400, 401, 404} and admin_without_token[401], admin_without_token
     assert statuses[200] > 0 and statuses[422] > 0
+
+
+QUERY_ROUTES = ("/v1/qa", "/v1/chat/completions")
+
+
+def collection_read(case) -> str | None:
+    """The collection a generated query request reads, None when it reads none (chat without retrieval)."""
+    body = case.body if isinstance(case.body, dict) else {}
+    if case.path == "/v1/qa":
+        return body.get("collection") or "default"
+    options = body.get("kotae") if isinstance(body.get("kotae"), dict) else {}
+    return None if options.get("retrieval") is False else options.get("collection") or "default"
+
+
+def test_no_generated_request_reads_a_collection_without_the_right_key(keyed):
+    """On a server with API keys, generated requests to the query routes never succeed without a key, and
+    with a key that holds only `manuals` they succeed only when they read `manuals` (or nothing)."""
+    schema = schemathesis.openapi.from_url(f"{keyed}/openapi.json", config=CONFIG)
+    manual_ids = {row["id"] for row in MANUALS}
+
+    def nothing_without_a_key(ctx, response, case) -> None:
+        assert response.status_code >= 400, (
+            f"{case.operation.label} answered {response.status_code} without a key"
+        )
+
+    def only_the_keys_collection(ctx, response, case) -> None:
+        if response.status_code < 400:
+            assert collection_read(case) in ("manuals", None), case.body
+            body = response.json()
+            sources = body.get("sources") or body.get("kotae_sources") or []
+            assert {source["id"] for source in sources} <= manual_ids
+
+    without: Counter[int] = Counter()
+    scoped: Counter[int] = Counter()
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        if operation.path not in QUERY_ROUTES:
+            continue
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            fuzz(operation, mode, {}, [not_a_server_error, nothing_without_a_key], without, examples=40)
+            headers = {"Authorization": f"Bearer {MANUALS_KEY}"}
+            fuzz(
+                operation, mode, headers, [not_a_server_error, only_the_keys_collection], scoped, examples=40
+            )
+    print(f"keyed fuzz: without a key {dict(without)}; with the manuals key {dict(scoped)}")
+    assert without[401] and scoped[403]
