@@ -16,7 +16,7 @@ from kotae.server.collections.protocol import (
     DocumentCard,
     DocumentsWritten,
 )
-from kotae.server.core.errors import APIError
+from kotae.server.core.errors import APIError, problem_reason
 from kotae.server.core.state import Service
 
 logger = logging.getLogger(__name__)
@@ -111,7 +111,4 @@ def _one_object(text: str) -> bool:
 def _reason(error: ValidationError) -> str:
     """pydantic's first complaint, without the input value (it may be huge or private)."""
     problem = error.errors()[0]
-    if problem["type"] == "json_invalid":
-        return "not a JSON object"
-    where = ".".join(str(part) for part in problem["loc"])
-    return f"{where}: {problem['msg']}" if where else problem["msg"]
+    return "not a JSON object" if problem["type"] == "json_invalid" else problem_reason(problem)

@@ -89,11 +89,14 @@ def validation_message(error: RequestValidationError) -> tuple[HTTPStatus, str, 
     problems = error.errors()
     if any(problem["type"] == "json_invalid" for problem in problems):
         return HTTPStatus.BAD_REQUEST, "request body is not valid JSON", "invalid_json"
-    reasons = []
-    for problem in problems:
-        where = ".".join(str(part) for part in problem["loc"] if part != "body")
-        reasons.append(f"{where}: {problem['msg']}" if where else problem["msg"])
+    reasons = [problem_reason(problem) for problem in problems]
     return HTTPStatus.UNPROCESSABLE_ENTITY, "; ".join(reasons), "invalid_request"
+
+
+def problem_reason(problem: Any) -> str:
+    """One of pydantic's complaints as `field.path: message`, without the input value."""
+    where = ".".join(str(part) for part in problem["loc"] if part != "body")
+    return f"{where}: {problem['msg']}" if where else problem["msg"]
 
 
 def install_error_handlers(app: FastAPI) -> None:
