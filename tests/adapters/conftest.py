@@ -116,7 +116,7 @@ model never learns the answers. Scaled to std 0.1 (norms untouched), 16 steps ov
 def tiny_gemma(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from safetensors.torch import load_file, save_file
 
-    from kotae.models.tiny import build_tiny_gemma
+    from kotae.models.testing import build_tiny_gemma
 
     folder = build_tiny_gemma(tmp_path_factory.mktemp("models") / "tiny-gemma")
     weights = folder / "model.safetensors"

@@ -88,7 +88,7 @@ middle of its answer (that question cannot be answered from one chunk and is dro
 def index_dir(tmp_path_factory, data_dir):
     from kotae.indexer.build import build_index
     from kotae.indexer.embedder import Embedder
-    from kotae.models.tiny import build_tiny_e5
+    from kotae.models.testing import build_tiny_e5
 
     folder = tmp_path_factory.mktemp("index")
     embedder = Embedder(build_tiny_e5(folder / "e5"))

@@ -15,7 +15,7 @@ from kotae.core.config import Settings
 from kotae.core.errors import InputError, KotaeError
 from kotae.models.quantized import read_quantize_record
 from kotae.models.store import model_hash
-from kotae.models.tiny import build_random_lora, build_tiny_gemma
+from kotae.models.testing import build_random_lora, build_tiny_gemma
 
 console = Console()
 

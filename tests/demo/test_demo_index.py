@@ -10,7 +10,7 @@ from kotae import runtime
 from kotae.core.config import Settings
 from kotae.indexer.embedder import Embedder
 from kotae.indexer.manifest import read_manifest
-from kotae.models.tiny import build_tiny_e5
+from kotae.models.testing import build_tiny_e5
 
 
 @pytest.fixture(scope="module")

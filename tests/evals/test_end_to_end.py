@@ -15,7 +15,7 @@ from kotae.evals.runner import EvalConfig, evaluate
 from kotae.indexer.build import build_index
 from kotae.indexer.embedder import Embedder
 from kotae.indexer.index import Index
-from kotae.models.tiny import build_tiny_e5, build_tiny_gemma
+from kotae.models.testing import build_tiny_e5, build_tiny_gemma
 from kotae.rag.collections import Collections
 from kotae.rag.engine import VLLMEngine
 from kotae.rag.engine_protocol import UnknownAdapter

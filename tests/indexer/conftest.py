@@ -6,7 +6,7 @@ import pytest
 from indexer_fixtures import CORPUS, write_jsonl
 
 from kotae.indexer.embedder import Embedder
-from kotae.models.tiny import build_tiny_e5
+from kotae.models.testing import build_tiny_e5
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ from kotae.indexer.build import build_index
 from kotae.indexer.embedder import Embedder
 from kotae.indexer.index import Index
 from kotae.indexer.layout import MANIFEST_FILE, collection_directory
-from kotae.models.tiny import build_tiny_e5
+from kotae.models.testing import build_tiny_e5
 from kotae.rag.collections import DEFAULT_COLLECTION, Collections, UnknownCollection, UnknownDocument
 from kotae.rag.documents import DocumentInput
 from kotae.rag.retriever import Retriever

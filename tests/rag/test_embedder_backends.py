@@ -16,7 +16,7 @@ from kotae.core.errors import KotaeError
 from kotae.indexer import batching, embedding_backends
 from kotae.indexer.embedder import Embedder
 from kotae.indexer.embedding_backends import BackendUnavailable, resolve
-from kotae.models.tiny import build_tiny_e5
+from kotae.models.testing import build_tiny_e5
 
 PASSAGES = [
     "富士山\n富士山は静岡県と山梨県にまたがる日本で最も高い山で、標高は3,776メートルである。",

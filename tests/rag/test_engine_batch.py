@@ -13,7 +13,7 @@ import pytest
 from engine_marker import engine_fixture
 
 from kotae.core.config import Settings
-from kotae.models.tiny import build_tiny_gemma
+from kotae.models.testing import build_tiny_gemma
 from kotae.rag.engine import VLLMEngine
 from kotae.rag.engine_protocol import Completion, Sampling
 

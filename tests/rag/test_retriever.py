@@ -14,7 +14,7 @@ from kotae.indexer.build import build_index
 from kotae.indexer.embedder import Embedder
 from kotae.indexer.index import Index
 from kotae.models.store import ModelStore
-from kotae.models.tiny import build_tiny_e5
+from kotae.models.testing import build_tiny_e5
 from kotae.rag.fusion import min_max, reciprocal_rank_fusion, weighted_fusion
 from kotae.rag.retriever import Retriever
 

@@ -40,7 +40,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from kotae.demo import corpus_path
     from kotae.indexer.build import build_index
     from kotae.indexer.embedder import Embedder
-    from kotae.models.tiny import build_tiny_e5, build_tiny_gemma
+    from kotae.models.testing import build_tiny_e5, build_tiny_gemma
 
     root = tmp_path_factory.mktemp("server")
     build_tiny_gemma(root / BASE_MODEL)

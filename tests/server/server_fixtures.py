@@ -22,7 +22,7 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 
 from kotae.core.config import Settings
-from kotae.models.tiny import build_random_lora
+from kotae.models.testing import build_random_lora
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
 MANUALS = [

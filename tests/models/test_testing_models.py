@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pytest
 
-from kotae.models.tiny import build_tiny_e5, build_tiny_gemma
+from kotae.models.testing import build_tiny_e5, build_tiny_gemma
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer

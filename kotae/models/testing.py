@@ -1,4 +1,4 @@
-"""Tiny random models with the real tokenizers, built at test time in seconds.
+"""Models for tests only: tiny random models with the real tokenizers, built at test time in seconds.
 
 They load and run through the same code paths as the real models (transformers, sentence-transformers,
 vLLM) but say nothing meaningful. The Gemma tokenizer comes out of the packaged GGUF, which takes ~20 s, so
