@@ -9,7 +9,7 @@ PEFT adapter with alpha = k (scale 1) that vLLM serves like any other.
 
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -97,7 +97,7 @@ def write_low_rank(
     first = sources[0]
     derived = first.metadata.model_copy(
         update={
-            "lora": first.metadata.lora.model_copy(update={"r": rank, "alpha": rank}),
+            "lora": replace(first.metadata.lora, r=rank, alpha=rank),
             **lineage,
             "eval_metrics": {
                 "update_energy_kept_mean": result.energy_kept_mean,

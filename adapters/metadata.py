@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
+from kotae.adapters.config import LoraSpec
 from kotae.core.errors import InputError
 from kotae.models.store import model_hash
 
@@ -70,14 +71,6 @@ class WeightedAdapterRef(AdapterRef):
     weight: float
 
 
-class LoraShape(BaseModel):
-    r: int
-    alpha: int
-    dropout: float
-    target_modules: list[str]
-    modules_to_save: list[str]
-
-
 class AdapterMetadata(BaseModel):
     """`kotae_adapter.json`."""
 
@@ -88,7 +81,7 @@ class AdapterMetadata(BaseModel):
     """`kotae.rag.prompt.PROMPT_VERSION` of the template the adapter was trained on."""
     data: DataRef
     contexts: ContextsRef | None = None
-    lora: LoraShape
+    lora: LoraSpec
     continued_from: AdapterRef | None = None
     """The adapter whose weights this run started from (`init_adapter`), if any."""
     shrunk_from: AdapterRef | None = None

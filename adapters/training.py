@@ -29,7 +29,6 @@ from kotae.adapters.metadata import (
     AdapterRef,
     ContextsRef,
     DataRef,
-    LoraShape,
     model_ref,
     read_metadata,
     write_metadata,
@@ -257,18 +256,10 @@ def _continue_from(config: TrainingConfig, adapter: Path) -> tuple[TrainingConfi
             f"--init-adapter {adapter} was trained on {metadata.base_model.name} "
             f"({metadata.base_model.hash[:12]}), not on {config.base} ({model_hash(config.base)[:12]})"
         )
-    shape = metadata.lora
-    lora = LoraSpec(
-        r=shape.r,
-        alpha=shape.alpha,
-        dropout=shape.dropout,
-        target_modules=tuple(shape.target_modules),
-        modules_to_save=tuple(shape.modules_to_save),
-    )
     reference = AdapterRef(
         path=str(adapter.resolve()), sha256=file_sha256(adapter / "adapter_model.safetensors")
     )
-    return replace(config, lora=lora), reference
+    return replace(config, lora=metadata.lora), reference
 
 
 def _peft_model(base: Path, adapter: AdapterRef) -> Any:
@@ -330,13 +321,7 @@ def _metadata(
         prompt_version=PROMPT_VERSION,
         data=run.data,
         contexts=run.contexts,
-        lora=LoraShape(
-            r=config.lora.r,
-            alpha=config.lora.alpha,
-            dropout=config.lora.dropout,
-            target_modules=list(config.lora.target_modules),
-            modules_to_save=list(config.lora.modules_to_save),
-        ),
+        lora=config.lora,
         continued_from=continued_from,
         hyperparameters=config.hyperparameters(),
         eval_metrics=metrics,

@@ -64,7 +64,8 @@ def edit_config(folder: Path, **changes: object) -> None:
 
 
 def write_kotae_metadata(folder: Path, base_hash: str, **changes: object) -> None:
-    from kotae.adapters.metadata import AdapterMetadata, DataRef, LoraShape, ModelRef, write_metadata
+    from kotae.adapters.config import LoraSpec
+    from kotae.adapters.metadata import AdapterMetadata, DataRef, ModelRef, write_metadata
     from kotae.rag.prompt import PROMPT_VERSION
 
     now = datetime.now(UTC)
@@ -73,7 +74,7 @@ def write_kotae_metadata(folder: Path, base_hash: str, **changes: object) -> Non
         "base_model": ModelRef(name=BASE_MODEL, path="/trained/on/" + BASE_MODEL, hash=base_hash),
         "prompt_version": PROMPT_VERSION,
         "data": DataRef(path="qa.jsonl", sha256="0" * 64, rows=1),
-        "lora": LoraShape(r=8, alpha=16, dropout=0.0, target_modules=["q_proj"], modules_to_save=[]),
+        "lora": LoraSpec(r=8, alpha=16, dropout=0.0, target_modules=("q_proj",)),
         "hyperparameters": {},
         "eval_metrics": {"loss": 1.5},
         "servable": True,
