@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import httpx
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from kotae.core.errors import KotaeError
 from kotae.core.passage import Hit, Passage
@@ -22,6 +22,7 @@ from kotae.evals.schema import ContextsMode
 from kotae.models.weights import weights_format
 from kotae.rag.engine_protocol import Sampling
 from kotae.rag.pipeline import Pipeline, PreparedQuestion
+from kotae.rag.qa_reply import QAResponse
 
 HTTP_TIMEOUT_S = 600.0
 """Per request: under load a request may wait for the whole queue ahead of it."""
@@ -170,35 +171,6 @@ def device_name() -> str:
 # -- HTTP ---------------------------------------------------------------------------------------------
 
 
-class QASource(BaseModel):
-    id: str
-    title: str
-    score: float
-    text: str | None = None
-
-
-class QATimings(BaseModel):
-    retrieve_ms: float
-    generate_ms: float
-
-
-class QAUsage(BaseModel):
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-
-
-class QAReply(BaseModel):
-    """The fields of the server's `/v1/qa` reply that an eval reads."""
-
-    answer: str
-    sources: list[QASource]
-    model: str
-    adapter: str | None = None
-    usage: QAUsage = QAUsage()
-    finish_reason: str | None = None
-    timings: QATimings
-
-
 class HttpTarget:
     """A running kotae server: `concurrency` requests to `POST {url}/v1/qa` at a time."""
 
@@ -215,7 +187,7 @@ class HttpTarget:
                 "Run the eval in-process (--target inprocess) to use the dataset's contexts."
             )
         gate = asyncio.Semaphore(self.concurrency)
-        replies: list[QAReply | None] = [None] * len(items)
+        replies: list[QAResponse | None] = [None] * len(items)
         request_ms: list[float] = []
 
         async def one(index: int, client: httpx.AsyncClient) -> TargetAnswer:
@@ -262,7 +234,7 @@ class HttpTarget:
             stage_notes={"retrieve": "as the server reports it", "generate": "as the server reports it"},
         )
 
-    async def _post(self, client: httpx.AsyncClient, question: str, ask: AskOptions) -> QAReply:
+    async def _post(self, client: httpx.AsyncClient, question: str, ask: AskOptions) -> QAResponse:
         body: dict[str, object] = {
             "question": question,
             "top_k": ask.top_k,
@@ -278,6 +250,6 @@ class HttpTarget:
         if response.status_code != 200:
             raise KotaeError(f"HTTP {response.status_code}: {response.text[:300]}")
         try:
-            return QAReply.model_validate_json(response.content)
+            return QAResponse.model_validate_json(response.content)
         except ValidationError as error:
             raise KotaeError(f"the reply does not follow the /v1/qa schema: {error}") from error

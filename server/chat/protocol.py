@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from kotae.core.config import RetrievalMode
-from kotae.server.core.protocol import Source, Usage
+from kotae.rag.qa_reply import Source, Usage
 
 StopString = Annotated[str, Field(min_length=1, max_length=200)]
 

@@ -15,6 +15,7 @@ from typing import cast
 
 from kotae.core.errors import KotaeError
 from kotae.rag.engine_protocol import Completion, Delta, Sampling
+from kotae.rag.qa_reply import Source, Usage
 from kotae.server.chat.protocol import (
     AssistantMessage,
     ChatCompletion,
@@ -29,7 +30,6 @@ from kotae.server.chat.protocol import (
 from kotae.server.core.api_keys import ReaderScope
 from kotae.server.core.errors import APIError, error_body
 from kotae.server.core.metrics import Outcome, outcome_of
-from kotae.server.core.protocol import Source, Usage
 from kotae.server.core.state import Service
 
 logger = logging.getLogger(__name__)

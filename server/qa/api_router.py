@@ -2,10 +2,11 @@ from http import HTTPStatus
 
 from fastapi import APIRouter, Request
 
+from kotae.rag.qa_reply import QAResponse
 from kotae.server.core.cancellation import with_cancellation
 from kotae.server.core.deps import ReaderScopeDep, ServiceDep
 from kotae.server.core.errors import error_responses
-from kotae.server.qa.protocol import QARequest, QAResponse
+from kotae.server.qa.protocol import QARequest
 from kotae.server.qa.serving import answer_question
 
 router = APIRouter(tags=["qa"])

@@ -1,9 +1,8 @@
-"""`POST /v1/qa`: a question in, an answer with the passages it was written from out."""
+"""`POST /v1/qa`: the request (its reply, `QAResponse`, is in `kotae.rag.qa_reply`)."""
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from kotae.core.config import RetrievalMode
-from kotae.server.core.protocol import Source, Usage
 
 
 class QARequest(BaseModel):
@@ -26,24 +25,3 @@ class QARequest(BaseModel):
     """The collection to answer from (GET /v1/collections); unset: `default`."""
     include_text: bool = True
     """Return each source's text (false: ids, titles and scores only)."""
-
-
-class QATimings(BaseModel):
-    retrieve_ms: float
-    generate_ms: float
-
-
-class QAResponse(BaseModel):
-    answer: str
-    sources: list[Source]
-    """The passages the prompt held, in its order (rank order); the last may be `cut` to fit."""
-    collection: str
-    """The collection the passages came from."""
-    model: str
-    """The base model's name."""
-    adapter: str | None
-    """The adapter that answered; null for the base model."""
-    finish_reason: str
-    """`stop`, `length`, or `repetition` when the loop guard cut a repeating answer."""
-    usage: Usage
-    timings: QATimings

@@ -1,9 +1,9 @@
 """Answers `/v1/qa` through `Pipeline.answer`, the path `kotae ask` and the evals share."""
 
+from kotae.rag.qa_reply import QAResponse, QATimings, Source, Usage
 from kotae.server.core.api_keys import ReaderScope
-from kotae.server.core.protocol import Source, Usage
 from kotae.server.core.state import Service
-from kotae.server.qa.protocol import QARequest, QAResponse, QATimings
+from kotae.server.qa.protocol import QARequest
 
 
 async def answer_question(service: Service, request: QARequest, scope: ReaderScope) -> QAResponse:

@@ -37,6 +37,7 @@ def stand_in_app(seen):
         return {
             "answer": ANSWERS[body["question"]],
             "sources": sources,
+            "collection": "default",
             "model": "stand-in",
             "adapter": body.get("adapter"),
             "finish_reason": "length" if body["question"] == "花の色は？" else "stop",
