@@ -17,10 +17,9 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel
 from rich.progress import track
 
-from kotae.adapters.atomic import atomic_text
 from kotae.adapters.metadata import ContextsRef, DataRef
 from kotae.adapters.rows import ExampleRow, QARow, read_rows
-from kotae.core.durable import file_sha256
+from kotae.core.durable import atomic_text, file_sha256
 from kotae.core.errors import InputError, KotaeError
 from kotae.core.passage import Passage
 from kotae.indexer.chunking import CHUNK_ID_SEPARATOR, document_id

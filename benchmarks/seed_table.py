@@ -154,7 +154,7 @@ def load_results(out: Path) -> list[StageResult]:
 
 
 def write_report(out: Path, context: str) -> str:
-    from kotae.adapters.atomic import atomic_text
+    from kotae.core.durable import atomic_text
 
     results = load_results(out)
     table = markdown_table(results, context)
@@ -203,7 +203,7 @@ def run_stage_process(args: argparse.Namespace, stage: str) -> StageResult:
 
 
 def drive(args: argparse.Namespace) -> None:
-    from kotae.adapters.atomic import atomic_text
+    from kotae.core.durable import atomic_text
 
     (args.out / "stages").mkdir(parents=True, exist_ok=True)
     context = (
@@ -273,8 +273,8 @@ def stage_prompts(args: argparse.Namespace) -> StageResult:
     in the prompt."""
     from transformers import AutoTokenizer
 
-    from kotae.adapters.atomic import atomic_text
     from kotae.core.config import get_settings
+    from kotae.core.durable import atomic_text
     from kotae.evals.datasets import load_dataset
     from kotae.models.store import ModelStore
     from kotae.rag.metrics import RECALL_KS
@@ -539,7 +539,7 @@ def stage_http(args: argparse.Namespace, stage: str) -> StageResult:
 
 def run_stage(args: argparse.Namespace) -> None:
     """Worker mode: run one stage and leave its result where the driver reads it."""
-    from kotae.adapters.atomic import atomic_text
+    from kotae.core.durable import atomic_text
 
     stage = args.run_stage
     result = StageResult(stage=stage, status="failed", note="the stage process ended early")

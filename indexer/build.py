@@ -27,7 +27,7 @@ from pydantic import BaseModel, ValidationError
 from tqdm import tqdm
 
 from kotae import __version__
-from kotae.core.durable import write_durably
+from kotae.core.durable import locked, publish, write_durably
 from kotae.core.errors import KotaeError
 from kotae.indexer.bm25 import Bm25Index, Bm25Params
 from kotae.indexer.bm25_feed import numbered_batches
@@ -56,7 +56,6 @@ from kotae.indexer.shards import (
 )
 from kotae.indexer.sources import detect_format
 from kotae.indexer.store import PassageStore
-from kotae.indexer.swap import locked, publish
 from kotae.indexer.tokenizer import TokenizerSettings
 
 BUILD_FILE = "build.json"

