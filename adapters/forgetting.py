@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 from kotae.adapters.generation import greedy_answers
 from kotae.adapters.probe_callback import Probe
 from kotae.adapters.report import KnowledgeReport
-from kotae.adapters.rows import ProbeRow, read_rows
 from kotae.core.durable import file_sha256
 from kotae.core.errors import InputError
+from kotae.core.qa_jsonl import read_qa_jsonl
 from kotae.rag.metrics import score_answer
 from kotae.rag.prompt import build_prompt
 
@@ -29,7 +29,7 @@ class KnowledgeProbe:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.sha256 = file_sha256(path)
-        self.rows = [row for _, row in read_rows(path, ProbeRow)]
+        self.rows = [row for _, row in read_qa_jsonl(path)]
         if not self.rows:
             raise InputError(path, None, "no questions")
         # The served template with an empty 入力 (what `make_prompt` gives for no passages).
@@ -44,7 +44,7 @@ class KnowledgeProbe:
 
     def probes(self) -> list[Probe]:
         """The questions as a probe set, for watching the knowledge arrive while CPT trains."""
-        return [Probe(r.question, p, r.answers) for r, p in zip(self.rows, self.prompts, strict=True)]
+        return [Probe(r.question, p, list(r.answers)) for r, p in zip(self.rows, self.prompts, strict=True)]
 
     def report(self, **stages: float | None) -> KnowledgeReport:
         return KnowledgeReport(

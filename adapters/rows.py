@@ -1,4 +1,5 @@
-"""The JSONL files training reads, row by row: a bad row stops the run with its file and line."""
+"""The JSONL files training reads, row by row (QA files through `kotae.core.qa_jsonl`): a bad row stops the
+run with its file and line."""
 
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,24 +11,6 @@ from kotae.core.errors import InputError
 from kotae.core.jsonl import read_jsonl
 
 NonEmpty = Field(min_length=1)
-
-
-class QARow(BaseModel):
-    """A question of `../shared/data/qa/*.jsonl`."""
-
-    qid: str | None = None
-    question: str = NonEmpty
-    answers: list[str] = NonEmpty
-    """Accepted answers; training uses the first."""
-    gold_passage_ids: list[str] = NonEmpty
-    """The passage(s) the question was written on."""
-
-
-class ProbeRow(BaseModel):
-    """A knowledge probe question: asked without context, so no passage is needed."""
-
-    question: str = NonEmpty
-    answers: list[str] = NonEmpty
 
 
 class PassageRow(BaseModel):

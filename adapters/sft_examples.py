@@ -18,10 +18,11 @@ from pydantic import BaseModel
 from rich.progress import track
 
 from kotae.adapters.metadata import ContextsRef, DataRef
-from kotae.adapters.rows import ExampleRow, QARow, read_rows
+from kotae.adapters.rows import ExampleRow, read_rows
 from kotae.core.durable import atomic_text, file_sha256
 from kotae.core.errors import InputError, KotaeError
 from kotae.core.passage import Passage
+from kotae.core.qa_jsonl import QAItem, read_qa_jsonl
 from kotae.indexer.chunking import CHUNK_ID_SEPARATOR, document_id
 from kotae.rag.engine_protocol import ANSWER_STOPS
 from kotae.rag.pipeline import make_prompt
@@ -79,7 +80,7 @@ def build_examples(
     """One example per question of `data` whose answer fits in the prompt; see the module docstring."""
     if contexts < 1:
         raise KotaeError("contexts must be at least 1 (the gold passage)")
-    questions = list(read_rows(data, QARow))
+    questions = list(read_qa_jsonl(data))
     if not questions:
         raise InputError(data, None, "no questions")
     golds = [_gold_passage(index, row, data, line) for line, row in questions]
@@ -97,7 +98,7 @@ def build_examples(
                 prompt=make_prompt(row.question, passages, count_tokens, budget),
                 completion=completion_for(row.answers[0]),
                 question=row.question,
-                answers=row.answers,
+                answers=list(row.answers),
                 qid=row.qid,
                 passage_ids=[p.id for p in passages],
             )
@@ -117,10 +118,12 @@ def build_examples(
     return BuiltExamples(rows, info)
 
 
-def _gold_passage(index: "Index", row: QARow, data: Path, line: int) -> Passage | None:
+def _gold_passage(index: "Index", row: QAItem, data: Path, line: int) -> Passage | None:
     """The gold passage as the index holds it. The indexer cuts a long document into chunks `id#1`,
     `id#2`, … (`id` itself then does not exist): the gold one is the first chunk holding the answer, and
     None when the answer straddles two chunks (the question is dropped)."""
+    if not row.gold_passage_ids:
+        raise InputError(data, line, "`gold_passage_ids` must name the passage the question was written on")
     gold_id = row.gold_passage_ids[0]
     whole = index.passage(gold_id)
     if whole is not None:
@@ -138,7 +141,7 @@ def _flat(text: str) -> str:
     return " ".join(text.split())
 
 
-def _distractors(retriever: "Retriever", rows: Sequence[QARow], count: int) -> list[list[Passage]]:
+def _distractors(retriever: "Retriever", rows: Sequence[QAItem], count: int) -> list[list[Passage]]:
     """The `count` best-ranked passages of each question that are not its gold ones."""
     if count == 0:
         return [[] for _ in rows]

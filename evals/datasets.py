@@ -1,11 +1,8 @@
-"""Evaluation sets: every supported file format becomes a list of `EvalItem`.
+"""Evaluation sets: every supported file format becomes a list of `QAItem`.
 
 Formats, told apart by their content:
 
-- kotae QA JSONL, one question per line: `{qid, question, answers, gold_passage_ids?, contexts?}`
-  (`../shared/data/qa/*.jsonl`).
-- JAQKET/AIO-style JSONL: `{qid?, question, answers, ctxs: [{id?, title, text}, ...]}`; the passages are
-  given with the question. Both JSONL kinds are read by one parser: `ctxs` is `contexts` by another name.
+- QA JSONL, kotae's and JAQKET/AIO-style (`kotae.core.qa_jsonl`, the reader SFT uses too).
 - SQuAD-style JSON as published (`{data: [{title, paragraphs: [{context, qas}]}]}`), one file or a
   directory of `*.json` files (JaQuAD ships 30 train files). The paragraph is the given context; a
   JSQuAD context is `title [SEP] text`. These files carry no ids of the passage corpus, so their items
@@ -15,35 +12,20 @@ Bad rows raise `InputError` naming the file and line (JSONL) or the item's place
 """
 
 import json
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
 from kotae.core.errors import InputError
-from kotae.core.jsonl import read_jsonl
 from kotae.core.passage import Passage
+from kotae.core.qa_jsonl import QAItem, answers_of, read_qa_jsonl
 
 SQUAD_SEPARATOR = " [SEP] "
 """JSQuAD writes each context as `title [SEP] text`."""
 
 
-@dataclass(frozen=True, slots=True)
-class EvalItem:
-    """One question with its accepted answers, whatever file it came from."""
-
-    qid: str
-    question: str
-    answers: tuple[str, ...]
-    """Accepted answers (at least one); a prediction is scored against the best-matching one."""
-    gold_passage_ids: tuple[str, ...] = ()
-    """Ids in the passage corpus that hold the answer; empty when unknown (then retrieval is not scored)."""
-    contexts: tuple[Passage, ...] | None = None
-    """Passages that come with the question (`--contexts given`); None when the file has none."""
-
-
-def load_dataset(path: Path, limit: int | None = None) -> list[EvalItem]:
+def load_dataset(path: Path, limit: int | None = None) -> list[QAItem]:
     """The first `limit` items (all when None) of a QA file or directory, its format detected."""
     if not path.exists():
         raise InputError(path, None, "no such file or directory")
@@ -51,11 +33,11 @@ def load_dataset(path: Path, limit: int | None = None) -> list[EvalItem]:
         files = sorted(path.glob("*.json"))
         if not files:
             raise InputError(path, None, "directory holds no *.json (SQuAD-style) files")
-        items: Iterator[EvalItem] = (item for file in files for item in _squad_items(file))
+        items: Iterator[QAItem] = (item for file in files for item in _squad_items(file))
     elif path.suffix == ".json":
         items = _squad_items(path)
     else:
-        items = _jsonl_items(path)
+        items = (item for _, item in read_qa_jsonl(path))
     loaded = list(islice(items, limit))
     if not loaded:
         raise InputError(path, None, "no questions found")
@@ -68,66 +50,10 @@ def dataset_name(path: Path) -> str:
     return path.name
 
 
-# -- JSONL: kotae QA and JAQKET/AIO ---------------------------------------------------------------
-
-
-def _jsonl_items(path: Path) -> Iterator[EvalItem]:
-    for number, row in read_jsonl(path):
-        yield _jsonl_item(row, path, number)
-
-
-def _jsonl_item(row: dict[str, Any], path: Path, line: int) -> EvalItem:
-    def bad(reason: str) -> InputError:
-        return InputError(path, line, reason)
-
-    qid = row.get("qid", f"line{line}")
-    if not isinstance(qid, str | int) or isinstance(qid, bool):
-        raise bad("`qid` must be a string")
-    question = row.get("question")
-    if not isinstance(question, str) or not question.strip():
-        raise bad("`question` must be a non-empty string")
-    answers = _answers(row.get("answers"), bad)
-    golds = row.get("gold_passage_ids", [])
-    if not isinstance(golds, list) or not all(isinstance(g, str) and g for g in golds):
-        raise bad("`gold_passage_ids` must be a list of passage id strings")
-    if "contexts" in row and "ctxs" in row:
-        raise bad("give passages as `contexts` or `ctxs`, not both")
-    raw_contexts = row.get("contexts", row.get("ctxs"))
-    contexts = None if raw_contexts is None else _contexts(raw_contexts, str(qid), bad)
-    return EvalItem(str(qid), question.strip(), answers, tuple(golds), contexts)
-
-
-def _answers(value: object, bad: Callable[[str], InputError]) -> tuple[str, ...]:
-    if not isinstance(value, list) or not value:
-        raise bad("`answers` must be a non-empty list of strings")
-    if not all(isinstance(a, str) and a.strip() for a in value):
-        raise bad("every answer must be a non-empty string")
-    return tuple(dict.fromkeys(a.strip() for a in value))
-
-
-def _contexts(value: object, qid: str, bad: Callable[[str], InputError]) -> tuple[Passage, ...]:
-    """`contexts`/`ctxs`: objects `{id?, title?, text}` or plain strings, in rank order."""
-    if not isinstance(value, list):
-        raise bad("`contexts`/`ctxs` must be a list")
-    passages = []
-    for rank, context in enumerate(value):
-        fallback_id = f"{qid}#ctx{rank}"
-        if isinstance(context, str):
-            passages.append(Passage(fallback_id, "", context))
-            continue
-        if not isinstance(context, dict) or not isinstance(context.get("text"), str):
-            raise bad(f"context {rank} must be a string or an object with a `text` string")
-        title = context.get("title") or ""
-        if not isinstance(title, str):
-            raise bad(f"context {rank}: `title` must be a string")
-        passages.append(Passage(str(context.get("id") or fallback_id), title, context["text"]))
-    return tuple(passages)
-
-
 # -- SQuAD-style JSON -------------------------------------------------------------------------------
 
 
-def _squad_items(path: Path) -> Iterator[EvalItem]:
+def _squad_items(path: Path) -> Iterator[QAItem]:
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
@@ -161,7 +87,7 @@ def _squad_passage(context: str, article_title: str, passage_id: str) -> Passage
     return Passage(passage_id, article_title, context.strip())
 
 
-def _squad_item(qa: dict[str, Any], passage: Passage, path: Path, where: str) -> EvalItem:
+def _squad_item(qa: dict[str, Any], passage: Passage, path: Path, where: str) -> QAItem:
     def bad(reason: str) -> InputError:
         return InputError(path, None, f"{where}: {reason}")
 
@@ -173,11 +99,11 @@ def _squad_item(qa: dict[str, Any], passage: Passage, path: Path, where: str) ->
     raw_answers = qa.get("answers")
     if not isinstance(raw_answers, list) or not all(isinstance(a, dict) for a in raw_answers):
         raise bad("`answers` must be a list of objects with `text`")
-    answers = _answers([a.get("text") for a in raw_answers], bad)
-    return EvalItem(str(qa["id"]), question.strip(), answers, (), (passage,))
+    answers = answers_of([a.get("text") for a in raw_answers], bad)
+    return QAItem(str(qa["id"]), question.strip(), answers, (), (passage,))
 
 
-def _reject_duplicate_qids(path: Path, items: list[EvalItem]) -> None:
+def _reject_duplicate_qids(path: Path, items: list[QAItem]) -> None:
     seen: set[str] = set()
     for item in items:
         if item.qid in seen:

@@ -16,8 +16,9 @@ from pathlib import Path
 
 from kotae.core.config import Settings, get_settings
 from kotae.core.errors import InputError, KotaeError
+from kotae.core.qa_jsonl import QAItem
 from kotae.evals.compare import BASE_MODEL, markdown_row
-from kotae.evals.datasets import EvalItem, dataset_name, load_dataset
+from kotae.evals.datasets import dataset_name, load_dataset
 from kotae.evals.memory import GpuMemoryMonitor, peak_rss_mb
 from kotae.evals.schema import (
     IN_PROCESS,
@@ -145,7 +146,7 @@ async def evaluate(
 
 
 async def _run_in_process(
-    items: Sequence[EvalItem],
+    items: Sequence[QAItem],
     ask: AskOptions,
     pipeline: Pipeline | None,
     settings: Settings,
@@ -178,7 +179,7 @@ def _counter(total: int, on_progress: Progress | None) -> Callable[[], None]:
     return count
 
 
-def _require_contexts(path: Path, items: Sequence[EvalItem]) -> None:
+def _require_contexts(path: Path, items: Sequence[QAItem]) -> None:
     missing = next((item for item in items if not item.contexts), None)
     if missing is not None:
         raise InputError(
@@ -220,7 +221,7 @@ def _run_info(config: EvalConfig, ask: AskOptions, run: TargetRun, n: int, start
     )
 
 
-def _prediction_row(item: EvalItem, answer: TargetAnswer, depth: int | None) -> PredictionRow:
+def _prediction_row(item: QAItem, answer: TargetAnswer, depth: int | None) -> PredictionRow:
     scores = score_answer(answer.text, item.answers)
     retrieval = None
     if answer.ranked_ids is not None and item.gold_passage_ids and depth:

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from kotae.core.errors import KotaeError
 from kotae.core.passage import Hit, Passage
-from kotae.evals.datasets import EvalItem
+from kotae.core.qa_jsonl import QAItem
 from kotae.evals.schema import ContextsMode
 from kotae.models.weights import weights_format
 from kotae.rag.engine_protocol import Sampling
@@ -78,7 +78,7 @@ class InProcessTarget:
         self.pipeline = pipeline
 
     async def answer_all(
-        self, items: Sequence[EvalItem], ask: AskOptions, on_answer: Callable[[], None]
+        self, items: Sequence[QAItem], ask: AskOptions, on_answer: Callable[[], None]
     ) -> TargetRun:
         from kotae.runtime import load_default_adapters
 
@@ -140,7 +140,7 @@ class InProcessTarget:
         return weights_format(engine.model_path, None if settings.replicas else settings.quantization)
 
     def _retrieve(
-        self, items: Sequence[EvalItem], ask: AskOptions
+        self, items: Sequence[QAItem], ask: AskOptions
     ) -> tuple[list[PreparedQuestion], list[list[str]]]:
         """Rank `retrieval_depth` passages once per question; the first `top_k` make the prompt, the
         rest only serve recall."""
@@ -152,7 +152,7 @@ class InProcessTarget:
         return prepared, [[hit.passage.id for hit in hits] for hits in rankings]
 
 
-def _given(item: EvalItem, top_k: int) -> list[Passage]:
+def _given(item: QAItem, top_k: int) -> list[Passage]:
     assert item.contexts is not None  # the runner refuses `given` on items without contexts
     return list(item.contexts[:top_k])
 
@@ -179,7 +179,7 @@ class HttpTarget:
         self.concurrency = concurrency
 
     async def answer_all(
-        self, items: Sequence[EvalItem], ask: AskOptions, on_answer: Callable[[], None]
+        self, items: Sequence[QAItem], ask: AskOptions, on_answer: Callable[[], None]
     ) -> TargetRun:
         if ask.contexts == "given":
             raise KotaeError(

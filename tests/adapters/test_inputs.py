@@ -6,9 +6,10 @@ import pytest
 
 from kotae.adapters.atomic import atomic_dir, check_target
 from kotae.adapters.metadata import read_metadata
-from kotae.adapters.rows import ExampleRow, QARow, read_rows
+from kotae.adapters.rows import ExampleRow, read_rows
 from kotae.adapters.sft_examples import info_path, read_examples
 from kotae.core.errors import InputError, KotaeError
+from kotae.core.qa_jsonl import read_qa_jsonl
 
 
 def test_malformed_row_names_file_and_line(tmp_path):
@@ -18,24 +19,28 @@ def test_malformed_row_names_file_and_line(tmp_path):
         json.dumps(good, ensure_ascii=False) + "\n\n" + '{"question": "途中で切れた', encoding="utf-8"
     )
     with pytest.raises(InputError) as error:
-        list(read_rows(path, QARow))
+        list(read_qa_jsonl(path))
     assert str(error.value).startswith(f"{path}:3: not valid JSON")
 
 
-def test_row_without_answers_names_the_field(tmp_path):
-    path = tmp_path / "qa.jsonl"
-    path.write_text('{"question": "何？", "answers": [], "gold_passage_ids": ["p1"]}\n', encoding="utf-8")
-    with pytest.raises(InputError, match=r"qa.jsonl:1: answers: List should have at least 1 item"):
-        list(read_rows(path, QARow))
+def test_example_with_an_empty_completion_names_the_field(tmp_path):
+    path = tmp_path / "examples.jsonl"
+    path.write_text(
+        '{"prompt": "何？", "completion": "", "question": "何？", "answers": []}\n', encoding="utf-8"
+    )
+    with pytest.raises(
+        InputError, match=r"examples.jsonl:1: completion: String should have at least 1 character"
+    ):
+        list(read_rows(path, ExampleRow))
 
 
 def test_non_utf8_line_and_missing_file_are_input_errors(tmp_path):
     path = tmp_path / "qa.jsonl"
     path.write_bytes(b'{"question": "\xff"}\n')
     with pytest.raises(InputError, match=r"qa.jsonl:1: not UTF-8"):
-        list(read_rows(path, QARow))
+        list(read_qa_jsonl(path))
     with pytest.raises(InputError, match="no such file"):
-        list(read_rows(tmp_path / "absent.jsonl", QARow))
+        list(read_rows(tmp_path / "absent.jsonl", ExampleRow))
 
 
 def test_examples_built_for_another_template_are_refused(tmp_path, examples_file):
