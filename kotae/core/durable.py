@@ -1,6 +1,7 @@
 """Files and folders that are whole or absent, and on disk once written: for state a killed process resumes
 from, and for outputs (indexes, adapters, models, caches) that readers must never see half-written; and
-the sha256 of a file, read in blocks.
+the sha256 of a file, read in blocks. (`atomic_text` is whole or absent but not flushed: for reports and
+examples that a crash may lose but never leave half-written.)
 
 A folder is written into a staging folder beside its target (`.<name>.new-<random>`), flushed to disk, and
 then renamed into place: `staged_directory` replaces the target, `build_once` keeps a complete target that
