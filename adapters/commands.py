@@ -68,6 +68,14 @@ TokenizeWorkers = Annotated[
     int | None, typer.Option(help="Processes that tokenize the examples (default: this one).")
 ]
 Overwrite = Annotated[bool, typer.Option(help="Replace the output if it exists.")]
+Negatives = Annotated[
+    float,
+    typer.Option(
+        min=0.0,
+        max=1.0,
+        help="Share of the questions also trained, without their gold article, to abstain (0: none).",
+    ),
+]
 
 
 def resolve_base(base: str) -> Path:
@@ -101,6 +109,7 @@ def sft(
         typer.Option(help="Examples built by `kotae train examples` (instead of --data/--index)."),
     ] = None,
     contexts: Annotated[int, typer.Option(help="Passages per prompt: gold + distractors.")] = SFT["contexts"],
+    negatives: Negatives = SFT["negatives"],
     r: Rank = SFT_LORA.r,
     alpha: Alpha = SFT_LORA.alpha,
     dropout: Dropout = SFT_LORA.dropout,
@@ -138,6 +147,7 @@ def sft(
         examples=examples,
         contexts=contexts,
         context_token_budget=get_settings().context_token_budget,
+        negatives=negatives,
         lora=_lora(r, alpha, dropout, target_modules),
         **_trainer_knobs(locals()),
     )
@@ -207,6 +217,7 @@ def examples(
     index: Annotated[Path, typer.Option(help="Index with the gold passages; gives the distractors.")],
     out: Annotated[Path, typer.Option(help="Examples JSONL to write (.gz to compress).")],
     contexts: Annotated[int, typer.Option(help="Passages per prompt: gold + distractors.")] = SFT["contexts"],
+    negatives: Negatives = SFT["negatives"],
     seed: Seed = SFT["seed"],
 ) -> None:
     """Build SFT examples (prompt + completion) without training: retrieval here, training elsewhere."""
@@ -214,7 +225,7 @@ def examples(
     from kotae.adapters.sft_examples import write_examples
 
     budget = get_settings().context_token_budget
-    built = build_sft_examples(resolve_base(base), data, index, contexts, budget, seed, console)
+    built = build_sft_examples(resolve_base(base), data, index, contexts, budget, seed, console, negatives)
     write_examples(out, built)
     console.print(f"[green]wrote[/] {out}")
 

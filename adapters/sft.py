@@ -7,12 +7,15 @@ from rich.console import Console
 from kotae.adapters.atomic import check_target
 from kotae.adapters.config import SFTRunConfig
 from kotae.adapters.metadata import AdapterMetadata, DataRef
+from kotae.adapters.negatives import negative_examples, with_negatives
 from kotae.adapters.probe_callback import Probe
 from kotae.adapters.sft_examples import BuiltExamples, build_examples, read_examples
 from kotae.adapters.training import RunData, held_out_split, train_adapter
 from kotae.core.config import get_settings
 from kotae.core.durable import file_sha256
 from kotae.core.errors import KotaeError
+from kotae.core.qa_jsonl import read_qa_jsonl
+from kotae.rag.abstention import NO_ANSWER
 
 
 def train_sft(config: SFTRunConfig, console: Console, overwrite: bool = False) -> AdapterMetadata:
@@ -31,6 +34,7 @@ def train_sft(config: SFTRunConfig, console: Console, overwrite: bool = False) -
             config.context_token_budget,
             config.seed,
             console,
+            config.negatives,
         )
         data = built.info.contexts.source
     else:
@@ -49,9 +53,17 @@ def train_sft(config: SFTRunConfig, console: Console, overwrite: bool = False) -
 
 
 def build_sft_examples(
-    base: Path, data: Path, index: Path, contexts: int, budget: int, seed: int, console: Console
+    base: Path,
+    data: Path,
+    index: Path,
+    contexts: int,
+    budget: int,
+    seed: int,
+    console: Console,
+    negatives: float = 0.0,
 ) -> BuiltExamples:
-    """Examples for `data` with passages from `index`, retrieved as `kotae serve` retrieves them."""
+    """Examples for `data` with passages from `index`, retrieved as `kotae serve` retrieves them; and
+    negatives for a `negatives` share of its questions (`kotae.adapters.negatives`)."""
     from transformers import AutoTokenizer
 
     from kotae.indexer.embedder import Embedder
@@ -71,6 +83,11 @@ def build_sft_examples(
         built = build_examples(
             data, index, opened, retriever, settings.retrieval, count_tokens, contexts, budget, seed
         )
+        if negatives > 0:
+            items = [item for _, item in read_qa_jsonl(data)]
+            found = negative_examples(items, retriever, count_tokens, contexts, budget, negatives, seed)
+            built = with_negatives(built, found)
+            console.print(f"{len(found)} negative examples (the gold article left out, answer: {NO_ANSWER})")
     finally:
         opened.close()
     console.print(

@@ -106,6 +106,32 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+CHUNK_CHARS = 30
+"""Cuts every test passage into chunks: 法隆寺 into two sentences (its answer in `p4#2`), 信濃川 in the
+middle of its answer (that question cannot be answered from one chunk and is dropped)."""
+
+
+@pytest.fixture(scope="session")
+def index_dir(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
+    from kotae.indexer.build import build_index
+    from kotae.indexer.embedder import Embedder
+    from kotae.models.testing import build_tiny_e5
+
+    folder = tmp_path_factory.mktemp("index")
+    embedder = Embedder(build_tiny_e5(folder / "e5"))
+    build_index([data_dir / "passages.jsonl"], folder / "index", embedder, chunk_chars=CHUNK_CHARS)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def retriever(index_dir: Path, engine_settings: Settings) -> Any:
+    from kotae.indexer.embedder import Embedder
+    from kotae.indexer.index import Index
+    from kotae.rag.retriever import Retriever
+
+    return Retriever(Index.open(index_dir / "index"), Embedder(index_dir / "e5"), engine_settings)
+
+
 WEIGHT_SCALE = 5.0
 """The shared tiny Gemma is initialized as Gemma is (std 0.02): its 64-wide random layers keep every one of
 the 262k logits within about ±1 of the others, and no LoRA update makes one answer token win, so the

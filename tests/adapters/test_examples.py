@@ -79,32 +79,6 @@ def test_training_tokens_are_the_served_tokens(tiny_gemma, examples_file, served
     assert completion.prompt_tokens == len(prompt_ids)
 
 
-CHUNK_CHARS = 30
-"""Cuts every test passage into chunks: 法隆寺 into two sentences (its answer in `p4#2`), 信濃川 in the
-middle of its answer (that question cannot be answered from one chunk and is dropped)."""
-
-
-@pytest.fixture(scope="session")
-def index_dir(tmp_path_factory, data_dir):
-    from kotae.indexer.build import build_index
-    from kotae.indexer.embedder import Embedder
-    from kotae.models.testing import build_tiny_e5
-
-    folder = tmp_path_factory.mktemp("index")
-    embedder = Embedder(build_tiny_e5(folder / "e5"))
-    build_index([data_dir / "passages.jsonl"], folder / "index", embedder, chunk_chars=CHUNK_CHARS)
-    return folder
-
-
-@pytest.fixture(scope="session")
-def retriever(index_dir, engine_settings):
-    from kotae.indexer.embedder import Embedder
-    from kotae.indexer.index import Index
-    from kotae.rag.retriever import Retriever
-
-    return Retriever(Index.open(index_dir / "index"), Embedder(index_dir / "e5"), engine_settings)
-
-
 def _build(retriever, data, tokenizer, seed=0):
     from kotae.adapters.sft_examples import build_examples
 
