@@ -132,6 +132,33 @@ def retriever(index_dir: Path, engine_settings: Settings) -> Any:
     return Retriever(Index.open(index_dir / "index"), Embedder(index_dir / "e5"), engine_settings)
 
 
+@pytest.fixture
+def build_examples_command(
+    tiny_gemma: Path, data_dir: Path, index_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Any:
+    """Runs `kotae train examples` on the test data and index with these extra arguments, writing to `out`
+    (context budget 200); returns the CLI result."""
+    from typer.testing import CliRunner
+
+    from kotae.adapters.commands import train_app
+    from kotae.core.config import get_settings
+
+    monkeypatch.setenv("KOTAE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("KOTAE_EMBEDDER", str(index_dir / "e5"))
+    monkeypatch.setenv("KOTAE_CONTEXT_TOKEN_BUDGET", "200")
+
+    def run(out: Path, *extra: str) -> Any:
+        get_settings.cache_clear()
+        try:
+            args = ["examples", "--base", str(tiny_gemma), "--data", str(data_dir / "qa.jsonl")]
+            args += ["--index", str(index_dir / "index"), "--out", str(out), *extra]
+            return CliRunner().invoke(train_app, args)
+        finally:
+            get_settings.cache_clear()
+
+    return run
+
+
 WEIGHT_SCALE = 5.0
 """The shared tiny Gemma is initialized as Gemma is (std 0.02): its 64-wide random layers keep every one of
 the 262k logits within about ±1 of the others, and no LoRA update makes one answer token win, so the

@@ -128,26 +128,14 @@ def test_built_prompts_are_what_the_pipeline_serves(tiny_gemma, data_dir, retrie
 
 
 def test_train_examples_command_writes_what_the_library_builds(
-    tiny_gemma, data_dir, index_dir, retriever, tmp_path, monkeypatch
+    tiny_gemma, data_dir, retriever, tmp_path, build_examples_command
 ):
     from transformers import AutoTokenizer
-    from typer.testing import CliRunner
 
-    from kotae.adapters.commands import train_app
     from kotae.adapters.sft_examples import read_examples
-    from kotae.core.config import get_settings
 
-    monkeypatch.setenv("KOTAE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("KOTAE_EMBEDDER", str(index_dir / "e5"))
-    monkeypatch.setenv("KOTAE_CONTEXT_TOKEN_BUDGET", "200")
-    get_settings.cache_clear()
     out = tmp_path / "examples.jsonl.gz"
-    try:
-        args = ["examples", "--base", str(tiny_gemma), "--data", str(data_dir / "qa.jsonl")]
-        args += ["--index", str(index_dir / "index"), "--out", str(out), "--contexts", "3", "--seed", "0"]
-        result = CliRunner().invoke(train_app, args)
-    finally:
-        get_settings.cache_clear()
+    result = build_examples_command(out, "--contexts", "3", "--seed", "0")
     assert result.exit_code == 0, result.output
     expected = _build(retriever, data_dir / "qa.jsonl", AutoTokenizer.from_pretrained(tiny_gemma))
     assert read_examples(out).rows == expected.rows

@@ -41,24 +41,11 @@ def test_the_share_of_negatives_is_a_fraction(data_dir, retriever, count_tokens)
         negative_examples(items, retriever, count_tokens, 3, 200, 1.5, seed=0)
 
 
-def test_train_examples_command_mixes_in_negatives(tiny_gemma, data_dir, index_dir, tmp_path, monkeypatch):
-    from typer.testing import CliRunner
-
-    from kotae.adapters.commands import train_app
+def test_train_examples_command_mixes_in_negatives(tmp_path, build_examples_command):
     from kotae.adapters.sft_examples import read_examples
-    from kotae.core.config import get_settings
 
-    monkeypatch.setenv("KOTAE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("KOTAE_EMBEDDER", str(index_dir / "e5"))
-    monkeypatch.setenv("KOTAE_CONTEXT_TOKEN_BUDGET", "200")
-    get_settings.cache_clear()
     out = tmp_path / "examples.jsonl"
-    try:
-        args = ["examples", "--base", str(tiny_gemma), "--data", str(data_dir / "qa.jsonl")]
-        args += ["--index", str(index_dir / "index"), "--out", str(out), "--negatives", "0.5"]
-        result = CliRunner().invoke(train_app, args)
-    finally:
-        get_settings.cache_clear()
+    result = build_examples_command(out, "--negatives", "0.5")
     assert result.exit_code == 0, result.output
     built = read_examples(out)
     negatives = [row for row in built.rows if row.qid and row.qid.endswith(NOANS_SUFFIX)]

@@ -1,10 +1,16 @@
 """HasAns and NoAns scored apart, as SQuAD 2.0 does: a NoAns question is right when the target abstained."""
 
+import asyncio
+
+import pytest
+
+from kotae.core.errors import KotaeError
 from kotae.core.qa_jsonl import QAItem
 from kotae.evals.commands import abstention_line
 from kotae.evals.runner import _abstention_metrics, _answer_metrics, _prediction_row
-from kotae.evals.targets import TargetAnswer
+from kotae.evals.targets import AskOptions, HttpTarget, TargetAnswer
 from kotae.rag.abstention import NO_ANSWER
+from kotae.rag.engine_protocol import Sampling
 
 HAS_ANS = QAItem("q1", "日本一高い山は？", ("富士山",), ("p1",))
 HAS_ANS_2 = QAItem("q2", "日本最大の湖は？", ("琵琶湖",), ("p2",))
@@ -41,3 +47,10 @@ def test_noans_and_hasans_are_scored_apart() -> None:
 def test_a_run_without_noans_questions_reports_no_noans_accuracy() -> None:
     split = _abstention_metrics([_prediction_row(HAS_ANS, answer("富士山"), None)])
     assert (split.no_ans_n, split.no_ans_accuracy, split.has_ans_abstained) == (0, None, 0.0)
+
+
+def test_noans_questions_made_from_gold_passages_are_refused_over_http() -> None:
+    ask = AskOptions(top_k=3, retrieval_depth=3, contexts="retrieved", adapter=None, sampling=Sampling())
+    target = HttpTarget("http://127.0.0.1:9", concurrency=1)
+    with pytest.raises(KotaeError, match="in-process"):
+        asyncio.run(target.answer_all([HAS_ANS, NO_ANS], ask, lambda: None))
