@@ -68,11 +68,12 @@ class Retriever:
         if dense is None or lexical is None:
             return view.hits(dense or lexical)
         # Fused on keys: only the top_k passages of each question are read from the store.
-        method = fusion or self.settings.fusion
-        fused = [self._fuse(d, b, method)[:top_k] for d, b in zip(dense, lexical, strict=True)]
+        fused = [self.fuse(d, b, fusion)[:top_k] for d, b in zip(dense, lexical, strict=True)]
         return view.hits(fused)
 
-    def _fuse(self, dense: KeyRanking, lexical: KeyRanking, method: FusionMethod) -> KeyRanking:
+    def fuse(self, dense: KeyRanking, lexical: KeyRanking, method: FusionMethod | None = None) -> KeyRanking:
+        """One question's dense and BM25 rankings as one, by `method` (default: the settings')."""
+        method = method or self.settings.fusion
         if method == "rrf":
             return reciprocal_rank_fusion([dense, lexical])
         return weighted_fusion(dense, lexical, dense_weight=self.settings.fusion_dense_weight)
