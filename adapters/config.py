@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from kotae.core.config import DEFAULT_CONTEXT_TOKEN_BUDGET, DEFAULT_TOP_K
+from kotae.rag.prompt import DEFAULT_PROMPT_FORMAT, PromptFormat
 
 Method = Literal["gptq", "awq"]
 
@@ -113,21 +114,30 @@ class TrainingConfig:
     def hyperparameters(self) -> dict[str, Any]:
         """What the metadata records: every knob but the paths, as JSON values (tuples become lists)."""
         values = asdict(self)
-        for key in ("base", "out", "knowledge_probe", "data", "index", "examples", "text", "init_adapter"):
+        paths = ("base", "out", "knowledge_probe", "data", "mix", "index", "examples", "text", "init_adapter")
+        for key in paths:
             values.pop(key, None)
         return json.loads(json.dumps(values))
 
 
 @dataclass(kw_only=True)
 class SFTRunConfig(TrainingConfig):
-    """Supervised fine-tuning on QA: the 指示/入力/応答 prompt with retrieved contexts → the gold answer."""
+    """Supervised fine-tuning, loss on the answer only: QA (the question with retrieved contexts → the gold
+    answer) and instruction records (instruction and input → output), in the adapter's prompt format."""
 
     data: Path | None = None
-    """QA JSONL `{qid, question, answers, gold_passage_ids}`; needs `index`."""
+    """QA JSONL `{qid, question, answers, gold_passage_ids}` (needs `index`) or instruction JSONL
+    `{instruction, input, output}` (Alpaca style), told apart by the first record's fields."""
+    mix: tuple[Path, ...] = ()
+    """More QA or instruction JSONL files, trained together with `data`."""
     index: Path | None = None
-    """Index holding the gold passages and giving the distractors."""
+    """Index holding the gold passages of the QA files and giving the distractors."""
     examples: Path | None = None
     """Prompt/completion JSONL written by `kotae train examples` (instead of `data` + `index`)."""
+    prompt_format: PromptFormat = DEFAULT_PROMPT_FORMAT
+    """Format of the prompts (`kotae.rag.prompt`): alpaca-ja (指示/入力/応答), chat-template (the base
+    model's own), rwkv (`+qa`/`+gen` prefixes) or record-line (one record per line). Recorded in the adapter;
+    serving writes the adapter's prompts in it."""
     contexts: int = DEFAULT_TOP_K
     """Passages per prompt: the gold one plus contexts - 1 retrieved distractors, as `top_k` serves."""
     context_token_budget: int = DEFAULT_CONTEXT_TOKEN_BUDGET

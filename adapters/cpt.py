@@ -10,6 +10,7 @@ from kotae.adapters.rows import PassageRow, read_rows
 from kotae.adapters.training import RunData, held_out_split, train_adapter
 from kotae.core.durable import file_sha256
 from kotae.core.errors import InputError
+from kotae.rag.prompt import DEFAULT_PROMPTER
 
 
 def passage_text(title: str, text: str) -> str:
@@ -23,8 +24,11 @@ def train_cpt(config: CPTRunConfig, console: Console, overwrite: bool = False) -
     if not texts:
         raise InputError(config.text, None, "no passages")
     train, held = held_out_split(texts, config.eval_fraction, config.seed)
-    # The probes watch the knowledge being learned: the knowledge probe's questions, without context.
-    probes = KnowledgeProbe(config.knowledge_probe).probes() if config.knowledge_probe else []
+    # The probes watch the knowledge being learned: the knowledge probe's questions, without context, in
+    # the default format (the SFT that follows the merge picks its own).
+    probes = (
+        KnowledgeProbe(config.knowledge_probe, DEFAULT_PROMPTER).probes() if config.knowledge_probe else []
+    )
     run = RunData(
         kind="cpt",
         train=train,

@@ -39,7 +39,7 @@ from kotae.adapters.reporting import Reporters, choose_reporters
 from kotae.core.durable import file_sha256
 from kotae.core.errors import KotaeError
 from kotae.models.store import model_hash
-from kotae.rag.prompt import PROMPT_VERSION
+from kotae.rag.prompt import DEFAULT_PROMPT_FORMAT, PROMPT_VERSION, Prompter, PromptFormat
 
 if TYPE_CHECKING:
     import torch
@@ -62,8 +62,11 @@ class RunData:
     """TRL rows: `{prompt, completion}` (loss on the completion only) or `{text}` (loss on everything)."""
     eval: list[dict[str, str]]
     data: DataRef
+    mixed: list[DataRef] = field(default_factory=list)
+    """Further data files trained together with `data`."""
     probes: list[Probe] = field(default_factory=list)
     contexts: ContextsRef | None = None
+    prompt_format: PromptFormat = DEFAULT_PROMPT_FORMAT
 
 
 def held_out_split(rows: list[Row], fraction: float, seed: int) -> tuple[list[Row], list[Row]]:
@@ -100,7 +103,8 @@ def train_adapter(
     checkpoint = _checkpoint_to_resume(work) if config.resume else None
     reporters = choose_reporters(config.wandb, console)
     tokenizer = _training_tokenizer(config.base)
-    knowledge = KnowledgeProbe(config.knowledge_probe) if config.knowledge_probe else None
+    prompter = Prompter(run.prompt_format, tokenizer)
+    knowledge = KnowledgeProbe(config.knowledge_probe, prompter) if config.knowledge_probe else None
     probes = (
         ProbeCallback(run.probes, tokenizer, config.probe_every, work / "runs" / "probes", reporters, console)
         if run.probes and config.probe_every
@@ -319,7 +323,9 @@ def _metadata(
         kind=run.kind,
         base_model=model_ref(config.base),
         prompt_version=PROMPT_VERSION,
+        prompt_format=run.prompt_format,
         data=run.data,
+        mixed=run.mixed,
         contexts=run.contexts,
         lora=config.lora,
         continued_from=continued_from,
