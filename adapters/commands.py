@@ -38,7 +38,13 @@ Out = Annotated[Path, typer.Option(help="Adapter folder to write (atomically, wh
 Rank = Annotated[int, typer.Option("--r", help="LoRA rank.")]
 Alpha = Annotated[int, typer.Option(help="LoRA alpha (the update is scaled by alpha / r).")]
 Dropout = Annotated[float, typer.Option(help="LoRA dropout.")]
-Targets = Annotated[str, typer.Option(help="Comma-separated module names that get LoRA.")]
+Targets = Annotated[
+    str,
+    typer.Option(
+        help="Comma-separated module names that get LoRA (default: every linear layer of the model's "
+        "blocks, named as the model names them)."
+    ),
+]
 LearningRate = Annotated[float, typer.Option(help="Peak learning rate (cosine decay after warmup).")]
 Epochs = Annotated[float, typer.Option(help="Passes over the training split.")]
 MaxSteps = Annotated[

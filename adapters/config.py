@@ -14,9 +14,6 @@ from kotae.rag.prompt import DEFAULT_PROMPT_FORMAT, PromptFormat
 
 Method = Literal["gptq", "awq"]
 
-ATTENTION_MLP = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-"""Every linear layer of a Gemma block: SFT teaches a format, which touches both attention and MLP."""
-
 EMBEDDINGS = ("embed_tokens", "lm_head")
 """Trained in full by CPT with `train_embeddings`: new words and names live in the vocabulary
 rows. vLLM cannot serve such an adapter as LoRA; it must be merged first."""
@@ -33,8 +30,9 @@ class LoraSpec:
     learned without pushing the base model far from what it knows."""
     dropout: float = 0.05
     """Dropout on the LoRA input during training."""
-    target_modules: tuple[str, ...] = ATTENTION_MLP
-    """Linear layers that get a LoRA update."""
+    target_modules: tuple[str, ...] = ()
+    """Linear layers that get a LoRA update; empty: every linear layer of the model's blocks, attention and
+    MLP (SFT teaches a format, which touches both), with the names read from the model."""
     modules_to_save: tuple[str, ...] = ()
     """Modules trained in full and saved with the adapter (e.g. `EMBEDDINGS`)."""
 
@@ -80,7 +78,8 @@ class TrainingConfig:
     """NEFTune: uniform noise of this scale on the input embeddings while training (e.g. 5); off by
     default — it helps open-ended chat, and an extractive answer copies its span from the prompt."""
     gradient_checkpointing: bool = False
-    """Recompute activations in the backward pass: less memory, ~30% slower. A 270M model does not need it."""
+    """Recompute activations in the backward pass instead of keeping them: less memory for a slower step,
+    what 7B-class bases need on one GPU; a 270M model does not."""
     eval_fraction: float = 0.02
     """Share of the examples held out for evaluation loss and the probes (0 for none)."""
     eval_steps: int = 200
