@@ -177,7 +177,7 @@ def cpt(
     text: Annotated[Path, typer.Option(help="Passage JSONL {id, title, text}.")],
     train_embeddings: Annotated[
         bool,
-        typer.Option(help="Train embed_tokens/lm_head in full too (the adapter then needs `kotae merge`)."),
+        typer.Option(help="Train the input and output embeddings in full too (then `kotae merge` it)."),
     ] = False,
     r: Rank = CPT_LORA.r,
     alpha: Alpha = CPT_LORA.alpha,

@@ -5,7 +5,7 @@ run of about 30k QA examples on one GPU; the tests shrink them.
 """
 
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -13,10 +13,6 @@ from kotae.core.config import DEFAULT_CONTEXT_TOKEN_BUDGET, DEFAULT_TOP_K
 from kotae.rag.prompt import DEFAULT_PROMPT_FORMAT, PromptFormat
 
 Method = Literal["gptq", "awq"]
-
-EMBEDDINGS = ("embed_tokens", "lm_head")
-"""Trained in full by CPT with `train_embeddings`: new words and names live in the vocabulary
-rows. vLLM cannot serve such an adapter as LoRA; it must be merged first."""
 
 
 @dataclass
@@ -34,7 +30,7 @@ class LoraSpec:
     """Linear layers that get a LoRA update; empty: every linear layer of the model's blocks, attention and
     MLP (SFT teaches a format, which touches both), with the names read from the model."""
     modules_to_save: tuple[str, ...] = ()
-    """Modules trained in full and saved with the adapter (e.g. `EMBEDDINGS`)."""
+    """Modules trained in full and saved with the adapter (CPT's embeddings with `train_embeddings`)."""
 
 
 @dataclass(kw_only=True)
@@ -159,15 +155,13 @@ class CPTRunConfig(TrainingConfig):
     learning_rate: float = 1e-4
     """Half of SFT's: with alpha 4x the update is already large, and raw text is many more tokens."""
     train_embeddings: bool = False
-    """Train `embed_tokens`/`lm_head` in full too, at `full_module_learning_rate`; the adapter
-    then needs `kotae merge` before it is served."""
+    """Train the input and output embeddings in full too (`embed_tokens`/`lm_head` for Llama,
+    `embed_in`/`embed_out` for GPT-NeoX-Japanese…, read from the model), at `full_module_learning_rate`:
+    new words and names live in the vocabulary rows. vLLM cannot serve such an adapter as LoRA; it needs
+    `kotae merge` first."""
     packing: bool = True
     """Passages are packed into `max_length` rows: no padding, and a long passage is split, not cut."""
     max_length: int = 1024
     """Row length when packing."""
     eval_fraction: float = 0.0
     """Every passage is knowledge to inject: none is held out; the knowledge probe measures the run."""
-
-    def __post_init__(self) -> None:
-        if self.train_embeddings and not self.lora.modules_to_save:
-            self.lora = replace(self.lora, modules_to_save=EMBEDDINGS)

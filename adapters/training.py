@@ -187,13 +187,10 @@ def bf16_supported() -> bool:
 
 
 def block_linear_layers(base: Path) -> tuple[str, ...]:
-    """The names of the linear layers in `base`'s blocks (every `nn.Linear` but the output head), read from
-    the model built on the meta device: no weights are loaded."""
+    """The names of the linear layers in `base`'s blocks (every `nn.Linear` but the output head)."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
 
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(base))
+    model = _meta_model(base)
     head = model.get_output_embeddings()
     names = {
         name.rsplit(".", 1)[-1]
@@ -203,6 +200,22 @@ def block_linear_layers(base: Path) -> tuple[str, ...]:
     if not names:
         raise KotaeError(f"{base}: the model has no linear layers for LoRA; name them with --target-modules")
     return tuple(sorted(names))
+
+
+def embedding_layers(base: Path) -> tuple[str, ...]:
+    """The names of `base`'s input and output embeddings (`embed_tokens`, `lm_head` for Llama)."""
+    model = _meta_model(base)
+    wanted = {id(model.get_input_embeddings()), id(model.get_output_embeddings())}
+    return tuple(sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules() if id(m) in wanted}))
+
+
+def _meta_model(base: Path) -> Any:
+    """`base`'s model built on the meta device, for its module names: no weights are loaded."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(base))
 
 
 def save_adapter(model: Any, folder: Path, bf16: bool) -> None:
