@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pytest
 
-from kotae.models.testing import build_tiny_e5, build_tiny_gemma, build_tiny_gpt_neox, build_tiny_llama
+from kotae.models.testing import build_tiny_e5, build_tiny_gemma
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -86,16 +86,15 @@ VLLM_LORA_MAX_VOCAB = 258_048
 
 
 @pytest.mark.parametrize(
-    ("build", "architecture"),
-    [(build_tiny_llama, "LlamaForCausalLM"), (build_tiny_gpt_neox, "GPTNeoXForCausalLM")],
+    ("fixture", "architecture"), [("tiny_llama", "LlamaForCausalLM"), ("tiny_gpt_neox", "GPTNeoXForCausalLM")]
 )
 def test_tiny_decoders_read_japanese_with_a_vocabulary_vllm_serves_lora_on(
-    tmp_path: Path, build, architecture
-):
+    request: pytest.FixtureRequest, fixture: str, architecture: str
+) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    folder = build(tmp_path / architecture)
+    folder = request.getfixturevalue(fixture)
     model = AutoModelForCausalLM.from_pretrained(folder)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     assert type(model).__name__ == architecture and model.dtype == torch.bfloat16

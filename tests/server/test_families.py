@@ -3,7 +3,7 @@ an adapter with `kotae train sft` and answers `/v1/qa` with it, the prompt in th
 
 One test per family, each paying one training run and one engine start."""
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +12,6 @@ import pytest
 from engine_marker import engine_fixture
 from server_fixtures import app_serving, server_settings, tiny_pipeline
 
-from kotae.models.testing import build_tiny_gpt_neox, build_tiny_llama
 from kotae.rag.prompt import Prompter, PromptFormat
 
 pytestmark = pytest.mark.slow  # each trains an adapter on the CPU
@@ -24,14 +23,15 @@ QUESTION = "日本で最も高い山は何ですか？"
 @dataclass(frozen=True)
 class Family:
     name: str
-    build: Callable[[Path], Path]
+    model: str
+    """The session fixture of its tiny model (tests/conftest.py)."""
     prompt_format: PromptFormat
     """Trained in a format other than the default, so that the served prompt shows which one was used."""
 
 
 FAMILIES = [
-    Family("llama", build_tiny_llama, "chat-template"),
-    Family("gpt-neox", build_tiny_gpt_neox, "rwkv"),
+    Family("llama", "tiny_llama", "chat-template"),
+    Family("gpt-neox", "tiny_gpt_neox", "rwkv"),
 ]
 
 
@@ -50,7 +50,7 @@ def trained(request: pytest.FixtureRequest, tmp_path: Path) -> TrainedFamily:
     from kotae.adapters.commands import train_app
 
     family: Family = request.param
-    base = family.build(tmp_path / f"tiny-{family.name}")
+    base: Path = request.getfixturevalue(family.model)
     adapters = tmp_path / "adapters"
     args = ["sft", "--base", str(base), "--data", str(ALPACA), "--out", str(adapters / "tuned")]
     args += ["--prompt-format", family.prompt_format, "--r", "8", "--max-steps", "1", "--batch-size", "3"]
