@@ -52,7 +52,7 @@ async def run(
 
 
 def batched(retriever: Retriever, top_k: int) -> RetrievalBatcher:
-    def prepare_many(questions, _top_k, mode, _collection) -> list[PreparedQuestion]:
+    def prepare_many(questions, _top_k, mode, _collection, _prompt_format) -> list[PreparedQuestion]:
         hit_lists = retriever.retrieve_many(list(questions), top_k, mode)
         return [
             PreparedQuestion(q, hits, False, "", 0.0) for q, hits in zip(questions, hit_lists, strict=True)

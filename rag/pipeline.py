@@ -8,9 +8,20 @@ from kotae.core.config import RetrievalMode, Settings
 from kotae.core.passage import Hit, Passage
 from kotae.rag.collections import Collections
 from kotae.rag.engine_protocol import Completion, Engine, Sampling
-from kotae.rag.prompt import FittedPrompt, clean_answer, context_line, fit_prompt
+from kotae.rag.prompt import (
+    DEFAULT_PROMPT_FORMAT,
+    FittedPrompt,
+    Prompter,
+    PromptFormat,
+    clean_answer,
+    context_line,
+    fit_prompt,
+)
 from kotae.rag.retrieval_batcher import RetrievalBatcher
 from kotae.rag.retriever import Retriever
+
+PromptFormatOf = Callable[[str | None], PromptFormat]
+"""The prompt format an adapter was trained in (None: the base model)."""
 
 RETRIEVAL_BATCH = 64
 """Most questions one shared retrieval batch embeds (concurrent requests beyond it wait for the next)."""
@@ -53,6 +64,8 @@ class Pipeline:
         self.engine = engine
         self.settings = settings
         self._batcher = RetrievalBatcher(self.prepare_many, RETRIEVAL_BATCH)
+        self.prompt_format_of: PromptFormatOf = lambda adapter: DEFAULT_PROMPT_FORMAT
+        """Set from the adapter catalog once adapters are loaded (`kotae.runtime.load_adapters`)."""
 
     @property
     def retriever(self) -> Retriever:
@@ -60,10 +73,15 @@ class Pipeline:
         return self.collections.default
 
     def prompt_for(
-        self, question: str, passages: Sequence[Passage], count_tokens: Callable[[str], int] | None = None
+        self,
+        question: str,
+        passages: Sequence[Passage],
+        count_tokens: Callable[[str], int] | None = None,
+        prompt_format: PromptFormat = DEFAULT_PROMPT_FORMAT,
     ) -> FittedPrompt:
         budget = self.settings.context_token_budget
-        return fit_prompt(question, passages, count_tokens or self.engine.count_tokens, budget)
+        prompter = Prompter(prompt_format, self.engine.count_tokens.tokenizer)
+        return fit_prompt(question, passages, count_tokens or self.engine.count_tokens, budget, prompter)
 
     def prepare(
         self,
@@ -71,8 +89,9 @@ class Pipeline:
         top_k: int | None = None,
         mode: RetrievalMode | None = None,
         collection: str | None = None,
+        prompt_format: PromptFormat = DEFAULT_PROMPT_FORMAT,
     ) -> PreparedQuestion:
-        return self.prepare_many([question], top_k, mode, collection)[0]
+        return self.prepare_many([question], top_k, mode, collection, prompt_format=prompt_format)[0]
 
     async def prepare_batched(
         self,
@@ -80,10 +99,11 @@ class Pipeline:
         top_k: int | None = None,
         mode: RetrievalMode | None = None,
         collection: str | None = None,
+        prompt_format: PromptFormat = DEFAULT_PROMPT_FORMAT,
     ) -> PreparedQuestion:
         """`prepare` for a request among concurrent ones: retrieved in a batch with the questions that
         arrived while the previous batch ran; `retrieve_ms` includes that wait."""
-        return await self._batcher.prepare(question, top_k, mode, collection)
+        return await self._batcher.prepare(question, top_k, mode, collection, prompt_format)
 
     def prepare_many(
         self,
@@ -91,10 +111,11 @@ class Pipeline:
         top_k: int | None = None,
         mode: RetrievalMode | None = None,
         collection: str | None = None,
+        prompt_format: PromptFormat = DEFAULT_PROMPT_FORMAT,
         given: Sequence[Sequence[Passage]] | None = None,
     ) -> list[PreparedQuestion]:
         """Batched retrieval from `collection` (None: the default one; one embedding batch for all
-        questions), or the given passages as they are."""
+        questions), or the given passages as they are; prompts in `prompt_format`."""
         started = time.perf_counter()
         if given is None:
             retriever = self.collections.get(collection)
@@ -102,10 +123,14 @@ class Pipeline:
         else:
             hit_lists = [[Hit(p, 1.0) for p in passages] for passages in given]
         retrieve_ms = (time.perf_counter() - started) * 1000 / max(len(questions), 1)
-        return self.prepared(questions, hit_lists, retrieve_ms)
+        return self.prepared(questions, hit_lists, retrieve_ms, prompt_format)
 
     def prepared(
-        self, questions: Sequence[str], hit_lists: Sequence[list[Hit]], retrieve_ms: float
+        self,
+        questions: Sequence[str],
+        hit_lists: Sequence[list[Hit]],
+        retrieve_ms: float,
+        prompt_format: PromptFormat = DEFAULT_PROMPT_FORMAT,
     ) -> list[PreparedQuestion]:
         """The prompts of questions whose passages are already retrieved."""
         # Every context line counted in one batch, not one tokenizer call per line under the GIL.
@@ -114,7 +139,7 @@ class Pipeline:
         )
         prepared = []
         for question, hits in zip(questions, hit_lists, strict=True):
-            prompt = self.prompt_for(question, [hit.passage for hit in hits], count)
+            prompt = self.prompt_for(question, [hit.passage for hit in hits], count, prompt_format)
             sources = hits[: prompt.passages]
             prepared.append(PreparedQuestion(question, sources, prompt.last_cut, prompt.text, retrieve_ms))
         return prepared
@@ -128,7 +153,8 @@ class Pipeline:
         mode: RetrievalMode | None = None,
         collection: str | None = None,
     ) -> Answer:
-        prepared = await self.prepare_batched(question, top_k, mode, collection)
+        prompt_format = self.prompt_format_of(adapter)
+        prepared = await self.prepare_batched(question, top_k, mode, collection, prompt_format)
         started = time.perf_counter()
         completion = await self.engine.complete(prepared.prompt, sampling, adapter)
         return _answer(prepared, completion, (time.perf_counter() - started) * 1000)
@@ -150,10 +176,14 @@ class Pipeline:
 
 
 def make_prompt(
-    question: str, passages: Sequence[Passage], count_tokens: Callable[[str], int], budget: int
+    question: str,
+    passages: Sequence[Passage],
+    count_tokens: Callable[[str], int],
+    budget: int,
+    prompter: Prompter,
 ) -> str:
     """The serving prompt; training builds its examples with this same function."""
-    return fit_prompt(question, passages, count_tokens, budget).text
+    return fit_prompt(question, passages, count_tokens, budget, prompter).text
 
 
 def _answer(prepared: PreparedQuestion, completion: Completion, generate_ms: float) -> Answer:

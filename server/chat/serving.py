@@ -72,13 +72,16 @@ async def prepare_turn(service: Service, request: ChatCompletionRequest, scope: 
         request.seed,
     )
     sources: list[Source] | None = None
+    prompt_format = service.pipeline.prompt_format_of(adapter)
     if options.retrieval:
-        prepared = await service.pipeline.prepare_batched(question, options.top_k, options.mode, collection)
+        prepared = await service.pipeline.prepare_batched(
+            question, options.top_k, options.mode, collection, prompt_format
+        )
         service.metrics.retrieval_seconds.observe(prepared.retrieve_ms / 1000)
         prompt = prepared.prompt
         sources = Source.list_of(prepared.sources, options.include_text, prepared.last_cut)
     else:
-        prompt = service.pipeline.prompt_for(question, []).text
+        prompt = service.pipeline.prompt_for(question, [], prompt_format=prompt_format).text
     return ChatTurn(prompt, sampling, adapter, adapter or service.base_model, sources)
 
 

@@ -140,7 +140,7 @@ def examples_file(tiny_gemma: Path, tmp_path_factory: pytest.TempPathFactory) ->
     )
     from kotae.core.passage import Passage
     from kotae.rag.pipeline import make_prompt
-    from kotae.rag.prompt import PROMPT_VERSION
+    from kotae.rag.prompt import DEFAULT_PROMPTER, PROMPT_VERSION
     from kotae.rag.token_counter import TokenCounter
 
     count_tokens = TokenCounter(AutoTokenizer.from_pretrained(tiny_gemma))
@@ -150,7 +150,7 @@ def examples_file(tiny_gemma: Path, tmp_path_factory: pytest.TempPathFactory) ->
         contexts = [Passage(**PASSAGES[i]), Passage(**PASSAGES[(i + 1) % len(PASSAGES)])]
         rows.append(
             ExampleRow(
-                prompt=make_prompt(question["question"], contexts, count_tokens, budget),
+                prompt=make_prompt(question["question"], contexts, count_tokens, budget, DEFAULT_PROMPTER),
                 completion=completion_for(question["answers"][0]),
                 question=question["question"],
                 answers=question["answers"],
