@@ -53,13 +53,14 @@ def average_adapters(
 
 
 def _check_compatible(sources: list[Source]) -> None:
-    """Updates add up only on the same base, modules and prompt template."""
+    """Updates add up only on the same base, modules, prompt template and prompt format."""
 
     def traits(source: Source) -> dict[str, object]:
         metadata = source.metadata
         return {
             "base model": metadata.base_model.hash,
             "prompt template": metadata.prompt_version,
+            "prompt format": metadata.prompt_format,
             "target modules": sorted(metadata.lora.target_modules),
             "fully trained modules": sorted(metadata.lora.modules_to_save),
         }

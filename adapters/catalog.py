@@ -26,7 +26,7 @@ from kotae.adapters.metadata import (
 )
 from kotae.core.errors import InputError, KotaeError
 from kotae.rag.engine_protocol import Engine
-from kotae.rag.prompt import PROMPT_VERSION
+from kotae.rag.prompt import DEFAULT_PROMPT_FORMAT, PROMPT_VERSION, PromptFormat
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +126,12 @@ class AdapterCatalog:
 
     def is_loaded(self, name: str) -> bool:
         return name in self.engine.adapters
+
+    def prompt_format(self, name: str | None) -> PromptFormat:
+        """The format `name` was trained in; the default for the base model (None) and for adapters
+        without kotae's metadata."""
+        spec = self._specs.get(name) if name is not None else None
+        return spec.metadata.prompt_format if spec and spec.metadata else DEFAULT_PROMPT_FORMAT
 
     # -- changes --------------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from rich.console import Console
 
 from kotae.adapters.config import CPTRunConfig, LoraSpec, Method, SFTRunConfig, TrainingConfig
 from kotae.core.config import get_settings
+from kotae.rag.prompt import PromptFormat
 
 train_app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
 console = Console()
@@ -37,7 +38,13 @@ Out = Annotated[Path, typer.Option(help="Adapter folder to write (atomically, wh
 Rank = Annotated[int, typer.Option("--r", help="LoRA rank.")]
 Alpha = Annotated[int, typer.Option(help="LoRA alpha (the update is scaled by alpha / r).")]
 Dropout = Annotated[float, typer.Option(help="LoRA dropout.")]
-Targets = Annotated[str, typer.Option(help="Comma-separated module names that get LoRA.")]
+Targets = Annotated[
+    str,
+    typer.Option(
+        help="Comma-separated module names that get LoRA (default: every linear layer of the model's "
+        "blocks, named as the model names them)."
+    ),
+]
 LearningRate = Annotated[float, typer.Option(help="Peak learning rate (cosine decay after warmup).")]
 Epochs = Annotated[float, typer.Option(help="Passes over the training split.")]
 MaxSteps = Annotated[
@@ -68,6 +75,13 @@ TokenizeWorkers = Annotated[
     int | None, typer.Option(help="Processes that tokenize the examples (default: this one).")
 ]
 Overwrite = Annotated[bool, typer.Option(help="Replace the output if it exists.")]
+PromptFormatOption = Annotated[
+    PromptFormat,
+    typer.Option(
+        help="Prompt format, recorded in the adapter and used when it is served: alpaca-ja (指示/入力/応答), "
+        "chat-template (the base model's own), rwkv (+qa/+gen prefixes), record-line (one record per line)."
+    ),
+]
 Negatives = Annotated[
     float,
     typer.Option(
@@ -99,7 +113,15 @@ def sft(
     base: Base,
     out: Out,
     data: Annotated[
-        Path | None, typer.Option(help="QA JSONL {qid, question, answers, gold_passage_ids}.")
+        Path | None,
+        typer.Option(
+            help="QA JSONL {qid, question, answers, gold_passage_ids} (needs --index) or instruction JSONL "
+            "{instruction, input, output}."
+        ),
+    ] = None,
+    mix: Annotated[
+        list[Path] | None,
+        typer.Option(help="Another QA or instruction JSONL to train on together with --data (repeatable)."),
     ] = None,
     index: Annotated[
         Path | None, typer.Option(help="Index with the gold passages; gives the distractors.")
@@ -109,6 +131,7 @@ def sft(
         typer.Option(help="Examples built by `kotae train examples` (instead of --data/--index)."),
     ] = None,
     contexts: Annotated[int, typer.Option(help="Passages per prompt: gold + distractors.")] = SFT["contexts"],
+    prompt_format: PromptFormatOption = SFT["prompt_format"],
     negatives: Negatives = SFT["negatives"],
     r: Rank = SFT_LORA.r,
     alpha: Alpha = SFT_LORA.alpha,
@@ -136,16 +159,19 @@ def sft(
     tokenize_workers: TokenizeWorkers = None,
     overwrite: Overwrite = False,
 ) -> None:
-    """LoRA SFT on QA in the served prompt format (gold passage + retrieved distractors → answer)."""
+    """LoRA SFT in the adapter's prompt format: QA (gold passage + retrieved distractors → answer) and
+    instruction records (instruction + input → output)."""
     from kotae.adapters.sft import train_sft
 
     config = SFTRunConfig(
         base=resolve_base(base),
         out=out,
         data=data,
+        mix=tuple(mix or ()),
         index=index,
         examples=examples,
         contexts=contexts,
+        prompt_format=prompt_format,
         context_token_budget=get_settings().context_token_budget,
         negatives=negatives,
         lora=_lora(r, alpha, dropout, target_modules),
@@ -161,7 +187,7 @@ def cpt(
     text: Annotated[Path, typer.Option(help="Passage JSONL {id, title, text}.")],
     train_embeddings: Annotated[
         bool,
-        typer.Option(help="Train embed_tokens/lm_head in full too (the adapter then needs `kotae merge`)."),
+        typer.Option(help="Train the input and output embeddings in full too (then `kotae merge` it)."),
     ] = False,
     r: Rank = CPT_LORA.r,
     alpha: Alpha = CPT_LORA.alpha,
@@ -217,15 +243,17 @@ def examples(
     index: Annotated[Path, typer.Option(help="Index with the gold passages; gives the distractors.")],
     out: Annotated[Path, typer.Option(help="Examples JSONL to write (.gz to compress).")],
     contexts: Annotated[int, typer.Option(help="Passages per prompt: gold + distractors.")] = SFT["contexts"],
+    prompt_format: PromptFormatOption = SFT["prompt_format"],
     negatives: Negatives = SFT["negatives"],
     seed: Seed = SFT["seed"],
 ) -> None:
     """Build SFT examples (prompt + completion) without training: retrieval here, training elsewhere."""
-    from kotae.adapters.sft import build_sft_examples
+    from kotae.adapters.sft import build_sft_examples, load_prompter
     from kotae.adapters.sft_examples import write_examples
 
     budget = get_settings().context_token_budget
-    built = build_sft_examples(resolve_base(base), data, index, contexts, budget, seed, console, negatives)
+    prompter = load_prompter(resolve_base(base), prompt_format)
+    built = build_sft_examples(prompter, data, index, contexts, budget, seed, console, negatives)
     write_examples(out, built)
     console.print(f"[green]wrote[/] {out}")
 

@@ -5,20 +5,14 @@ run of about 30k QA examples on one GPU; the tests shrink them.
 """
 
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from kotae.core.config import DEFAULT_CONTEXT_TOKEN_BUDGET, DEFAULT_TOP_K
+from kotae.rag.prompt import DEFAULT_PROMPT_FORMAT, PromptFormat
 
 Method = Literal["gptq", "awq"]
-
-ATTENTION_MLP = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-"""Every linear layer of a Gemma block: SFT teaches a format, which touches both attention and MLP."""
-
-EMBEDDINGS = ("embed_tokens", "lm_head")
-"""Trained in full by CPT with `train_embeddings`: new words and names live in the vocabulary
-rows. vLLM cannot serve such an adapter as LoRA; it must be merged first."""
 
 
 @dataclass
@@ -32,10 +26,11 @@ class LoraSpec:
     learned without pushing the base model far from what it knows."""
     dropout: float = 0.05
     """Dropout on the LoRA input during training."""
-    target_modules: tuple[str, ...] = ATTENTION_MLP
-    """Linear layers that get a LoRA update."""
+    target_modules: tuple[str, ...] = ()
+    """Linear layers that get a LoRA update; empty: every linear layer of the model's blocks, attention and
+    MLP (SFT teaches a format, which touches both), with the names read from the model."""
     modules_to_save: tuple[str, ...] = ()
-    """Modules trained in full and saved with the adapter (e.g. `EMBEDDINGS`)."""
+    """Modules trained in full and saved with the adapter (CPT's embeddings with `train_embeddings`)."""
 
 
 @dataclass(kw_only=True)
@@ -79,7 +74,8 @@ class TrainingConfig:
     """NEFTune: uniform noise of this scale on the input embeddings while training (e.g. 5); off by
     default — it helps open-ended chat, and an extractive answer copies its span from the prompt."""
     gradient_checkpointing: bool = False
-    """Recompute activations in the backward pass: less memory, ~30% slower. A 270M model does not need it."""
+    """Recompute activations in the backward pass instead of keeping them: less memory for a slower step,
+    what 7B-class bases need on one GPU; a 270M model does not."""
     eval_fraction: float = 0.02
     """Share of the examples held out for evaluation loss and the probes (0 for none)."""
     eval_steps: int = 200
@@ -113,21 +109,30 @@ class TrainingConfig:
     def hyperparameters(self) -> dict[str, Any]:
         """What the metadata records: every knob but the paths, as JSON values (tuples become lists)."""
         values = asdict(self)
-        for key in ("base", "out", "knowledge_probe", "data", "index", "examples", "text", "init_adapter"):
+        paths = ("base", "out", "knowledge_probe", "data", "mix", "index", "examples", "text", "init_adapter")
+        for key in paths:
             values.pop(key, None)
         return json.loads(json.dumps(values))
 
 
 @dataclass(kw_only=True)
 class SFTRunConfig(TrainingConfig):
-    """Supervised fine-tuning on QA: the 指示/入力/応答 prompt with retrieved contexts → the gold answer."""
+    """Supervised fine-tuning, loss on the answer only: QA (the question with retrieved contexts → the gold
+    answer) and instruction records (instruction and input → output), in the adapter's prompt format."""
 
     data: Path | None = None
-    """QA JSONL `{qid, question, answers, gold_passage_ids}`; needs `index`."""
+    """QA JSONL `{qid, question, answers, gold_passage_ids}` (needs `index`) or instruction JSONL
+    `{instruction, input, output}` (Alpaca style), told apart by the first record's fields."""
+    mix: tuple[Path, ...] = ()
+    """More QA or instruction JSONL files, trained together with `data`."""
     index: Path | None = None
-    """Index holding the gold passages and giving the distractors."""
+    """Index holding the gold passages of the QA files and giving the distractors."""
     examples: Path | None = None
     """Prompt/completion JSONL written by `kotae train examples` (instead of `data` + `index`)."""
+    prompt_format: PromptFormat = DEFAULT_PROMPT_FORMAT
+    """Format of the prompts (`kotae.rag.prompt`): alpaca-ja (指示/入力/応答), chat-template (the base
+    model's own), rwkv (`+qa`/`+gen` prefixes) or record-line (one record per line). Recorded in the adapter;
+    serving writes the adapter's prompts in it."""
     contexts: int = DEFAULT_TOP_K
     """Passages per prompt: the gold one plus contexts - 1 retrieved distractors, as `top_k` serves."""
     context_token_budget: int = DEFAULT_CONTEXT_TOKEN_BUDGET
@@ -154,15 +159,13 @@ class CPTRunConfig(TrainingConfig):
     learning_rate: float = 1e-4
     """Half of SFT's: with alpha 4x the update is already large, and raw text is many more tokens."""
     train_embeddings: bool = False
-    """Train `embed_tokens`/`lm_head` in full too, at `full_module_learning_rate`; the adapter
-    then needs `kotae merge` before it is served."""
+    """Train the input and output embeddings in full too (`embed_tokens`/`lm_head` for Llama,
+    `embed_in`/`embed_out` for GPT-NeoX-Japanese…, read from the model), at `full_module_learning_rate`:
+    new words and names live in the vocabulary rows. vLLM cannot serve such an adapter as LoRA; it needs
+    `kotae merge` first."""
     packing: bool = True
     """Passages are packed into `max_length` rows: no padding, and a long passage is split, not cut."""
     max_length: int = 1024
     """Row length when packing."""
     eval_fraction: float = 0.0
     """Every passage is knowledge to inject: none is held out; the knowledge probe measures the run."""
-
-    def __post_init__(self) -> None:
-        if self.train_embeddings and not self.lora.modules_to_save:
-            self.lora = replace(self.lora, modules_to_save=EMBEDDINGS)

@@ -19,21 +19,21 @@ from kotae.core.durable import file_sha256
 from kotae.core.errors import InputError
 from kotae.core.qa_jsonl import read_qa_jsonl
 from kotae.rag.metrics import score_answer
-from kotae.rag.prompt import build_prompt
+from kotae.rag.prompt import Prompter
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
 class KnowledgeProbe:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, prompter: Prompter) -> None:
         self.path = path
         self.sha256 = file_sha256(path)
         self.rows = [row for _, row in read_qa_jsonl(path)]
         if not self.rows:
             raise InputError(path, None, "no questions")
-        # The served template with an empty 入力 (what `make_prompt` gives for no passages).
-        self.prompts = [build_prompt(row.question, []) for row in self.rows]
+        # The served prompt without passages (what `make_prompt` gives for none).
+        self.prompts = [prompter.qa(row.question, []) for row in self.rows]
 
     def score(self, model: "PreTrainedModel", tokenizer: "PreTrainedTokenizerBase") -> float:
         """Share of the questions whose answer partially matches (kotae eval's normalization and rule)."""

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 from kotae.adapters.config import LoraSpec
 from kotae.core.errors import InputError
 from kotae.models.store import model_hash
+from kotae.rag.prompt import DEFAULT_PROMPT_FORMAT, PromptFormat
 
 METADATA_FILE = "kotae_adapter.json"
 PEFT_FILES = ("adapter_config.json", "adapter_model.safetensors")
@@ -79,7 +80,11 @@ class AdapterMetadata(BaseModel):
     base_model: ModelRef
     prompt_version: str
     """`kotae.rag.prompt.PROMPT_VERSION` of the template the adapter was trained on."""
+    prompt_format: PromptFormat = DEFAULT_PROMPT_FORMAT
+    """The format of its prompts (`kotae.rag.prompt`); serving writes its prompts in it."""
     data: DataRef
+    mixed: list[DataRef] = []
+    """Further data files trained together with `data` (`--mix`)."""
     contexts: ContextsRef | None = None
     lora: LoraSpec
     continued_from: AdapterRef | None = None

@@ -17,6 +17,7 @@ from kotae.core.errors import KotaeError
 from kotae.core.qa_jsonl import QAItem
 from kotae.rag.abstention import NO_ANSWER
 from kotae.rag.pipeline import make_prompt
+from kotae.rag.prompt import Prompter
 from kotae.rag.retriever import Retriever
 from kotae.rag.unanswerable import NOANS_SUFFIX, search_without_gold
 
@@ -28,12 +29,14 @@ def negative_examples(
     items: Sequence[QAItem],
     retriever: Retriever,
     count_tokens: Callable[[str], int],
+    prompter: Prompter,
     contexts: int,
     budget: int,
     share: float,
     seed: int,
 ) -> list[ExampleRow]:
-    """Negatives for a seeded random `share` (0–1) of the answerable `items` that have gold passages."""
+    """Negatives for a seeded random `share` (0–1) of the answerable `items` that have gold passages, in
+    `prompter`'s format."""
     if not 0 <= share <= 1:
         raise KotaeError(f"the share of negatives must be between 0 and 1, not {share}")
     eligible = [item for item in items if item.answerable and item.gold_passage_ids]
@@ -46,7 +49,7 @@ def negative_examples(
             passages = [hit.passage for hit in found.hits]
             examples.append(
                 ExampleRow(
-                    prompt=make_prompt(item.question, passages, count_tokens, budget),
+                    prompt=make_prompt(item.question, passages, count_tokens, budget, prompter),
                     completion=completion_for(NO_ANSWER),
                     question=item.question,
                     answers=[NO_ANSWER],

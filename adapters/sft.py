@@ -1,59 +1,108 @@
-"""`kotae train sft`: LoRA SFT on QA in the served prompt format, loss on the answer only."""
+"""`kotae train sft`: LoRA SFT on QA and instruction records in the adapter's prompt format, loss on the
+answer only."""
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
 
 from kotae.adapters.atomic import check_target
 from kotae.adapters.config import SFTRunConfig
-from kotae.adapters.metadata import AdapterMetadata, DataRef
+from kotae.adapters.metadata import AdapterMetadata, ContextsRef, DataRef
 from kotae.adapters.negatives import negative_examples, with_negatives
 from kotae.adapters.probe_callback import Probe
-from kotae.adapters.sft_examples import BuiltExamples, build_examples, read_examples
+from kotae.adapters.rows import ExampleRow
+from kotae.adapters.sft_examples import (
+    BuiltExamples,
+    build_examples,
+    instruction_examples,
+    is_instruction_data,
+    read_examples,
+)
 from kotae.adapters.training import RunData, held_out_split, train_adapter
 from kotae.core.config import get_settings
 from kotae.core.durable import file_sha256
 from kotae.core.errors import KotaeError
 from kotae.core.qa_jsonl import read_qa_jsonl
 from kotae.rag.abstention import NO_ANSWER
+from kotae.rag.prompt import Prompter, PromptFormat
+
+
+@dataclass(frozen=True, slots=True)
+class SourceExamples:
+    """The examples of one data file."""
+
+    rows: list[ExampleRow]
+    data: DataRef
+    contexts: ContextsRef | None
+    """How a QA file's prompts got their passages; None for instruction records."""
 
 
 def train_sft(config: SFTRunConfig, console: Console, overwrite: bool = False) -> AdapterMetadata:
     check_target(config.out, overwrite)
     if config.examples is not None:
         built = read_examples(config.examples)
-        data = DataRef(
+        if built.info.prompt_format != config.prompt_format:
+            raise KotaeError(
+                f"{config.examples} was built in prompt format {built.info.prompt_format!r}: "
+                f"train it with --prompt-format {built.info.prompt_format}"
+            )
+        ref = DataRef(
             path=str(config.examples.resolve()), sha256=file_sha256(config.examples), rows=len(built.rows)
         )
-    elif config.data is not None and config.index is not None:
-        built = build_sft_examples(
-            config.base,
-            config.data,
-            config.index,
-            config.contexts,
-            config.context_token_budget,
-            config.seed,
-            console,
-            config.negatives,
-        )
-        data = built.info.contexts.source
+        sources = [SourceExamples(built.rows, ref, built.info.contexts)]
+    elif config.data is not None:
+        prompter = load_prompter(config.base, config.prompt_format)
+        sources = [_source_examples(path, config, prompter, console) for path in (config.data, *config.mix)]
     else:
-        raise KotaeError("SFT needs --data and --index, or --examples")
-    train, held = held_out_split(built.rows, config.eval_fraction, config.seed)
+        raise KotaeError("SFT needs --data (and --index for QA sets), or --examples")
+    rows = [row for source in sources for row in source.rows]
+    train, held = held_out_split(rows, config.eval_fraction, config.seed)
     probe_rows = (held or train)[: config.probe_count]
     run = RunData(
         kind="sft",
         train=[{"prompt": r.prompt, "completion": r.completion} for r in train],
         eval=[{"prompt": r.prompt, "completion": r.completion} for r in held],
-        data=data,
+        data=sources[0].data,
+        mixed=[source.data for source in sources[1:]],
         probes=[Probe(r.question, r.prompt, r.answers) for r in probe_rows],
-        contexts=built.info.contexts,
+        contexts=next((source.contexts for source in sources if source.contexts), None),
+        prompt_format=config.prompt_format,
     )
     return train_adapter(config, run, console, overwrite)
 
 
+def load_prompter(base: Path, prompt_format: PromptFormat) -> Prompter:
+    """The prompt writer of `base`'s tokenizer (whose chat template `chat-template` uses)."""
+    from transformers import AutoTokenizer
+
+    return Prompter(prompt_format, AutoTokenizer.from_pretrained(base))
+
+
+def _source_examples(
+    path: Path, config: SFTRunConfig, prompter: Prompter, console: Console
+) -> SourceExamples:
+    if is_instruction_data(path):
+        rows, ref = instruction_examples(path, prompter)
+        console.print(f"{len(rows)} instruction examples from {path}")
+        return SourceExamples(rows, ref, None)
+    if config.index is None:
+        raise KotaeError(f"{path} is a QA set: its prompts need --index (the passages to answer from)")
+    built = build_sft_examples(
+        prompter,
+        path,
+        config.index,
+        config.contexts,
+        config.context_token_budget,
+        config.seed,
+        console,
+        config.negatives,
+    )
+    return SourceExamples(built.rows, built.info.contexts.source, built.info.contexts)
+
+
 def build_sft_examples(
-    base: Path,
+    prompter: Prompter,
     data: Path,
     index: Path,
     contexts: int,
@@ -64,8 +113,6 @@ def build_sft_examples(
 ) -> BuiltExamples:
     """Examples for `data` with passages from `index`, retrieved as `kotae serve` retrieves them; and
     negatives for a `negatives` share of its questions (`kotae.adapters.negatives`)."""
-    from transformers import AutoTokenizer
-
     from kotae.indexer.embedder import Embedder
     from kotae.indexer.index import Index
     from kotae.models.store import ModelStore
@@ -78,14 +125,16 @@ def build_sft_examples(
         retriever = Retriever(
             opened, Embedder(ModelStore(settings.home).embedder(settings.embedder)), settings
         )
-        count_tokens = TokenCounter(AutoTokenizer.from_pretrained(base))
+        count_tokens = TokenCounter(prompter.tokenizer)
     try:
         built = build_examples(
-            data, index, opened, retriever, settings.retrieval, count_tokens, contexts, budget, seed
+            data, index, opened, retriever, settings.retrieval, count_tokens, prompter, contexts, budget, seed
         )
         if negatives > 0:
             items = [item for _, item in read_qa_jsonl(data)]
-            found = negative_examples(items, retriever, count_tokens, contexts, budget, negatives, seed)
+            found = negative_examples(
+                items, retriever, count_tokens, prompter, contexts, budget, negatives, seed
+            )
             built = with_negatives(built, found)
             console.print(f"{len(found)} negative examples (the gold article left out, answer: {NO_ANSWER})")
     finally:

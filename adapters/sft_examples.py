@@ -1,10 +1,12 @@
-"""SFT examples: the serving prompt around the gold passage and retrieved distractors, and the answer.
+"""SFT examples: the serving prompt around the gold passage and retrieved distractors, and the answer; or
+an instruction record's prompt and output.
 
 Each prompt comes from `kotae.rag.pipeline.make_prompt`, the function the server and evals call, with the
 engine's token count, so an adapter is trained on exactly the bytes it will be served. As in the seed's
 training set, the gold passage sits among passages the retriever ranked high for the question (the
 confusable ones the model must learn to ignore), in a seeded random order so that the model does not
-learn that the answer is always in the first line.
+learn that the answer is always in the first line. Instruction records (Alpaca style) go through the same
+prompt format, the instruction and its input in the places of the question and its contexts.
 """
 
 import itertools
@@ -21,12 +23,14 @@ from kotae.adapters.metadata import ContextsRef, DataRef
 from kotae.adapters.rows import ExampleRow, read_rows
 from kotae.core.durable import atomic_text, file_sha256
 from kotae.core.errors import InputError, KotaeError
+from kotae.core.instruction_jsonl import read_instruction_jsonl
+from kotae.core.jsonl import read_jsonl
 from kotae.core.passage import Passage
 from kotae.core.qa_jsonl import QAItem, read_qa_jsonl
 from kotae.indexer.chunking import CHUNK_ID_SEPARATOR, document_id
 from kotae.rag.engine_protocol import ANSWER_STOPS
 from kotae.rag.pipeline import make_prompt
-from kotae.rag.prompt import PROMPT_VERSION, fit_contexts
+from kotae.rag.prompt import DEFAULT_PROMPT_FORMAT, PROMPT_VERSION, Prompter, PromptFormat, fit_contexts
 
 if TYPE_CHECKING:
     from kotae.indexer.index import Index
@@ -56,6 +60,7 @@ class ExamplesInfo(BaseModel):
     """Sidecar of an examples file (`<file>.json`): how its prompts were made."""
 
     prompt_version: str
+    prompt_format: PromptFormat = DEFAULT_PROMPT_FORMAT
     contexts: ContextsRef
     examples: int
 
@@ -73,6 +78,7 @@ def build_examples(
     retriever: "Retriever",
     retrieval_mode: str,
     count_tokens: Callable[[str], int],
+    prompter: Prompter,
     contexts: int,
     budget: int,
     seed: int,
@@ -95,7 +101,7 @@ def build_examples(
             continue
         rows.append(
             ExampleRow(
-                prompt=make_prompt(row.question, passages, count_tokens, budget),
+                prompt=make_prompt(row.question, passages, count_tokens, budget, prompter),
                 completion=completion_for(row.answers[0]),
                 question=row.question,
                 answers=list(row.answers),
@@ -105,6 +111,7 @@ def build_examples(
         )
     info = ExamplesInfo(
         prompt_version=PROMPT_VERSION,
+        prompt_format=prompter.format,
         contexts=ContextsRef(
             index=str(index_dir.resolve()),
             source=DataRef(path=str(data.resolve()), sha256=file_sha256(data), rows=len(questions)),
@@ -116,6 +123,30 @@ def build_examples(
         examples=len(rows),
     )
     return BuiltExamples(rows, info)
+
+
+def is_instruction_data(path: Path) -> bool:
+    """Whether `path` holds instruction records rather than QA (its first record has `instruction`)."""
+    first = next(read_jsonl(path), None)
+    if first is None:
+        raise InputError(path, None, "no records")
+    return "instruction" in first[1]
+
+
+def instruction_examples(path: Path, prompter: Prompter) -> tuple[list[ExampleRow], DataRef]:
+    """One example per instruction record: its instruction and input in the prompt, its output the
+    completion."""
+    rows = [
+        ExampleRow(
+            prompt=prompter.render(item.instruction, item.input),
+            completion=completion_for(item.output),
+            question=item.instruction,
+            answers=[item.output],
+            qid=f"{path.name}:{line}",
+        )
+        for line, item in read_instruction_jsonl(path)
+    ]
+    return rows, DataRef(path=str(path.resolve()), sha256=file_sha256(path), rows=len(rows))
 
 
 def _gold_passage(index: "Index", row: QAItem, data: Path, line: int) -> Passage | None:

@@ -4,9 +4,14 @@ TRL does the tokenizing, the completion-only loss of prompt/completion rows, pac
 training loop; this module maps kotae's config onto it, measures what the run changed (held-out loss,
 probes, knowledge probe), and saves the adapter folder atomically with its metadata and report.
 
-Precision: the weights load in fp32 and, on a GPU with bf16, the forward runs under bf16 autocast —
-proper mixed precision, so LoRA and fully trained modules (CPT's embeddings) keep fp32 master weights. A
-270M model in fp32 is about 1 GB; there is no memory to save by loading it in bf16. On CPU all is fp32.
+Precision: where the hardware computes in bf16 (a GPU that supports it, a CPU with AVX-512 BF16 or AMX),
+the frozen base loads in bf16 and the forward runs under bf16 autocast, while the LoRA weights stay fp32
+(PEFT upcasts them): a 7B base then fits in half the memory. A run that trains modules in full (CPT's
+embeddings) loads the base in fp32, since those modules need fp32 master weights. Elsewhere all is fp32.
+
+LoRA goes on every linear layer of the model's blocks unless `lora.target_modules` names them: the names
+are read from the model (`q_proj`… for Llama and Gemma, `query_key_value`/`dense*` for GPT-NeoX,
+`key`/`value`/`receptance`/`output` for RWKV) and recorded in the adapter.
 """
 
 import random
@@ -39,7 +44,7 @@ from kotae.adapters.reporting import Reporters, choose_reporters
 from kotae.core.durable import file_sha256
 from kotae.core.errors import KotaeError
 from kotae.models.store import model_hash
-from kotae.rag.prompt import PROMPT_VERSION
+from kotae.rag.prompt import DEFAULT_PROMPT_FORMAT, PROMPT_VERSION, Prompter, PromptFormat
 
 if TYPE_CHECKING:
     import torch
@@ -62,8 +67,11 @@ class RunData:
     """TRL rows: `{prompt, completion}` (loss on the completion only) or `{text}` (loss on everything)."""
     eval: list[dict[str, str]]
     data: DataRef
+    mixed: list[DataRef] = field(default_factory=list)
+    """Further data files trained together with `data`."""
     probes: list[Probe] = field(default_factory=list)
     contexts: ContextsRef | None = None
+    prompt_format: PromptFormat = DEFAULT_PROMPT_FORMAT
 
 
 def held_out_split(rows: list[Row], fraction: float, seed: int) -> tuple[list[Row], list[Row]]:
@@ -95,20 +103,24 @@ def train_adapter(
     started = datetime.now(UTC)
     clock = time.perf_counter()
     cuda = torch.cuda.is_available()
-    bf16 = cuda and torch.cuda.is_bf16_supported()
+    bf16 = bf16_supported()
+    dtype = "bfloat16" if bf16 and not config.lora.modules_to_save else "float32"
+    if not config.lora.target_modules:
+        config = replace(config, lora=replace(config.lora, target_modules=block_linear_layers(config.base)))
     work = work_dir(config.out)
     checkpoint = _checkpoint_to_resume(work) if config.resume else None
     reporters = choose_reporters(config.wandb, console)
     tokenizer = _training_tokenizer(config.base)
-    knowledge = KnowledgeProbe(config.knowledge_probe) if config.knowledge_probe else None
+    prompter = Prompter(run.prompt_format, tokenizer)
+    knowledge = KnowledgeProbe(config.knowledge_probe, prompter) if config.knowledge_probe else None
     probes = (
         ProbeCallback(run.probes, tokenizer, config.probe_every, work / "runs" / "probes", reporters, console)
         if run.probes and config.probe_every
         else None
     )
     trainer = SFTTrainer(
-        model=_peft_model(config.base, continued_from) if continued_from else str(config.base),
-        args=_trainer_args(config, work, cuda, bf16, reporters, has_eval=bool(run.eval)),
+        model=_peft_model(config.base, continued_from, dtype) if continued_from else str(config.base),
+        args=_trainer_args(config, work, cuda, bf16, dtype, reporters, has_eval=bool(run.eval)),
         train_dataset=Dataset.from_list(run.train),
         eval_dataset=Dataset.from_list(run.eval) if run.eval else None,
         processing_class=tokenizer,
@@ -119,7 +131,8 @@ def train_adapter(
         trainer.optimizer = _optimizer(trainer.model, config)
     console.print(
         f"[bold]{run.kind}[/] {len(run.train)} train / {len(run.eval)} eval examples on "
-        f"{_device_name(torch)} ({'bf16 autocast' if bf16 else 'fp32'})"
+        f"{_device_name(torch)} ({'bf16 autocast' if bf16 else 'fp32'}, base in {dtype}), LoRA on "
+        f"{', '.join(config.lora.target_modules)}"
     )
 
     stages: dict[str, float] = {}
@@ -163,6 +176,48 @@ def train_adapter(
     return metadata
 
 
+def bf16_supported() -> bool:
+    """Whether this machine computes in bf16 natively: a GPU that supports it, else a CPU with AVX-512
+    BF16 or AMX (without either, bf16 on the CPU is emulated and slower than fp32)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
+def block_linear_layers(base: Path) -> tuple[str, ...]:
+    """The names of the linear layers in `base`'s blocks (every `nn.Linear` but the output head)."""
+    import torch
+
+    model = _meta_model(base)
+    head = model.get_output_embeddings()
+    names = {
+        name.rsplit(".", 1)[-1]
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear) and module is not head
+    }
+    if not names:
+        raise KotaeError(f"{base}: the model has no linear layers for LoRA; name them with --target-modules")
+    return tuple(sorted(names))
+
+
+def embedding_layers(base: Path) -> tuple[str, ...]:
+    """The names of `base`'s input and output embeddings (`embed_tokens`, `lm_head` for Llama)."""
+    model = _meta_model(base)
+    wanted = {id(model.get_input_embeddings()), id(model.get_output_embeddings())}
+    return tuple(sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules() if id(m) in wanted}))
+
+
+def _meta_model(base: Path) -> Any:
+    """`base`'s model built on the meta device, for its module names: no weights are loaded."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(base))
+
+
 def save_adapter(model: Any, folder: Path, bf16: bool) -> None:
     """The PEFT folder; after bf16 training in bf16, the dtype vLLM serves it in, at half the size of the
     fp32 master weights (a continued adapter's weights load in fp32)."""
@@ -188,7 +243,13 @@ def _training_tokenizer(base: Path) -> "PreTrainedTokenizerBase":
 
 
 def _trainer_args(
-    config: TrainingConfig, work: Path, cuda: bool, bf16: bool, reporters: Reporters, has_eval: bool
+    config: TrainingConfig,
+    work: Path,
+    cuda: bool,
+    bf16: bool,
+    dtype: str,
+    reporters: Reporters,
+    has_eval: bool,
 ) -> "SFTConfig":
     from trl import SFTConfig
 
@@ -206,8 +267,9 @@ def _trainer_args(
         weight_decay=config.weight_decay,
         bf16=bf16,
         fp16=False,
-        # A model passed in (a continued adapter) is already loaded in fp32.
-        model_init_kwargs=None if config.init_adapter else {"dtype": "float32"},
+        use_cpu=not cuda,  # without it, the Trainer refuses bf16 where no GPU is
+        # A model passed in (a continued adapter) is already loaded.
+        model_init_kwargs=None if config.init_adapter else {"dtype": dtype},
         gradient_checkpointing=config.gradient_checkpointing,
         max_length=config.max_length,
         packing=config.packing,
@@ -262,14 +324,13 @@ def _continue_from(config: TrainingConfig, adapter: Path) -> tuple[TrainingConfi
     return replace(config, lora=metadata.lora), reference
 
 
-def _peft_model(base: Path, adapter: AdapterRef) -> Any:
-    """The base in fp32 (as TRL loads it) with the adapter's weights, trainable."""
-    import torch
+def _peft_model(base: Path, adapter: AdapterRef, dtype: str) -> Any:
+    """The base in `dtype` (as TRL loads a fresh run's) with the adapter's weights, trainable, in fp32."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
-    return PeftModel.from_pretrained(model, adapter.path, is_trainable=True)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
+    return PeftModel.from_pretrained(model, adapter.path, is_trainable=True, autocast_adapter_dtype=True)
 
 
 def _optimizer(model: Any, config: TrainingConfig) -> "torch.optim.Optimizer":
@@ -319,7 +380,9 @@ def _metadata(
         kind=run.kind,
         base_model=model_ref(config.base),
         prompt_version=PROMPT_VERSION,
+        prompt_format=run.prompt_format,
         data=run.data,
+        mixed=run.mixed,
         contexts=run.contexts,
         lora=config.lora,
         continued_from=continued_from,

@@ -52,7 +52,7 @@ async def run(
 
 
 def batched(retriever: Retriever, top_k: int) -> RetrievalBatcher:
-    def prepare_many(questions, _top_k, mode, _collection) -> list[PreparedQuestion]:
+    def prepare_many(questions, _top_k, mode, _collection, _prompt_format) -> list[PreparedQuestion]:
         found = retriever.search_many(list(questions), top_k, mode)
         return [
             PreparedQuestion(q, r.hits, False, "", 0.0, r.best_cosine)

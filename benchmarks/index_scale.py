@@ -1,11 +1,14 @@
 """Index scale benchmark: a `kotae index build` timed with its peak memory, then the built index's hybrid
-recall@5 on QA sets and its per-question retrieval latency and memory, as served.
+recall on QA sets (dense, BM25 and fused, at 5 and 50) and its per-question retrieval latency stage by stage,
+and its memory, as served.
 
     # the build, as a user runs it, sampled every half second (RSS of the build process and of its workers)
     python benchmarks/index_scale.py build --out /tmp/idx --report build.json -- \\
         /tmp/jawiki-5m.xml.bz2 ../shared/data/jawiki-paragraphs.jsonl --type ivfpq
-    # recall@5 and latency of one or more indexes, side by side (queries embedded on the CPU)
-    python benchmarks/index_scale.py query --index /tmp/idx --index /tmp/idx-13k --report query.json
+    # recall and latency of one or more indexes, side by side (questions embedded on --device, the CPU by
+    # default); latency once per faiss thread count given
+    python benchmarks/index_scale.py query --index /tmp/idx --index /tmp/idx-13k --report query.json \\
+        --faiss-threads 0 1
 
 Figures are recorded in docs/BENCHMARKS.md.
 """
@@ -19,10 +22,17 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
+
+if TYPE_CHECKING:
+    from kotae.core.qa_jsonl import QAItem
+    from kotae.rag.retriever import Retriever
+
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 QA_SETS = (DATA / "qa" / "jsquad-valid-dev.jsonl", DATA / "qa" / "jaquad-dev.jsonl")
@@ -96,12 +106,18 @@ def build(args: argparse.Namespace) -> dict:
     }
 
 
+DEPTH = 50
+"""Candidates per ranking, as the retriever's fusion takes them (rag.retriever.FUSION_DEPTH)."""
+
+
 def query(args: argparse.Namespace) -> dict:
+    import faiss
+    import torch
+
     from kotae.core.config import Settings
     from kotae.evals.datasets import load_dataset
     from kotae.indexer.embedder import load_embedder
     from kotae.indexer.index import Index
-    from kotae.rag.metrics import score_retrieval
     from kotae.rag.retriever import Retriever
 
     settings = Settings()
@@ -113,37 +129,87 @@ def query(args: argparse.Namespace) -> dict:
         open_seconds = time.perf_counter() - opened
         embedder = load_embedder(args.embedder or settings.embedder, settings.home, device=args.device)
         retriever = Retriever(index, embedder, settings)
-        row: dict = {"passages": len(index), "open_seconds": round(open_seconds, 2), "recall@5": {}}
-        for path in args.data:
-            items = [item for item in load_dataset(path) if item.gold_passage_ids]
-            hits = []
-            for start in range(0, len(items), 256):
-                batch = items[start : start + 256]
-                hits.extend(retriever.retrieve_many([item.question for item in batch], 5))
-            recall = [
-                score_retrieval([hit.passage.id for hit in found], item.gold_passage_ids, 5).recall[5]
-                for item, found in zip(items, hits, strict=True)
-            ]
-            row["recall@5"][path.stem] = round(statistics.fmean(recall), 4)
-        questions = [item.question for item in load_dataset(args.data[0])][: args.latency_questions]
-        for question in questions[:20]:  # warm-up: caches, lazy allocations
-            retriever.retrieve(question, 5)
-        latencies = []
-        for question in questions:
-            started = time.perf_counter()
-            retriever.retrieve(question, 5)
-            latencies.append((time.perf_counter() - started) * 1000)
-        latencies.sort()
-        row["latency_ms"] = {
-            "questions": len(latencies),
-            "p50": round(latencies[len(latencies) // 2], 2),
-            "p99": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], 2),
-            "mean": round(statistics.fmean(latencies), 2),
+        row: dict = {
+            "passages": len(index),
+            "open_seconds": round(open_seconds, 2),
+            "retrieval": retriever.describe(),
+            "recall": {path.stem: recall(retriever, load_dataset(path)) for path in args.data},
         }
+        questions = [item.question for item in load_dataset(args.data[0])][: args.latency_questions]
+        row["threads"] = {"torch": torch.get_num_threads(), "faiss": faiss.omp_get_max_threads()}
+        row["latency_ms"] = {}
+        for threads in args.faiss_threads:
+            faiss.omp_set_num_threads(threads or row["threads"]["faiss"])
+            row["latency_ms"][f"faiss threads {threads or 'default'}"] = stage_latencies(retriever, questions)
+        faiss.omp_set_num_threads(row["threads"]["faiss"])
         row["served_rss_gib"] = round((psutil.Process().memory_info().rss - before) / 2**30, 2)
         results[str(directory)] = row
         index.close()
     return results
+
+
+def recall(retriever: "Retriever", items: "Iterable[QAItem]") -> dict:
+    """Recall of the gold passage at 5 and at DEPTH for dense, BM25 and fused rankings, and the share of
+    questions whose fused top 5 holds an answer string in any passage (gold or not)."""
+    items = [item for item in items if item.gold_passage_ids]
+    view = retriever.index.view()
+    vectors = retriever.embedder.embed_queries([item.question for item in items])
+    dense = view.rank_dense(vectors, DEPTH)
+    lexical = view.rank_bm25([item.question for item in items], DEPTH)
+    rankings = {
+        "dense": dense,
+        "bm25": lexical,
+        "hybrid": [retriever.fuse(d, b) for d, b in zip(dense, lexical, strict=True)],
+    }
+    report: dict = {"questions": len(items)}
+    for mode, ranked in rankings.items():
+        found = [[hit.passage.id for hit in hits] for hits in view.hits(ranked)]
+        for k in (5, DEPTH):
+            hit_rate = [
+                bool(set(ids[:k]) & set(item.gold_passage_ids))
+                for ids, item in zip(found, items, strict=True)
+            ]
+            report[f"{mode}@{k}"] = round(statistics.fmean(hit_rate), 4)
+    top = view.hits([ranking[:5] for ranking in rankings["hybrid"]])
+    holds = [
+        any(answer in hit.passage.text for hit in hits for answer in item.answers)
+        for hits, item in zip(top, items, strict=True)
+    ]
+    report["hybrid@5 holds an answer"] = round(statistics.fmean(holds), 4)
+    return report
+
+
+def stage_latencies(retriever: "Retriever", questions: list[str]) -> dict:
+    """p50/p99 ms per question, one question at a time, of each stage of a hybrid retrieval and of the
+    whole `Retriever.retrieve`, after 20 warm-up questions."""
+    stages: dict[str, list[float]] = {"embed": [], "dense": [], "bm25": [], "fuse+read": [], "retrieve": []}
+    for warm_up in questions[:20]:
+        retriever.retrieve(warm_up, 5)
+    clock = [0.0]
+
+    def lap(stage: str) -> None:
+        clock.append(time.perf_counter())
+        stages[stage].append((clock[-1] - clock[-2]) * 1000)
+
+    for question in questions:
+        view = retriever.index.view()
+        clock.append(time.perf_counter())
+        vector = retriever.embedder.embed_queries([question])
+        lap("embed")
+        dense = view.rank_dense(vector, DEPTH)
+        lap("dense")
+        lexical = view.rank_bm25([question], DEPTH)
+        lap("bm25")
+        view.hits([retriever.fuse(dense[0], lexical[0])[:5]])
+        lap("fuse+read")
+        retriever.retrieve(question, 5)
+        lap("retrieve")
+    report = {"questions": len(questions)}
+    for stage, times in stages.items():
+        times.sort()
+        p99 = times[min(len(times) - 1, int(len(times) * 0.99))]
+        report[stage] = {"p50": round(times[len(times) // 2], 2), "p99": round(p99, 2)}
+    return report
 
 
 def main() -> None:
@@ -163,6 +229,13 @@ def main() -> None:
     query_parser.add_argument("--device", default="cpu", help="where questions are embedded")
     query_parser.add_argument("--embedder", help="model store name or folder (default: the settings')")
     query_parser.add_argument("--latency-questions", type=int, default=1000)
+    query_parser.add_argument(
+        "--faiss-threads",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="faiss OpenMP threads for each latency run (0: faiss's default)",
+    )
     query_parser.add_argument("--report", type=Path, required=True)
     args = parser.parse_args()
     if args.command == "build":

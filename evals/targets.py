@@ -22,6 +22,7 @@ from kotae.evals.schema import ContextsMode
 from kotae.models.weights import weights_format
 from kotae.rag.engine_protocol import Sampling
 from kotae.rag.pipeline import Pipeline, PreparedQuestion
+from kotae.rag.prompt import PromptFormat
 from kotae.rag.qa_reply import QAResponse
 from kotae.rag.retriever import Retrieval
 
@@ -85,14 +86,18 @@ class InProcessTarget:
     ) -> TargetRun:
         from kotae.runtime import load_default_adapters
 
-        adapter = await load_default_adapters(self.pipeline.engine, self.pipeline.settings, ask.adapter)
+        adapter = await load_default_adapters(self.pipeline, self.pipeline.settings, ask.adapter)
+        prompt_format = self.pipeline.prompt_format_of(adapter)
         started = time.perf_counter()
         if ask.contexts == "given":
             given = [_given(item, ask.top_k) for item in items]
-            prepared = self.pipeline.prepare_many([item.question for item in items], ask.top_k, given=given)
+            questions = [item.question for item in items]
+            prepared = self.pipeline.prepare_many(
+                questions, ask.top_k, prompt_format=prompt_format, given=given
+            )
             ranked: list[list[str]] | None = None
         else:
-            prepared, ranked = await asyncio.to_thread(self._retrieve, items, ask)
+            prepared, ranked = await asyncio.to_thread(self._retrieve, items, ask, prompt_format)
         finished_at: list[float] = []
 
         def done() -> None:
@@ -144,7 +149,7 @@ class InProcessTarget:
         return weights_format(engine.model_path, None if settings.replicas else settings.quantization)
 
     def _retrieve(
-        self, items: Sequence[QAItem], ask: AskOptions
+        self, items: Sequence[QAItem], ask: AskOptions, prompt_format: PromptFormat
     ) -> tuple[list[PreparedQuestion], list[list[str]]]:
         """Rank `retrieval_depth` passages once per question; the first `top_k` make the prompt, the
         rest only serve recall. An unanswerable question is asked without the article of its gold
@@ -161,7 +166,7 @@ class InProcessTarget:
         found = retriever.search_many(questions, ask.retrieval_depth, excluded_titles=excluded)
         retrieve_ms = (time.perf_counter() - started) * 1000 / len(questions)
         top = [Retrieval(r.hits[: ask.top_k], r.best_cosine) for r in found]
-        prepared = self.pipeline.prepared(questions, top, retrieve_ms)
+        prepared = self.pipeline.prepared(questions, top, retrieve_ms, prompt_format)
         return prepared, [[hit.passage.id for hit in r.hits] for r in found]
 
 

@@ -51,15 +51,14 @@ class IvfPqSpec(BaseModel):
     """Coarse clusters; unset picks about 4·√n."""
     m: int | None = Field(None, ge=1)
     """Sub-quantizers (must divide the dimension); unset picks dimension/4, i.e. codes of 4 dimensions.
-    E5 vectors are so alike (mean cosine ~0.8) that codes alone lose neighbours; with re-ranking they only
-    need to shortlist them (dimension/8 shortlists too coarsely: 0.90 of Flat's recall@10 at 200k vectors
-    with rerank 64, against 0.996 for dimension/4)."""
+    E5 vectors are so alike that codes alone lose neighbours; with re-ranking they only need to shortlist
+    them, which codes of 8 dimensions do too coarsely (docs/BENCHMARKS.md, faiss index types)."""
     nbits: int = Field(8, ge=1, le=16)
     """Bits per sub-quantizer code; training needs at least 2**nbits passages."""
     nprobe: int = Field(64, ge=1)
-    """Clusters visited per query: a recall/latency knob. The defaults of nprobe and rerank keep ≥ 0.95 of
-    Flat's recall@10 at both 18k real passages (0.960, 1.7 ms; there nprobe 32 misses lists: 0.918) and
-    1M (0.990, 4.9 ms p50 on 2 cores; there rerank 16 shortlists too few: 0.933): docs/BENCHMARKS.md."""
+    """Clusters visited per query: a recall/latency knob. The defaults of nprobe and rerank are the
+    smallest that keep 0.95 of Flat's recall@10 from 18k to 1M passages (docs/BENCHMARKS.md, faiss index
+    types)."""
     rerank: int = Field(64, ge=0)
     """Candidates per wanted hit that the codes shortlist and the exact vectors re-score (faiss's
     k_factor): a recall/latency knob. 0 keeps no exact vectors (codes of m bytes per passage instead of

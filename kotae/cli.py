@@ -42,8 +42,10 @@ def ask(
     sampling = Sampling(max_tokens=max_tokens or settings.max_tokens)
 
     async def run() -> None:
-        chosen = await load_default_adapters(pipeline.engine, settings, adapter)
-        prepared = pipeline.prepare(question, top_k, retrieval)
+        chosen = await load_default_adapters(pipeline, settings, adapter)
+        prepared = pipeline.prepare(
+            question, top_k, retrieval, prompt_format=pipeline.prompt_format_of(chosen)
+        )
         if show_prompt:
             console.rule("prompt")
             console.print(prepared.prompt, markup=False, highlight=False)

@@ -91,18 +91,21 @@ def served_base(name: str, folder: Path | None) -> ServedBase:
     return ServedBase(name=name, hash=digest, rescaled_from=(record.model_hash, record.method))
 
 
-async def load_adapters(engine: Engine, settings: Settings) -> AdapterCatalog:
-    """Every valid adapter under the adapter root, loaded into the engine (invalid ones are logged)."""
+async def load_adapters(pipeline: Pipeline, settings: Settings) -> AdapterCatalog:
+    """Every valid adapter under the adapter root, loaded into the pipeline's engine (invalid ones are
+    logged); the pipeline then writes each adapter's prompts in the format it was trained in."""
+    engine = pipeline.engine
     base = await asyncio.to_thread(served_base, engine.model_name, engine.model_path)
     catalog = AdapterCatalog(settings.adapter_dir, engine, base)
     await catalog.load_root()
+    pipeline.prompt_format_of = catalog.prompt_format
     return catalog
 
 
-async def load_default_adapters(engine: Engine, settings: Settings, requested: str | None) -> str | None:
+async def load_default_adapters(pipeline: Pipeline, settings: Settings, requested: str | None) -> str | None:
     """Load the adapters under the adapter root; the adapter to answer with: `requested` if given ("" is
     the base model), else the configured default when it loaded, else the base model (None)."""
-    catalog = await load_adapters(engine, settings)
+    catalog = await load_adapters(pipeline, settings)
     if requested == "":
         return None
     if requested is not None:

@@ -2,14 +2,15 @@
 
 vLLM's PyTorch-native ops (`vllm.lora.ops.torch_ops`, the CPU path) gather each token's adapter weights
 before an einsum: a prefill chunk of 2,048 tokens through an MLP projection of a rank-32 adapter copies
-2,048 × 2,048 × 32 weights per layer, ten times the work of the product itself, and that copying dominates
-an adapter's prefill on the CPU (docs/BENCHMARKS.md). Tokens of one
-adapter share its weights, so one product per adapter gives the same result. Rows whose slot is negative
+2,048 × 2,048 × 32 weights per layer, ten times the work of the product itself. Tokens of one adapter share
+its weights, so one product per adapter gives the same result. Rows whose slot is negative
 (no adapter) get no LoRA term, as vLLM's GPU kernels treat them.
 
 Installed in every vLLM process (the engine core runs in its own) as a `vllm.general_plugins` entry
 point; shapes these ops do not expect go to vLLM's own.
 """
+
+from collections.abc import Callable
 
 import torch
 from vllm.lora.ops import torch_ops
@@ -104,54 +105,33 @@ def _per_token(lora_indices_tensor: torch.Tensor, seq_len_tensor: torch.Tensor) 
     return torch.repeat_interleave(lora_indices_tensor, seq_len_tensor)
 
 
-def sgmv_shrink(
-    inputs: torch.Tensor,
-    lora_a_weights: torch.Tensor,
-    output_tensor: torch.Tensor,
-    b_seq_start_loc: torch.Tensor,
-    seq_len_tensor: torch.Tensor,
-    lora_indices_tensor: torch.Tensor,
-    batches: int,
-    max_seq_length: int,
-    token_nums: int,
-    scaling: float,
-) -> None:
-    indices = _per_token(lora_indices_tensor, seq_len_tensor)
-    bgmv_shrink(inputs, lora_a_weights, output_tensor, indices, scaling)
+def _per_sequence(op: Callable[..., None]) -> Callable[..., None]:
+    """The sgmv form of a bgmv op: vLLM gives it one adapter slot per sequence, which becomes one per
+    token; the arguments after the per-sequence ones pass through."""
+
+    def per_sequence(
+        inputs: torch.Tensor,
+        weights: torch.Tensor,
+        output_tensor: torch.Tensor,
+        b_seq_start_loc: torch.Tensor,
+        seq_len_tensor: torch.Tensor,
+        lora_indices_tensor: torch.Tensor,
+        batches: int,
+        max_seq_length: int,
+        token_nums: int,
+        *rest: object,
+        **options: object,
+    ) -> None:
+        indices = _per_token(lora_indices_tensor, seq_len_tensor)
+        op(inputs, weights, output_tensor, indices, *rest, **options)
+
+    per_sequence.__name__ = "sgmv_" + op.__name__.removeprefix("bgmv_")
+    return per_sequence
 
 
-def sgmv_expand(
-    inputs: torch.Tensor,
-    lora_b_weights: torch.Tensor,
-    output_tensor: torch.Tensor,
-    b_seq_start_loc: torch.Tensor,
-    seq_len_tensor: torch.Tensor,
-    lora_indices_tensor: torch.Tensor,
-    batches: int,
-    max_seq_length: int,
-    token_nums: int,
-    add_inputs: bool = False,
-) -> None:
-    indices = _per_token(lora_indices_tensor, seq_len_tensor)
-    bgmv_expand(inputs, lora_b_weights, output_tensor, indices, add_inputs)
-
-
-def sgmv_expand_slice(
-    inputs: torch.Tensor,
-    lora_b_weights: torch.Tensor,
-    output_tensor: torch.Tensor,
-    b_seq_start_loc: torch.Tensor,
-    seq_len_tensor: torch.Tensor,
-    lora_indices_tensor: torch.Tensor,
-    batches: int,
-    max_seq_length: int,
-    token_nums: int,
-    slice_offset: int,
-    slice_size: int,
-    add_inputs: bool = False,
-) -> None:
-    indices = _per_token(lora_indices_tensor, seq_len_tensor)
-    bgmv_expand_slice(inputs, lora_b_weights, output_tensor, indices, slice_offset, slice_size, add_inputs)
+sgmv_shrink = _per_sequence(bgmv_shrink)
+sgmv_expand = _per_sequence(bgmv_expand)
+sgmv_expand_slice = _per_sequence(bgmv_expand_slice)
 
 
 OPS = (bgmv_shrink, bgmv_expand, bgmv_expand_slice, sgmv_shrink, sgmv_expand, sgmv_expand_slice)

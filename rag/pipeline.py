@@ -9,9 +9,20 @@ from kotae.core.passage import Hit, Passage
 from kotae.rag.abstention import NO_ANSWER, gate_completion, is_no_answer, passes_gate
 from kotae.rag.collections import Collections
 from kotae.rag.engine_protocol import Completion, Engine, Sampling
-from kotae.rag.prompt import FittedPrompt, clean_answer, context_line, fit_prompt
+from kotae.rag.prompt import (
+    DEFAULT_PROMPT_FORMAT,
+    FittedPrompt,
+    Prompter,
+    PromptFormat,
+    clean_answer,
+    context_line,
+    fit_prompt,
+)
 from kotae.rag.retrieval_batcher import RetrievalBatcher
 from kotae.rag.retriever import Retrieval, Retriever
+
+PromptFormatOf = Callable[[str | None], PromptFormat]
+"""The prompt format an adapter was trained in (None: the base model)."""
 
 RETRIEVAL_BATCH = 64
 """Most questions one shared retrieval batch embeds (concurrent requests beyond it wait for the next)."""
@@ -59,6 +70,8 @@ class Pipeline:
         self.engine = engine
         self.settings = settings
         self._batcher = RetrievalBatcher(self.prepare_many, RETRIEVAL_BATCH)
+        self.prompt_format_of: PromptFormatOf = lambda adapter: DEFAULT_PROMPT_FORMAT
+        """Set from the adapter catalog once adapters are loaded (`kotae.runtime.load_adapters`)."""
 
     @property
     def retriever(self) -> Retriever:
@@ -66,10 +79,15 @@ class Pipeline:
         return self.collections.default
 
     def prompt_for(
-        self, question: str, passages: Sequence[Passage], count_tokens: Callable[[str], int] | None = None
+        self,
+        question: str,
+        passages: Sequence[Passage],
+        count_tokens: Callable[[str], int] | None = None,
+        prompt_format: PromptFormat = DEFAULT_PROMPT_FORMAT,
     ) -> FittedPrompt:
         budget = self.settings.context_token_budget
-        return fit_prompt(question, passages, count_tokens or self.engine.count_tokens, budget)
+        prompter = Prompter(prompt_format, self.engine.count_tokens.tokenizer)
+        return fit_prompt(question, passages, count_tokens or self.engine.count_tokens, budget, prompter)
 
     def prepare(
         self,
@@ -77,8 +95,9 @@ class Pipeline:
         top_k: int | None = None,
         mode: RetrievalMode | None = None,
         collection: str | None = None,
+        prompt_format: PromptFormat = DEFAULT_PROMPT_FORMAT,
     ) -> PreparedQuestion:
-        return self.prepare_many([question], top_k, mode, collection)[0]
+        return self.prepare_many([question], top_k, mode, collection, prompt_format=prompt_format)[0]
 
     async def prepare_batched(
         self,
@@ -86,10 +105,11 @@ class Pipeline:
         top_k: int | None = None,
         mode: RetrievalMode | None = None,
         collection: str | None = None,
+        prompt_format: PromptFormat = DEFAULT_PROMPT_FORMAT,
     ) -> PreparedQuestion:
         """`prepare` for a request among concurrent ones: retrieved in a batch with the questions that
         arrived while the previous batch ran; `retrieve_ms` includes that wait."""
-        return await self._batcher.prepare(question, top_k, mode, collection)
+        return await self._batcher.prepare(question, top_k, mode, collection, prompt_format)
 
     def prepare_many(
         self,
@@ -97,10 +117,11 @@ class Pipeline:
         top_k: int | None = None,
         mode: RetrievalMode | None = None,
         collection: str | None = None,
+        prompt_format: PromptFormat = DEFAULT_PROMPT_FORMAT,
         given: Sequence[Sequence[Passage]] | None = None,
     ) -> list[PreparedQuestion]:
         """Batched retrieval from `collection` (None: the default one; one embedding batch for all
-        questions), or the given passages as they are."""
+        questions), or the given passages as they are; prompts in `prompt_format`."""
         started = time.perf_counter()
         if given is None:
             retriever = self.collections.get(collection)
@@ -108,10 +129,14 @@ class Pipeline:
         else:
             found = [Retrieval([Hit(p, 1.0) for p in passages], None) for passages in given]
         retrieve_ms = (time.perf_counter() - started) * 1000 / max(len(questions), 1)
-        return self.prepared(questions, found, retrieve_ms)
+        return self.prepared(questions, found, retrieve_ms, prompt_format)
 
     def prepared(
-        self, questions: Sequence[str], found: Sequence[Retrieval], retrieve_ms: float
+        self,
+        questions: Sequence[str],
+        found: Sequence[Retrieval],
+        retrieve_ms: float,
+        prompt_format: PromptFormat = DEFAULT_PROMPT_FORMAT,
     ) -> list[PreparedQuestion]:
         """The prompts of questions whose passages are already retrieved."""
         # Every context line counted in one batch, not one tokenizer call per line under the GIL.
@@ -121,7 +146,7 @@ class Pipeline:
         prepared = []
         for question, retrieval in zip(questions, found, strict=True):
             hits = retrieval.hits
-            prompt = self.prompt_for(question, [hit.passage for hit in hits], count)
+            prompt = self.prompt_for(question, [hit.passage for hit in hits], count, prompt_format)
             prepared.append(
                 PreparedQuestion(
                     question,
@@ -147,7 +172,8 @@ class Pipeline:
         mode: RetrievalMode | None = None,
         collection: str | None = None,
     ) -> Answer:
-        prepared = await self.prepare_batched(question, top_k, mode, collection)
+        prompt_format = self.prompt_format_of(adapter)
+        prepared = await self.prepare_batched(question, top_k, mode, collection, prompt_format)
         if not self.asks_model(prepared):
             return _answer(prepared, gate_completion(), 0.0)
         started = time.perf_counter()
@@ -183,10 +209,14 @@ class Pipeline:
 
 
 def make_prompt(
-    question: str, passages: Sequence[Passage], count_tokens: Callable[[str], int], budget: int
+    question: str,
+    passages: Sequence[Passage],
+    count_tokens: Callable[[str], int],
+    budget: int,
+    prompter: Prompter,
 ) -> str:
     """The serving prompt; training builds its examples with this same function."""
-    return fit_prompt(question, passages, count_tokens, budget).text
+    return fit_prompt(question, passages, count_tokens, budget, prompter).text
 
 
 def _answer(prepared: PreparedQuestion, completion: Completion, generate_ms: float) -> Answer:

@@ -15,16 +15,18 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kotae.core.config import RetrievalMode
+from kotae.rag.prompt import DEFAULT_PROMPT_FORMAT, PromptFormat
 
 if TYPE_CHECKING:
     from kotae.rag.pipeline import PreparedQuestion
 
 PrepareMany = Callable[
-    [Sequence[str], int | None, RetrievalMode | None, str | None], list["PreparedQuestion"]
+    [Sequence[str], int | None, RetrievalMode | None, str | None, PromptFormat], list["PreparedQuestion"]
 ]
-"""`Pipeline.prepare_many`: questions, top_k, mode, collection."""
-GroupKey = tuple[str | None, int | None, RetrievalMode | None]
-"""Questions are retrieved together when they ask the same collection, top_k and mode."""
+"""`Pipeline.prepare_many`: questions, top_k, mode, collection, prompt format."""
+GroupKey = tuple[str | None, int | None, RetrievalMode | None, PromptFormat]
+"""Questions are retrieved together when they ask the same collection, top_k and mode, and are written
+into the same prompt format."""
 
 
 @dataclass(slots=True)
@@ -33,6 +35,7 @@ class _Waiting:
     top_k: int | None
     mode: RetrievalMode | None
     collection: str | None
+    prompt_format: PromptFormat
     future: asyncio.Future
     queued_at: float
 
@@ -45,7 +48,12 @@ class RetrievalBatcher:
         self._worker: asyncio.Task | None = None
 
     async def prepare(
-        self, question: str, top_k: int | None, mode: RetrievalMode | None, collection: str | None = None
+        self,
+        question: str,
+        top_k: int | None,
+        mode: RetrievalMode | None,
+        collection: str | None = None,
+        prompt_format: PromptFormat = DEFAULT_PROMPT_FORMAT,
     ) -> "PreparedQuestion":
         """The question's `PreparedQuestion`; its `retrieve_ms` counts the wait for the batch too."""
         loop = asyncio.get_running_loop()
@@ -54,7 +62,9 @@ class RetrievalBatcher:
             # can never run.
             self._waiting, self._worker = [], None
         future = loop.create_future()
-        self._waiting.append(_Waiting(question, top_k, mode, collection, future, time.perf_counter()))
+        self._waiting.append(
+            _Waiting(question, top_k, mode, collection, prompt_format, future, time.perf_counter())
+        )
         if self._worker is None or self._worker.done():
             self._worker = loop.create_task(self._drain())
         return await future
@@ -65,15 +75,17 @@ class RetrievalBatcher:
             groups: dict[GroupKey, list[_Waiting]] = defaultdict(list)
             for waiting in batch:
                 if not waiting.future.done():  # its request was cancelled while it waited
-                    groups[waiting.collection, waiting.top_k, waiting.mode].append(waiting)
+                    key = (waiting.collection, waiting.top_k, waiting.mode, waiting.prompt_format)
+                    groups[key].append(waiting)
             for key, members in groups.items():
                 await self._prepare_group(members, key)
 
     async def _prepare_group(self, members: list[_Waiting], key: GroupKey) -> None:
-        collection, top_k, mode = key
+        collection, top_k, mode, prompt_format = key
+        questions = [member.question for member in members]
         try:
             prepared = await asyncio.to_thread(
-                self._prepare_many, [member.question for member in members], top_k, mode, collection
+                self._prepare_many, questions, top_k, mode, collection, prompt_format
             )
         except Exception as error:  # every request of the batch gets the error (bad mode, broken index)
             for member in members:

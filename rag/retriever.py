@@ -103,8 +103,7 @@ class Retriever:
                 lexical = _without_titles(view, lexical, excluded_titles)
         if dense is not None and lexical is not None and mode == "hybrid":
             # Fused on keys: only the top_k passages of each question are read from the store.
-            method = fusion or self.settings.fusion
-            ranked = [self._fuse(d, b, method) for d, b in zip(dense, lexical, strict=True)]
+            ranked = [self.fuse(d, b, fusion) for d, b in zip(dense, lexical, strict=True)]
         else:
             chosen = lexical if mode == "bm25" else dense
             assert chosen is not None
@@ -118,7 +117,9 @@ class Retriever:
         found = (self.index.document(doc_id) for doc_id in document_ids)
         return frozenset(document.title for document in found if document is not None)
 
-    def _fuse(self, dense: KeyRanking, lexical: KeyRanking, method: FusionMethod) -> KeyRanking:
+    def fuse(self, dense: KeyRanking, lexical: KeyRanking, method: FusionMethod | None = None) -> KeyRanking:
+        """One question's dense and BM25 rankings as one, by `method` (default: the settings')."""
+        method = method or self.settings.fusion
         if method == "rrf":
             return reciprocal_rank_fusion([dense, lexical])
         return weighted_fusion(dense, lexical, dense_weight=self.settings.fusion_dense_weight)

@@ -9,17 +9,17 @@ class TokenCounter:
     budget trims the same characters when an adapter is trained and when it is served."""
 
     def __init__(self, tokenizer: Any) -> None:
-        self._tokenizer = tokenizer
+        self.tokenizer = tokenizer
 
     def __call__(self, text: str) -> int:
-        return len(self._tokenizer.encode(text, add_special_tokens=False))
+        return len(self.tokenizer.encode(text, add_special_tokens=False))
 
     def many(self, texts: Sequence[str]) -> list[int]:
         """One batched call: the Rust tokenizer encodes the batch in parallel, outside the GIL, where
         one call per text holds the server's event loop thread."""
         if not texts:
             return []
-        return [len(ids) for ids in self._tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+        return [len(ids) for ids in self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
 
     def knowing(self, texts: Sequence[str]) -> Callable[[str], int]:
         """A counter that answers `texts` from one `many` call and anything else one by one."""

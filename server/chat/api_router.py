@@ -7,7 +7,7 @@ from kotae.server.chat.protocol import ChatCompletion, ChatCompletionRequest
 from kotae.server.chat.serving import complete_chat, prepare_turn, start_stream
 from kotae.server.core.cancellation import with_cancellation
 from kotae.server.core.deps import ReaderScopeDep, ServiceDep
-from kotae.server.core.errors import error_responses
+from kotae.server.core.errors import QUESTION_ERRORS
 
 router = APIRouter(tags=["chat"])
 
@@ -17,15 +17,7 @@ router = APIRouter(tags=["chat"])
     response_model=ChatCompletion,
     responses={
         HTTPStatus.OK.value: {"content": {"text/event-stream": {}}},
-        **error_responses(
-            HTTPStatus.BAD_REQUEST,
-            HTTPStatus.UNAUTHORIZED,
-            HTTPStatus.FORBIDDEN,
-            HTTPStatus.NOT_FOUND,
-            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-            HTTPStatus.UNPROCESSABLE_ENTITY,
-            HTTPStatus.SERVICE_UNAVAILABLE,
-        ),
+        **QUESTION_ERRORS,
     },
 )
 @with_cancellation

@@ -77,14 +77,17 @@ async def prepare_turn(service: Service, request: ChatCompletionRequest, scope: 
     )
     sources: list[Source] | None = None
     asks_model = True
+    prompt_format = service.pipeline.prompt_format_of(adapter)
     if options.retrieval:
-        prepared = await service.pipeline.prepare_batched(question, options.top_k, options.mode, collection)
+        prepared = await service.pipeline.prepare_batched(
+            question, options.top_k, options.mode, collection, prompt_format
+        )
         service.metrics.retrieval_seconds.observe(prepared.retrieve_ms / 1000)
         prompt = prepared.prompt
         sources = Source.list_of(prepared.sources, options.include_text, prepared.last_cut)
         asks_model = service.pipeline.asks_model(prepared)
     else:
-        prompt = service.pipeline.prompt_for(question, []).text
+        prompt = service.pipeline.prompt_for(question, [], prompt_format=prompt_format).text
     return ChatTurn(prompt, sampling, adapter, adapter or service.base_model, sources, asks_model)
 
 

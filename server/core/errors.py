@@ -152,3 +152,16 @@ def install_error_handlers(app: FastAPI) -> None:
 def error_responses(*statuses: HTTPStatus) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses=` for routes: the error statuses they can answer, all with `ErrorResponse`."""
     return {status.value: {"model": ErrorResponse, "description": status.phrase} for status in statuses}
+
+
+QUESTION_ERRORS = error_responses(
+    HTTPStatus.BAD_REQUEST,
+    HTTPStatus.UNAUTHORIZED,
+    HTTPStatus.FORBIDDEN,
+    HTTPStatus.NOT_FOUND,
+    HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+    HTTPStatus.UNPROCESSABLE_ENTITY,
+    HTTPStatus.SERVICE_UNAVAILABLE,
+)
+"""What a question route (`/v1/qa`, chat) can answer besides 200: bad or oversized input, a missing or
+unauthorized key, an unknown collection or adapter, an engine not ready."""

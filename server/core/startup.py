@@ -38,7 +38,7 @@ async def start_service(state: ServiceState, factory: PipelineFactory, on_fatal:
     pipeline: Pipeline | None = None
     try:
         pipeline = await asyncio.to_thread(factory, settings)
-        catalog = await load_adapters(pipeline.engine, settings)
+        catalog = await load_adapters(pipeline, settings)
     except Exception as error:
         if isinstance(error, KotaeError):
             logger.error("start-up failed: %s", error)

@@ -1,11 +1,9 @@
-from http import HTTPStatus
-
 from fastapi import APIRouter, Request
 
 from kotae.rag.qa_reply import QAResponse
 from kotae.server.core.cancellation import with_cancellation
 from kotae.server.core.deps import ReaderScopeDep, ServiceDep
-from kotae.server.core.errors import error_responses
+from kotae.server.core.errors import QUESTION_ERRORS
 from kotae.server.qa.protocol import QARequest
 from kotae.server.qa.serving import answer_question
 
@@ -14,15 +12,7 @@ router = APIRouter(tags=["qa"])
 
 @router.post(
     "/v1/qa",
-    responses=error_responses(
-        HTTPStatus.BAD_REQUEST,
-        HTTPStatus.UNAUTHORIZED,
-        HTTPStatus.FORBIDDEN,
-        HTTPStatus.NOT_FOUND,
-        HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-        HTTPStatus.UNPROCESSABLE_ENTITY,
-        HTTPStatus.SERVICE_UNAVAILABLE,
-    ),
+    responses=QUESTION_ERRORS,
 )
 @with_cancellation
 async def qa(

@@ -4,7 +4,7 @@ with questions, and one vLLM engine for the whole session."""
 import asyncio
 import json
 import os
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -133,11 +133,10 @@ def retriever(index_dir: Path, engine_settings: Settings) -> Any:
 
 
 @pytest.fixture
-def build_examples_command(
-    tiny_gemma: Path, data_dir: Path, index_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Any:
-    """Runs `kotae train examples` on the test data and index with these extra arguments, writing to `out`
-    (context budget 200); returns the CLI result."""
+def invoke_train(
+    index_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Callable[[list[str]], str]:
+    """`kotae train ARGS` with the test embedder and context budget; its output, once it succeeded."""
     from typer.testing import CliRunner
 
     from kotae.adapters.commands import train_app
@@ -147,14 +146,14 @@ def build_examples_command(
     monkeypatch.setenv("KOTAE_EMBEDDER", str(index_dir / "e5"))
     monkeypatch.setenv("KOTAE_CONTEXT_TOKEN_BUDGET", "200")
 
-    def run(out: Path, *extra: str) -> Any:
+    def run(args: list[str]) -> str:
         get_settings.cache_clear()
         try:
-            args = ["examples", "--base", str(tiny_gemma), "--data", str(data_dir / "qa.jsonl")]
-            args += ["--index", str(index_dir / "index"), "--out", str(out), *extra]
-            return CliRunner().invoke(train_app, args)
+            result = CliRunner().invoke(train_app, args)
         finally:
             get_settings.cache_clear()
+        assert result.exit_code == 0, result.output
+        return result.output
 
     return run
 
@@ -193,7 +192,7 @@ def examples_file(tiny_gemma: Path, tmp_path_factory: pytest.TempPathFactory) ->
     )
     from kotae.core.passage import Passage
     from kotae.rag.pipeline import make_prompt
-    from kotae.rag.prompt import PROMPT_VERSION
+    from kotae.rag.prompt import DEFAULT_PROMPTER, PROMPT_VERSION
     from kotae.rag.token_counter import TokenCounter
 
     count_tokens = TokenCounter(AutoTokenizer.from_pretrained(tiny_gemma))
@@ -203,7 +202,7 @@ def examples_file(tiny_gemma: Path, tmp_path_factory: pytest.TempPathFactory) ->
         contexts = [Passage(**PASSAGES[i]), Passage(**PASSAGES[(i + 1) % len(PASSAGES)])]
         rows.append(
             ExampleRow(
-                prompt=make_prompt(question["question"], contexts, count_tokens, budget),
+                prompt=make_prompt(question["question"], contexts, count_tokens, budget, DEFAULT_PROMPTER),
                 completion=completion_for(question["answers"][0]),
                 question=question["question"],
                 answers=question["answers"],

@@ -12,8 +12,11 @@ from kotae.core.passage import Passage
 from kotae.rag.collections import Collections
 from kotae.rag.engine_protocol import ANSWER_STOPS, Sampling
 from kotae.rag.pipeline import Pipeline, make_prompt
-from kotae.rag.prompt import fit_contexts
+from kotae.rag.prompt import DEFAULT_PROMPTER, PROMPT_FORMATS, Prompter, fit_contexts
 from kotae.rag.token_counter import TokenCounter
+
+ALPACA = Path(__file__).parent / "data" / "alpaca-ja.jsonl"
+"""Six Alpaca-style records written for these tests, with and without an input."""
 
 GOLD = Passage("g", "富士山", "富士山の標高は3776メートルである。")
 OTHERS = [Passage(str(i), f"題{i}", "あ" * 30) for i in range(4)]
@@ -48,15 +51,20 @@ def test_training_puts_as_many_passages_in_a_prompt_as_the_server_does():
     assert (training.contexts, training.context_token_budget) == (serving.top_k, serving.context_token_budget)
 
 
-def test_training_prompt_is_the_serving_prompt_byte_for_byte(tiny_gemma, engine_settings, served):
+@pytest.mark.parametrize("prompt_format", PROMPT_FORMATS)
+def test_training_prompt_is_the_serving_prompt_byte_for_byte(
+    tiny_gemma, engine_settings, served, prompt_format
+):
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_gemma)
     passages = [Passage("a", "長い記事", "とても長い本文が続く。" * 30), GOLD]
     budget = 60  # cuts the first passage and drops the second: the count must agree to the token
     settings = engine_settings.model_copy(update={"context_token_budget": budget})
-    served_prompt = Pipeline(None, served.engine, settings).prompt_for("日本一高い山は？", passages)  # type: ignore[arg-type]
-    training_prompt = make_prompt("日本一高い山は？", passages, TokenCounter(tokenizer), budget)
+    pipeline = Pipeline(None, served.engine, settings)  # type: ignore[arg-type]
+    served_prompt = pipeline.prompt_for("日本一高い山は？", passages, prompt_format=prompt_format)
+    prompter = Prompter(prompt_format, tokenizer)
+    training_prompt = make_prompt("日本一高い山は？", passages, TokenCounter(tokenizer), budget, prompter)
     assert training_prompt == served_prompt.text
     assert (served_prompt.passages, served_prompt.last_cut) == (1, True)
     assert "とても長い本文" in training_prompt and "3776" not in training_prompt
@@ -79,12 +87,13 @@ def test_training_tokens_are_the_served_tokens(tiny_gemma, examples_file, served
     assert completion.prompt_tokens == len(prompt_ids)
 
 
-def _build(retriever, data, tokenizer, seed=0):
+def _build(retriever, data, tokenizer, seed=0, prompter=DEFAULT_PROMPTER):
     from kotae.adapters.sft_examples import build_examples
 
     count_tokens = TokenCounter(tokenizer)
+    index = retriever.index
     return build_examples(
-        data, retriever.index.directory, retriever.index, retriever, "hybrid", count_tokens, 3, 200, seed
+        data, index.directory, index, retriever, "hybrid", count_tokens, prompter, 3, 200, seed
     )
 
 
@@ -128,14 +137,34 @@ def test_built_prompts_are_what_the_pipeline_serves(tiny_gemma, data_dir, retrie
 
 
 def test_train_examples_command_writes_what_the_library_builds(
-    tiny_gemma, data_dir, retriever, tmp_path, build_examples_command
+    tiny_gemma, data_dir, index_dir, retriever, tmp_path, invoke_train
 ):
     from transformers import AutoTokenizer
 
     from kotae.adapters.sft_examples import read_examples
 
     out = tmp_path / "examples.jsonl.gz"
-    result = build_examples_command(out, "--contexts", "3", "--seed", "0")
-    assert result.exit_code == 0, result.output
+    args = ["examples", "--base", str(tiny_gemma), "--data", str(data_dir / "qa.jsonl")]
+    args += ["--index", str(index_dir / "index"), "--out", str(out), "--contexts", "3", "--seed", "0"]
+    invoke_train(args)
     expected = _build(retriever, data_dir / "qa.jsonl", AutoTokenizer.from_pretrained(tiny_gemma))
     assert read_examples(out).rows == expected.rows
+
+
+@pytest.mark.slow
+def test_sft_mixes_an_alpaca_set_with_qa_in_the_chosen_prompt_format(
+    tiny_gemma, data_dir, index_dir, tmp_path, invoke_train
+):
+    from kotae.adapters.metadata import read_metadata
+
+    out = tmp_path / "adapter"
+    args = ["sft", "--base", str(tiny_gemma), "--data", str(data_dir / "qa.jsonl"), "--mix", str(ALPACA)]
+    args += ["--index", str(index_dir / "index"), "--contexts", "3", "--prompt-format", "chat-template"]
+    args += ["--out", str(out), "--max-steps", "1", "--batch-size", "4", "--grad-accumulation", "1"]
+    args += ["--eval-fraction", "0", "--probe-every", "0"]
+    output = invoke_train(args)
+    assert "6 instruction examples" in output
+    metadata = read_metadata(out)
+    assert metadata.prompt_format == "chat-template"
+    assert (metadata.data.rows, [ref.rows for ref in metadata.mixed]) == (6, [6])
+    assert metadata.mixed[0].path == str(ALPACA.resolve()) and metadata.contexts is not None

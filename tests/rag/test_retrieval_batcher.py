@@ -14,13 +14,13 @@ class RecordingPrepare:
     """`Pipeline.prepare_many` stand-in: records each batch; slow enough for requests to pile up."""
 
     def __init__(self, seconds: float = 0.05) -> None:
-        self.batches: list[tuple[list[str], int | None, str | None, str | None]] = []
+        self.batches: list[tuple[list[str], int | None, str | None, str | None, str]] = []
         self.seconds = seconds
         self.lock = threading.Lock()
 
-    def __call__(self, questions, top_k, mode, collection) -> list[PreparedQuestion]:
+    def __call__(self, questions, top_k, mode, collection, prompt_format) -> list[PreparedQuestion]:
         with self.lock:
-            self.batches.append((list(questions), top_k, mode, collection))
+            self.batches.append((list(questions), top_k, mode, collection, prompt_format))
         time.sleep(self.seconds)
         if mode == "bm25":
             raise ValueError("this index has no BM25 part")
@@ -68,19 +68,21 @@ def test_settings_split_a_batch_and_an_error_reaches_only_its_own_group():
             batcher.prepare("c", 5, None),
             batcher.prepare("d", 3, None),
             batcher.prepare("e", 3, None, "manuals"),
+            batcher.prepare("f", 3, None, None, "chat-template"),
             return_exceptions=True,
         )
 
-    a, b, c, d, e = asyncio.run(mixed())
+    a, b, c, d, e, _ = asyncio.run(mixed())
     assert (a.prompt, c.prompt, d.prompt) == ("a|3|None|None", "c|5|None|None", "d|3|None|None")
     assert e.prompt == "e|3|None|manuals"
     assert isinstance(b, ValueError)
     assert sorted(prepare.batches, key=str) == sorted(
         [
-            (["a", "d"], 3, None, None),
-            (["b"], 3, "bm25", None),
-            (["c"], 5, None, None),
-            (["e"], 3, None, "manuals"),
+            (["a", "d"], 3, None, None, "alpaca-ja"),
+            (["b"], 3, "bm25", None, "alpaca-ja"),
+            (["c"], 5, None, None, "alpaca-ja"),
+            (["e"], 3, None, "manuals", "alpaca-ja"),
+            (["f"], 3, None, None, "chat-template"),
         ],
         key=str,
     )

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -212,6 +213,18 @@ def wait_ready(app: FastAPI, url: str) -> None:
             assert state.failure is None, state.failure
             assert time.monotonic() < deadline, "server not ready in time"
             time.sleep(0.5)
+
+
+@contextlib.contextmanager
+def app_serving(app: FastAPI) -> Iterator[str]:
+    """The app on a free loopback port, once ready: its URL. The server stops on leaving."""
+    server, thread, url = run_in_thread(app)
+    try:
+        wait_ready(app, url)
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=60)
 
 
 LONG_STREAM = {
