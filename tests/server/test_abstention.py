@@ -18,7 +18,9 @@ NOT_IN_THE_DEMO = "東京タワーの高さは？"
 IN_THE_DEMO = "日本で最も高い山は何ですか？"
 
 
-@engine_fixture(scope="module")
+# Session-scoped, as `keyed` is: stopped before the session's other tests, this app left the borrowed
+# engine stopped for them.
+@engine_fixture(scope="session")
 def embedded_default(
     live: LiveServer, workspace: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[httpx.Client]:
