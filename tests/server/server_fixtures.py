@@ -178,7 +178,7 @@ def server_settings(root: Path, **changes: object) -> Settings:
         "max_question_chars": 200,
         "max_body_bytes": 16_384,
         "context_token_budget": 512,
-        # The tiny embedder's cosines mean nothing: the abstention gate is off (test_abstention.py turns it
+        # The tiny embedder's cosines mean nothing: the abstention gate is off (test_abstention_api.py turns it
         # on with the real embedder).
         "abstain_min_cosine": 0,
     }
