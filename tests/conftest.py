@@ -26,3 +26,17 @@ def tiny_gpt_neox(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from kotae.models.testing import build_tiny_gpt_neox
 
     return build_tiny_gpt_neox(tmp_path_factory.mktemp("models") / "tiny-gpt-neox")
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt_neox_japanese(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from kotae.models.testing import build_tiny_gpt_neox_japanese
+
+    return build_tiny_gpt_neox_japanese(tmp_path_factory.mktemp("models") / "tiny-gpt-neox-japanese")
+
+
+@pytest.fixture(scope="session")
+def tiny_rwkv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from kotae.models.testing import build_tiny_rwkv
+
+    return build_tiny_rwkv(tmp_path_factory.mktemp("models") / "tiny-rwkv")
