@@ -298,7 +298,7 @@ class TransformersEngine:
         previous = self._adapters.get(name)
         self._adapters[name] = loaded = LoadedAdapter(name, path, peft_name)
         if previous:
-            self._model.delete_adapter(previous.peft_name)
+            self._delete(previous.peft_name)
         return loaded
 
     def _unload(self, name: str) -> None:
@@ -306,10 +306,16 @@ class TransformersEngine:
         if loaded is None:
             raise UnknownAdapter(f"adapter {name!r} is not loaded")
         if self._adapters:
-            self._model.delete_adapter(loaded.peft_name)
+            self._delete(loaded.peft_name)
         else:
             # PEFT cannot generate with no adapter left: take its LoRA layers out of the base.
             self._model = self._model.unload()
+
+    def _delete(self, peft_name: str) -> None:
+        # Another adapter is made PEFT's active one first, or PEFT warns that it had to pick one. Which is
+        # active does not matter: every batch names its rows' adapters.
+        self._model.set_adapter(next(iter(self._adapters.values())).peft_name)
+        self._model.delete_adapter(peft_name)
 
     # -- the worker -----------------------------------------------------------------------------
 
