@@ -19,7 +19,7 @@ from kotae.indexer.manifest import FORMAT_VERSION
 from kotae.models.quantized import read_quantize_record
 from kotae.models.store import ModelStore, model_hash
 from kotae.rag.collections import Collections
-from kotae.rag.engine import VLLMEngine, vllm_serves
+from kotae.rag.engine import VLLMEngine, unserved_architecture
 from kotae.rag.engine_protocol import Engine, UnknownAdapter
 from kotae.rag.pipeline import Pipeline
 from kotae.rag.retriever import Retriever
@@ -57,7 +57,7 @@ def start_engine(model: Path, settings: Settings) -> Engine:
         from kotae.rag.remote_engine import RemoteEngine
 
         return RemoteEngine.start(model, settings)
-    unknown = vllm_serves(model, settings)
+    unknown = unserved_architecture(model, settings)
     if unknown is None:
         logger.info("engine: vLLM")
         return VLLMEngine.start(model, settings)

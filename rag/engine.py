@@ -78,9 +78,9 @@ def configure_vllm_environment(settings: Settings) -> None:
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"{min(cores)}-{max(cores)}")
 
 
-def vllm_serves(model: Path, settings: Settings) -> str | None:
-    """None when vLLM serves `model`'s architecture, natively or through its transformers backend (a
-    transformers class that takes attention backends); else the architecture it does not know."""
+def unserved_architecture(model: Path, settings: Settings) -> str | None:
+    """The first of `model`'s architectures vLLM does not serve, or None when it serves them all, natively
+    or through its transformers backend (a transformers class that takes attention backends)."""
     configure_vllm_environment(settings)
     import transformers
     from vllm import ModelRegistry
