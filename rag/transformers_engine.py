@@ -166,7 +166,7 @@ class TransformersEngine:
 
     def __init__(
         self, model: Any, tokenizer: Any, model_name: str, settings: Settings, model_path: Path | None
-    ):
+    ) -> None:
         self._base = model
         self._model = model
         """The base model, or a `PeftModel` around it while adapters are loaded."""
@@ -188,7 +188,8 @@ class TransformersEngine:
         self._worker.start()
 
     @classmethod
-    def start(cls, model: Path, settings: Settings, served_name: str | None = None) -> "TransformersEngine":
+    def start(cls, model: Path, settings: Settings) -> "TransformersEngine":
+        """The model of folder `model`, served under the folder's name, as vLLM does."""
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -200,7 +201,7 @@ class TransformersEngine:
         on_gpu = torch.cuda.is_available()
         loaded = AutoModelForCausalLM.from_pretrained(model, dtype="auto" if on_gpu else torch.float32)
         loaded.to("cuda" if on_gpu else "cpu").eval()
-        return cls(loaded, tokenizer, served_name or model.name, settings, model)
+        return cls(loaded, tokenizer, model.name, settings, model)
 
     # -- generation -----------------------------------------------------------------------------
 
