@@ -1,5 +1,7 @@
 """Generation on transformers, for the architectures vLLM cannot serve (GPT-NeoX-Japanese, RWKV-4):
-batched `model.generate` with PEFT LoRA adapters loaded and unloaded at run time.
+batched `model.generate` with PEFT LoRA adapters loaded and unloaded at run time. transformers' continuous
+batching needs a model that takes its attention backends, which these are not (nor could vLLM's
+transformers backend take them).
 
 One worker thread owns the model. Requests wait in a queue; whenever the model is free, the worker takes
 every request waiting and generates them in batches of one sampling setting each, adapters mixed through
