@@ -7,6 +7,8 @@ answers are compared only between calls that each generate alone."""
 
 import asyncio
 from collections.abc import Iterator
+from contextlib import aclosing
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -39,17 +41,27 @@ def loras(tiny_gpt_neox_japanese: Path, tmp_path_factory: pytest.TempPathFactory
     ]
 
 
+@dataclass
+class GenerateCalls:
+    batches: list[int] = field(default_factory=list)
+    """The rows of each `generate` call."""
+    generated: list[int] = field(default_factory=list)
+    """The tokens each generated."""
+
+
 @pytest.fixture
-def generate_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The batch size of every `generate` call a model makes from now on."""
+def generate_calls(monkeypatch: pytest.MonkeyPatch) -> GenerateCalls:
+    """Every `generate` call a model makes from now on."""
     from transformers import GenerationMixin
 
-    calls: list[int] = []
+    calls = GenerateCalls()
     original = GenerationMixin.generate
 
     def counted(self, *args, **kwargs):
-        calls.append(len(kwargs["input_ids"]))
-        return original(self, *args, **kwargs)
+        calls.batches.append(len(kwargs["input_ids"]))
+        output = original(self, *args, **kwargs)
+        calls.generated.append(output.shape[1] - kwargs["input_ids"].shape[1])
+        return output
 
     monkeypatch.setattr(GenerationMixin, "generate", counted)
     return calls
@@ -82,11 +94,11 @@ def test_token_counts_are_the_tokenizers(engine: TransformersEngine) -> None:
 
 
 def test_waiting_requests_share_one_generate_call(
-    engine: TransformersEngine, generate_calls: list[int]
+    engine: TransformersEngine, generate_calls: GenerateCalls
 ) -> None:
     done: list[int] = []
     completions = asyncio.run(engine.complete_many(PROMPTS * 2, SAMPLED, on_done=lambda: done.append(1)))
-    assert generate_calls == [len(PROMPTS) * 2]
+    assert generate_calls.batches == [len(PROMPTS) * 2]
     assert len(done) == len(completions) == len(PROMPTS) * 2
     # Each answer is its own request's: the prompt token counts tell them apart.
     assert [c.prompt_tokens for c in completions] == [
@@ -117,7 +129,7 @@ def test_the_loop_guard_stops_a_repeating_answer(engine: TransformersEngine) -> 
 
 
 def test_adapters_load_mix_in_one_batch_and_unload(
-    engine: TransformersEngine, loras: list[Path], generate_calls: list[int]
+    engine: TransformersEngine, loras: list[Path], generate_calls: GenerateCalls
 ) -> None:
     prompt = PROMPTS[1]
 
@@ -129,9 +141,9 @@ def test_adapters_load_mix_in_one_batch_and_unload(
         alone = {name: await engine.complete(prompt, GREEDY, name) for name in ("a", "b")}
         assert alone["a"].text != alone["b"].text
         assert base.text not in (alone["a"].text, alone["b"].text)
-        generate_calls.clear()
+        generate_calls.batches.clear()
         mixed = await asyncio.gather(*(engine.complete(prompt, GREEDY, name) for name in ("a", "b", None)))
-        assert generate_calls == [3]
+        assert generate_calls.batches == [3]
         assert all(c.completion_tokens >= 1 for c in mixed)
 
         await engine.load_adapter("a", loras[1])  # replaced: new requests get the new weights
@@ -158,18 +170,33 @@ def test_a_shut_down_engine_refuses_requests(tiny_gpt_neox_japanese: Path) -> No
 
 
 def test_a_stateful_model_batches_only_prompts_of_one_length(
-    tiny_rwkv: Path, generate_calls: list[int]
+    tiny_rwkv: Path, generate_calls: GenerateCalls
 ) -> None:
     """RWKV reads no attention mask: a left pad would enter its state and change the answer."""
     engine = TransformersEngine.start(tiny_rwkv, Settings())
     try:
         alone = [asyncio.run(engine.complete(prompt, GREEDY)) for prompt in PROMPTS]
-        generate_calls.clear()
+        generate_calls.batches.clear()
         together = asyncio.run(engine.complete_many([*PROMPTS, PROMPTS[0]], GREEDY))
     finally:
         engine.shutdown()
     assert len({c.prompt_tokens for c in alone}) == len(PROMPTS)
-    assert sorted(generate_calls) == [1] * (len(PROMPTS) - 1) + [2]
+    assert sorted(generate_calls.batches) == [1] * (len(PROMPTS) - 1) + [2]
     # Prompts of other lengths went alone, as they did before; the two of one length went together.
     assert [c.text for c in together[1:-1]] == [c.text for c in alone[1:]]
     assert together[0].text == together[-1].text
+
+
+def test_a_stream_left_early_stops_its_row(engine: TransformersEngine, generate_calls: GenerateCalls) -> None:
+    long = Sampling(max_tokens=500, temperature=1.0, seed=0, stop=())
+
+    async def leave_after_the_first_delta() -> Completion:
+        async with aclosing(engine.stream(PROMPTS[0], long)) as stream:
+            async for delta in stream:
+                assert delta.text
+                break
+        return await engine.complete(PROMPTS[0], SAMPLED)
+
+    assert asyncio.run(leave_after_the_first_delta()).completion_tokens == SAMPLED.max_tokens
+    assert generate_calls.batches == [1, 1]
+    assert generate_calls.generated[0] < 20, "the row went on after its stream was left"
