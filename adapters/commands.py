@@ -82,6 +82,14 @@ PromptFormatOption = Annotated[
         "chat-template (the base model's own), rwkv (+qa/+gen prefixes), record-line (one record per line)."
     ),
 ]
+Negatives = Annotated[
+    float,
+    typer.Option(
+        min=0.0,
+        max=1.0,
+        help="Share of the questions also trained, without their gold article, to abstain (0: none).",
+    ),
+]
 
 
 def resolve_base(base: str) -> Path:
@@ -124,6 +132,7 @@ def sft(
     ] = None,
     contexts: Annotated[int, typer.Option(help="Passages per prompt: gold + distractors.")] = SFT["contexts"],
     prompt_format: PromptFormatOption = SFT["prompt_format"],
+    negatives: Negatives = SFT["negatives"],
     r: Rank = SFT_LORA.r,
     alpha: Alpha = SFT_LORA.alpha,
     dropout: Dropout = SFT_LORA.dropout,
@@ -164,6 +173,7 @@ def sft(
         contexts=contexts,
         prompt_format=prompt_format,
         context_token_budget=get_settings().context_token_budget,
+        negatives=negatives,
         lora=_lora(r, alpha, dropout, target_modules),
         **_trainer_knobs(locals()),
     )
@@ -234,6 +244,7 @@ def examples(
     out: Annotated[Path, typer.Option(help="Examples JSONL to write (.gz to compress).")],
     contexts: Annotated[int, typer.Option(help="Passages per prompt: gold + distractors.")] = SFT["contexts"],
     prompt_format: PromptFormatOption = SFT["prompt_format"],
+    negatives: Negatives = SFT["negatives"],
     seed: Seed = SFT["seed"],
 ) -> None:
     """Build SFT examples (prompt + completion) without training: retrieval here, training elsewhere."""
@@ -242,7 +253,7 @@ def examples(
 
     budget = get_settings().context_token_budget
     prompter = load_prompter(resolve_base(base), prompt_format)
-    built = build_sft_examples(prompter, data, index, contexts, budget, seed, console)
+    built = build_sft_examples(prompter, data, index, contexts, budget, seed, console, negatives)
     write_examples(out, built)
     console.print(f"[green]wrote[/] {out}")
 

@@ -137,6 +137,10 @@ class SFTRunConfig(TrainingConfig):
     """Passages per prompt: the gold one plus contexts - 1 retrieved distractors, as `top_k` serves."""
     context_token_budget: int = DEFAULT_CONTEXT_TOKEN_BUDGET
     """Token budget of the contexts, as `Settings.context_token_budget` serves."""
+    negatives: float = 0.0
+    """Negative examples per question (0–1): this share of the questions is also asked without its gold
+    article and trained to answer 「資料には答えが見つかりません。」 (`kotae.adapters.negatives`);
+    0 for none."""
 
 
 def _cpt_lora() -> LoraSpec:

@@ -9,6 +9,7 @@ from rich.console import Console
 from kotae.adapters.atomic import check_target
 from kotae.adapters.config import SFTRunConfig
 from kotae.adapters.metadata import AdapterMetadata, ContextsRef, DataRef
+from kotae.adapters.negatives import negative_examples, with_negatives
 from kotae.adapters.probe_callback import Probe
 from kotae.adapters.rows import ExampleRow
 from kotae.adapters.sft_examples import (
@@ -22,6 +23,8 @@ from kotae.adapters.training import RunData, held_out_split, train_adapter
 from kotae.core.config import get_settings
 from kotae.core.durable import file_sha256
 from kotae.core.errors import KotaeError
+from kotae.core.qa_jsonl import read_qa_jsonl
+from kotae.rag.abstention import NO_ANSWER
 from kotae.rag.prompt import Prompter, PromptFormat
 
 
@@ -86,15 +89,30 @@ def _source_examples(
     if config.index is None:
         raise KotaeError(f"{path} is a QA set: its prompts need --index (the passages to answer from)")
     built = build_sft_examples(
-        prompter, path, config.index, config.contexts, config.context_token_budget, config.seed, console
+        prompter,
+        path,
+        config.index,
+        config.contexts,
+        config.context_token_budget,
+        config.seed,
+        console,
+        config.negatives,
     )
     return SourceExamples(built.rows, built.info.contexts.source, built.info.contexts)
 
 
 def build_sft_examples(
-    prompter: Prompter, data: Path, index: Path, contexts: int, budget: int, seed: int, console: Console
+    prompter: Prompter,
+    data: Path,
+    index: Path,
+    contexts: int,
+    budget: int,
+    seed: int,
+    console: Console,
+    negatives: float = 0.0,
 ) -> BuiltExamples:
-    """Examples for `data` with passages from `index`, retrieved as `kotae serve` retrieves them."""
+    """Examples for `data` with passages from `index`, retrieved as `kotae serve` retrieves them; and
+    negatives for a `negatives` share of its questions (`kotae.adapters.negatives`)."""
     from kotae.indexer.embedder import Embedder
     from kotae.indexer.index import Index
     from kotae.models.store import ModelStore
@@ -112,6 +130,13 @@ def build_sft_examples(
         built = build_examples(
             data, index, opened, retriever, settings.retrieval, count_tokens, prompter, contexts, budget, seed
         )
+        if negatives > 0:
+            items = [item for _, item in read_qa_jsonl(data)]
+            found = negative_examples(
+                items, retriever, count_tokens, prompter, contexts, budget, negatives, seed
+            )
+            built = with_negatives(built, found)
+            console.print(f"{len(found)} negative examples (the gold article left out, answer: {NO_ANSWER})")
     finally:
         opened.close()
     console.print(

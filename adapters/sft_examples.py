@@ -153,6 +153,8 @@ def _gold_passage(index: "Index", row: QAItem, data: Path, line: int) -> Passage
     """The gold passage as the index holds it. The indexer cuts a long document into chunks `id#1`,
     `id#2`, … (`id` itself then does not exist): the gold one is the first chunk holding the answer, and
     None when the answer straddles two chunks (the question is dropped)."""
+    if not row.answerable:
+        raise InputError(data, line, "an unanswerable question has no answer to train on (see --negatives)")
     if not row.gold_passage_ids:
         raise InputError(data, line, "`gold_passage_ids` must name the passage the question was written on")
     gold_id = row.gold_passage_ids[0]

@@ -53,9 +53,10 @@ async def run(
 
 def batched(retriever: Retriever, top_k: int) -> RetrievalBatcher:
     def prepare_many(questions, _top_k, mode, _collection, _prompt_format) -> list[PreparedQuestion]:
-        hit_lists = retriever.retrieve_many(list(questions), top_k, mode)
+        found = retriever.search_many(list(questions), top_k, mode)
         return [
-            PreparedQuestion(q, hits, False, "", 0.0) for q, hits in zip(questions, hit_lists, strict=True)
+            PreparedQuestion(q, r.hits, False, "", 0.0, r.best_cosine)
+            for q, r in zip(questions, found, strict=True)
         ]
 
     return RetrievalBatcher(prepare_many, RETRIEVAL_BATCH)

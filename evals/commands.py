@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from kotae.evals.compare import load_run, markdown_table, mismatches, rich_table, write_chart
-from kotae.evals.schema import IN_PROCESS, ContextsMode
+from kotae.evals.schema import IN_PROCESS, AbstentionMetrics, ContextsMode
 
 eval_app = typer.Typer(no_args_is_help=True)
 console = Console()
@@ -33,7 +33,8 @@ def evaluate(
     top_k: int | None = typer.Option(None, min=1, help="Passages per prompt (default: settings)."),
     label: str | None = typer.Option(None, help="Name of the run in comparisons."),
 ) -> None:
-    """Answer every question of --data and score the answers: exact, partial, char-F1, recall, speed."""
+    """Answer every question of --data and score the answers: exact, partial, char-F1, recall, speed;
+    with unanswerable questions in --data, HasAns and NoAns apart (SQuAD 2.0)."""
     if context.invoked_subcommand is not None:
         return
     if data is None:
@@ -66,6 +67,9 @@ def evaluate(
             config, on_progress=lambda done, total: progress.update(task, completed=done, total=total)
         )
     console.print(rich_table([report.metrics]))
+    split = report.metrics.abstention
+    if split is not None and split.no_ans_n:
+        console.print(abstention_line(split))
     retrieval = report.metrics.retrieval
     if retrieval is not None and retrieval.recall_at[max(retrieval.recall_at)] == 0:
         console.print(
@@ -99,3 +103,13 @@ def compare(
     if png is not None:
         write_chart(loaded, png)
         console.print(f"chart written to {png}", style="dim")
+
+
+def abstention_line(split: AbstentionMetrics) -> str:
+    """HasAns and NoAns scores in one line, as SQuAD 2.0 reports them."""
+    has = split.has_ans
+    has_text = "—" if has is None else f"exact {has.exact:.3f}, partial {has.partial:.3f}"
+    abstained = "" if split.has_ans_abstained is None else f", abstained {split.has_ans_abstained:.3f}"
+    accuracy = split.no_ans_accuracy or 0.0
+    no_ans = f"NoAns ({split.no_ans_n}): accuracy {accuracy:.3f}"
+    return f"HasAns ({split.has_ans_n}): {has_text}{abstained} · {no_ans}"

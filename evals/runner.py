@@ -22,6 +22,7 @@ from kotae.evals.datasets import dataset_name, load_dataset
 from kotae.evals.memory import GpuMemoryMonitor, peak_rss_mb
 from kotae.evals.schema import (
     IN_PROCESS,
+    AbstentionMetrics,
     AnswerMetrics,
     ContextsMode,
     EvalMetrics,
@@ -36,7 +37,7 @@ from kotae.evals.schema import (
 from kotae.evals.speed import stage_stats
 from kotae.evals.targets import AskOptions, HttpTarget, InProcessTarget, TargetAnswer, TargetRun
 from kotae.rag.engine_protocol import Sampling
-from kotae.rag.metrics import RECALL_KS, score_answer, score_retrieval
+from kotae.rag.metrics import RECALL_KS, AnswerScore, score_answer, score_retrieval
 from kotae.rag.pipeline import Pipeline
 from kotae.rag.prompt import PROMPT_VERSION
 
@@ -130,11 +131,8 @@ async def evaluate(
     ]
     metrics = EvalMetrics(
         run=_run_info(config, ask, run, len(items), started_at),
-        answer=AnswerMetrics(
-            exact=_mean([row.exact for row in rows]),
-            partial=_mean([row.partial for row in rows]),
-            char_f1=_mean([row.char_f1 for row in rows]),
-        ),
+        answer=_answer_metrics(rows),
+        abstention=_abstention_metrics(rows),
         retrieval=_retrieval_metrics(rows),
         speed=_speed_metrics(run, load_s, len(items)),
         memory=memory,
@@ -222,15 +220,21 @@ def _run_info(config: EvalConfig, ask: AskOptions, run: TargetRun, n: int, start
 
 
 def _prediction_row(item: QAItem, answer: TargetAnswer, depth: int | None) -> PredictionRow:
-    scores = score_answer(answer.text, item.answers)
+    if item.answerable:
+        scores = score_answer(answer.text, item.answers)
+    else:
+        right = not answer.answerable
+        scores = AnswerScore(exact=right, partial=right, char_f1=float(right))
     retrieval = None
-    if answer.ranked_ids is not None and item.gold_passage_ids and depth:
+    if answer.ranked_ids is not None and item.gold_passage_ids and depth and item.answerable:
         retrieval = score_retrieval(answer.ranked_ids, item.gold_passage_ids, depth)
     return PredictionRow(
         qid=item.qid,
         question=item.question,
         golds=list(item.answers),
+        answerable=item.answerable,
         prediction=answer.text,
+        abstained=not answer.answerable,
         sources=[SourceRow(id=h.passage.id, title=h.passage.title, score=h.score) for h in answer.sources],
         retrieved_ids=answer.ranked_ids,
         exact=scores.exact,
@@ -242,6 +246,26 @@ def _prediction_row(item: QAItem, answer: TargetAnswer, depth: int | None) -> Pr
         prompt_tokens=answer.prompt_tokens,
         completion_tokens=answer.completion_tokens,
         error=answer.error,
+    )
+
+
+def _answer_metrics(rows: Sequence[PredictionRow]) -> AnswerMetrics:
+    return AnswerMetrics(
+        exact=_mean([row.exact for row in rows]),
+        partial=_mean([row.partial for row in rows]),
+        char_f1=_mean([row.char_f1 for row in rows]),
+    )
+
+
+def _abstention_metrics(rows: Sequence[PredictionRow]) -> AbstentionMetrics:
+    has_ans = [row for row in rows if row.answerable]
+    no_ans = [row for row in rows if not row.answerable]
+    return AbstentionMetrics(
+        has_ans_n=len(has_ans),
+        has_ans=_answer_metrics(has_ans) if has_ans else None,
+        has_ans_abstained=_mean([row.abstained for row in has_ans]) if has_ans else None,
+        no_ans_n=len(no_ans),
+        no_ans_accuracy=_mean([row.abstained for row in no_ans]) if no_ans else None,
     )
 
 

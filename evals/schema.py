@@ -42,11 +42,25 @@ class RunInfo(BaseModel):
 
 
 class AnswerMetrics(BaseModel):
-    """Means over all questions, 0–1; a failed request counts as a wrong answer."""
+    """Means over all questions, 0–1; a failed request counts as a wrong answer. As in SQuAD 2.0, an
+    unanswerable question scores 1 on each when the target abstained, else 0."""
 
     exact: float
     partial: float
     char_f1: float
+
+
+class AbstentionMetrics(BaseModel):
+    """SQuAD 2.0's split: answerable (HasAns) and unanswerable (NoAns) questions scored apart."""
+
+    has_ans_n: int
+    has_ans: AnswerMetrics | None
+    """Scores over the answerable questions alone (an abstention scores 0); None without any."""
+    has_ans_abstained: float | None
+    """Share of the answerable questions the target abstained on."""
+    no_ans_n: int
+    no_ans_accuracy: float | None
+    """Share of the unanswerable questions answered with `answerable: false`; None without any."""
 
 
 class RetrievalMetrics(BaseModel):
@@ -97,6 +111,8 @@ class MemoryMetrics(BaseModel):
 class EvalMetrics(BaseModel):
     run: RunInfo
     answer: AnswerMetrics
+    abstention: AbstentionMetrics | None = None
+    """HasAns and NoAns apart (None in runs recorded before kotae could abstain)."""
     retrieval: RetrievalMetrics | None
     """None when no question had gold passage ids or the contexts were given."""
     speed: SpeedMetrics
@@ -117,7 +133,11 @@ class PredictionRow(BaseModel):
     qid: str
     question: str
     golds: list[str]
+    answerable: bool
+    """Whether the question has an answer (false: a NoAns question, `golds` empty)."""
     prediction: str
+    abstained: bool
+    """The target said the passages do not hold the answer (`answerable: false`)."""
     sources: list[SourceRow]
     """Passages in the prompt, in rank order."""
     retrieved_ids: list[str] | None
@@ -126,6 +146,7 @@ class PredictionRow(BaseModel):
     partial: bool
     char_f1: float
     recall_at: dict[int, float] | None
+    """None for NoAns questions, asked without their gold passages."""
     reciprocal_rank: float | None
     finish_reason: str | None
     prompt_tokens: int | None

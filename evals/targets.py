@@ -24,6 +24,7 @@ from kotae.rag.engine_protocol import Sampling
 from kotae.rag.pipeline import Pipeline, PreparedQuestion
 from kotae.rag.prompt import PromptFormat
 from kotae.rag.qa_reply import QAResponse
+from kotae.rag.retriever import Retrieval
 
 HTTP_TIMEOUT_S = 600.0
 """Per request: under load a request may wait for the whole queue ahead of it."""
@@ -46,6 +47,8 @@ class AskOptions:
 @dataclass(slots=True)
 class TargetAnswer:
     text: str
+    answerable: bool
+    """False when the target abstained."""
     sources: list[Hit]
     """Passages in the prompt, in rank order."""
     ranked_ids: list[str] | None
@@ -107,6 +110,7 @@ class InProcessTarget:
         answers = [
             TargetAnswer(
                 text=result.text,
+                answerable=result.answerable,
                 sources=result.sources,
                 ranked_ids=None if ranked is None else ranked[i],
                 prompt_tokens=result.completion.prompt_tokens,
@@ -148,14 +152,22 @@ class InProcessTarget:
         self, items: Sequence[QAItem], ask: AskOptions, prompt_format: PromptFormat
     ) -> tuple[list[PreparedQuestion], list[list[str]]]:
         """Rank `retrieval_depth` passages once per question; the first `top_k` make the prompt, the
-        rest only serve recall."""
+        rest only serve recall. An unanswerable question is asked without the article of its gold
+        passages."""
+        retriever = self.pipeline.retriever
         questions = [item.question for item in items]
         started = time.perf_counter()
-        rankings = self.pipeline.retriever.retrieve_many(questions, ask.retrieval_depth)
+        excluded = None
+        if any(not item.answerable for item in items):
+            excluded = [
+                frozenset() if item.answerable else retriever.titles_of(item.gold_passage_ids)
+                for item in items
+            ]
+        found = retriever.search_many(questions, ask.retrieval_depth, excluded_titles=excluded)
         retrieve_ms = (time.perf_counter() - started) * 1000 / len(questions)
-        top_hits = [hits[: ask.top_k] for hits in rankings]
-        prepared = self.pipeline.prepared(questions, top_hits, retrieve_ms, prompt_format)
-        return prepared, [[hit.passage.id for hit in hits] for hits in rankings]
+        top = [Retrieval(r.hits[: ask.top_k], r.best_cosine) for r in found]
+        prepared = self.pipeline.prepared(questions, top, retrieve_ms, prompt_format)
+        return prepared, [[hit.passage.id for hit in r.hits] for r in found]
 
 
 def _given(item: QAItem, top_k: int) -> list[Passage]:
@@ -192,6 +204,11 @@ class HttpTarget:
                 "--contexts given is not supported over HTTP: /v1/qa retrieves its own passages. "
                 "Run the eval in-process (--target inprocess) to use the dataset's contexts."
             )
+        if any(not item.answerable and item.gold_passage_ids for item in items):
+            raise KotaeError(
+                "unanswerable questions with gold_passage_ids are asked without their gold article, which a "
+                "server cannot do: run the eval in-process (--target inprocess)"
+            )
         gate = asyncio.Semaphore(self.concurrency)
         replies: list[QAResponse | None] = [None] * len(items)
         request_ms: list[float] = []
@@ -202,13 +219,14 @@ class HttpTarget:
                 try:
                     reply = await self._post(client, items[index].question, ask)
                 except KotaeError as error:
-                    return TargetAnswer("", [], [], finish_reason="error", error=str(error))
+                    return TargetAnswer("", True, [], [], finish_reason="error", error=str(error))
                 finally:
                     request_ms.append((time.perf_counter() - started) * 1000)
                     on_answer()
             replies[index] = reply
             return TargetAnswer(
                 text=reply.answer,
+                answerable=reply.answerable,
                 sources=[Hit(Passage(s.id, s.title, s.text or ""), s.score) for s in reply.sources],
                 ranked_ids=[s.id for s in reply.sources],
                 prompt_tokens=reply.usage.prompt_tokens,

@@ -52,8 +52,13 @@ def ask(
         answers = await pipeline.answer_prepared([prepared], sampling, chosen)
         answer = answers[0]
         console.rule("answer" + (f" (adapter {chosen})" if chosen else ""))
-        console.print(answer.text or "(no answer)", markup=False, highlight=False)
-        table = Table("rank", "score", "id", "title", title="sources")
+        if answer.answerable:
+            console.print(answer.text or "(no answer)", markup=False, highlight=False)
+        else:
+            console.print(answer.text, style="bold yellow", markup=False, highlight=False)
+            console.print("answerable: false (the passages do not hold the answer)", style="yellow")
+        title = "sources" if answer.answerable else "closest passages"
+        table = Table("rank", "score", "id", "title", title=title)
         for rank, hit in enumerate(answer.sources, 1):
             table.add_row(str(rank), f"{hit.score:.3f}", hit.passage.id, hit.passage.title)
         console.print(table)

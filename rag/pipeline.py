@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from kotae.core.config import RetrievalMode, Settings
 from kotae.core.passage import Hit, Passage
+from kotae.rag.abstention import NO_ANSWER, gate_completion, is_no_answer, passes_gate
 from kotae.rag.collections import Collections
 from kotae.rag.engine_protocol import Completion, Engine, Sampling
 from kotae.rag.prompt import (
@@ -18,7 +19,7 @@ from kotae.rag.prompt import (
     fit_prompt,
 )
 from kotae.rag.retrieval_batcher import RetrievalBatcher
-from kotae.rag.retriever import Retriever
+from kotae.rag.retriever import Retrieval, Retriever
 
 PromptFormatOf = Callable[[str | None], PromptFormat]
 """The prompt format an adapter was trained in (None: the base model)."""
@@ -37,6 +38,9 @@ class Timings:
 class Answer:
     question: str
     text: str
+    """The cleaned answer; `NO_ANSWER` when not `answerable`."""
+    answerable: bool
+    """False when kotae abstained: the model answered `NO_ANSWER`, or the gate kept it from being asked."""
     sources: list[Hit]
     """The passages the prompt held, in rank order."""
     last_cut: bool
@@ -56,6 +60,8 @@ class PreparedQuestion:
     """The prompt holds only the beginning of the last source."""
     prompt: str
     retrieve_ms: float
+    best_cosine: float | None
+    """The collection's best cosine for the question (`Retrieval.best_cosine`); None for given passages."""
 
 
 class Pipeline:
@@ -119,30 +125,43 @@ class Pipeline:
         started = time.perf_counter()
         if given is None:
             retriever = self.collections.get(collection)
-            hit_lists = retriever.retrieve_many(list(questions), top_k or self.settings.top_k, mode)
+            found = retriever.search_many(list(questions), top_k or self.settings.top_k, mode)
         else:
-            hit_lists = [[Hit(p, 1.0) for p in passages] for passages in given]
+            found = [Retrieval([Hit(p, 1.0) for p in passages], None) for passages in given]
         retrieve_ms = (time.perf_counter() - started) * 1000 / max(len(questions), 1)
-        return self.prepared(questions, hit_lists, retrieve_ms, prompt_format)
+        return self.prepared(questions, found, retrieve_ms, prompt_format)
 
     def prepared(
         self,
         questions: Sequence[str],
-        hit_lists: Sequence[list[Hit]],
+        found: Sequence[Retrieval],
         retrieve_ms: float,
         prompt_format: PromptFormat = DEFAULT_PROMPT_FORMAT,
     ) -> list[PreparedQuestion]:
         """The prompts of questions whose passages are already retrieved."""
         # Every context line counted in one batch, not one tokenizer call per line under the GIL.
         count = self.engine.count_tokens.knowing(
-            [context_line(hit.passage) for hits in hit_lists for hit in hits]
+            [context_line(hit.passage) for retrieval in found for hit in retrieval.hits]
         )
         prepared = []
-        for question, hits in zip(questions, hit_lists, strict=True):
+        for question, retrieval in zip(questions, found, strict=True):
+            hits = retrieval.hits
             prompt = self.prompt_for(question, [hit.passage for hit in hits], count, prompt_format)
-            sources = hits[: prompt.passages]
-            prepared.append(PreparedQuestion(question, sources, prompt.last_cut, prompt.text, retrieve_ms))
+            prepared.append(
+                PreparedQuestion(
+                    question,
+                    hits[: prompt.passages],
+                    prompt.last_cut,
+                    prompt.text,
+                    retrieve_ms,
+                    retrieval.best_cosine,
+                )
+            )
         return prepared
+
+    def asks_model(self, prepared: PreparedQuestion) -> bool:
+        """Whether the abstention gate lets the question reach the model (`kotae.rag.abstention`)."""
+        return passes_gate(prepared.best_cosine, self.settings.abstain_min_cosine)
 
     async def answer(
         self,
@@ -155,6 +174,8 @@ class Pipeline:
     ) -> Answer:
         prompt_format = self.prompt_format_of(adapter)
         prepared = await self.prepare_batched(question, top_k, mode, collection, prompt_format)
+        if not self.asks_model(prepared):
+            return _answer(prepared, gate_completion(), 0.0)
         started = time.perf_counter()
         completion = await self.engine.complete(prepared.prompt, sampling, adapter)
         return _answer(prepared, completion, (time.perf_counter() - started) * 1000)
@@ -166,13 +187,25 @@ class Pipeline:
         adapter: str | None = None,
         on_done: Callable[[], None] | None = None,
     ) -> list[Answer]:
-        """All prompts at once into vLLM's batch (evals); generate_ms is the batch's wall time."""
+        """All prompts at once into vLLM's batch (evals); generate_ms is the batch's wall time. The
+        questions the abstention gate stops get `NO_ANSWER` without reaching the engine."""
         started = time.perf_counter()
-        completions = await self.engine.complete_many(
-            [p.prompt for p in prepared], sampling, adapter, on_done
+        asked = [p for p in prepared if self.asks_model(p)]
+        if on_done is not None:
+            for _ in range(len(prepared) - len(asked)):
+                on_done()
+        completions = iter(
+            await self.engine.complete_many([p.prompt for p in asked], sampling, adapter, on_done)
+            if asked
+            else []
         )
         batch_ms = (time.perf_counter() - started) * 1000
-        return [_answer(p, c, batch_ms) for p, c in zip(prepared, completions, strict=True)]
+        return [
+            _answer(p, next(completions), batch_ms)
+            if self.asks_model(p)
+            else _answer(p, gate_completion(), 0.0)
+            for p in prepared
+        ]
 
 
 def make_prompt(
@@ -187,9 +220,12 @@ def make_prompt(
 
 
 def _answer(prepared: PreparedQuestion, completion: Completion, generate_ms: float) -> Answer:
+    text = clean_answer(completion.text)
+    answerable = not is_no_answer(text)
     return Answer(
         question=prepared.question,
-        text=clean_answer(completion.text),
+        text=text if answerable else NO_ANSWER,
+        answerable=answerable,
         sources=prepared.sources,
         last_cut=prepared.last_cut,
         completion=completion,

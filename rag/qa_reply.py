@@ -56,8 +56,13 @@ class QATimings(BaseModel):
 
 class QAResponse(BaseModel):
     answer: str
+    """The answer; when not `answerable`, 「資料には答えが見つかりません。」 (`kotae.rag.abstention`)."""
+    answerable: bool
+    """False when the passages do not hold the answer: the model said so, or no passage of the collection
+    was close enough to the question to ask it (`KOTAE_ABSTAIN_MIN_COSINE`)."""
     sources: list[Source]
-    """The passages the prompt held, in its order (rank order); the last may be `cut` to fit."""
+    """The passages the prompt held, in its order (rank order); the last may be `cut` to fit. When the
+    gate abstained, the closest passages found (the model was not asked)."""
     collection: str
     """The collection the passages came from."""
     model: str

@@ -1,17 +1,33 @@
 """Question → passages: dense (faiss), lexical (BM25) or both fused, over one opened index."""
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 
 from kotae.core.config import FusionMethod, RetrievalMode, Settings
 from kotae.core.errors import KotaeError
 from kotae.core.passage import Hit
 from kotae.indexer.embedder import Embedder
-from kotae.indexer.index import Index, KeyRanking
+from kotae.indexer.index import Index, IndexView, KeyRanking
 from kotae.rag.fusion import reciprocal_rank_fusion, weighted_fusion
 
 FUSION_DEPTH = 50
 """Candidates taken from each ranking before fusing (at least top_k): a passage ranked 30th by one
 method and 3rd by the other must be in both lists to be fused fairly."""
+
+EXCLUSION_DEPTH = 200
+"""Extra passages ranked per question when titles are excluded, so that enough others remain (the largest
+article of jawiki-paragraphs has 180 paragraphs)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Retrieval:
+    """One question's passages, and how close the collection came to it."""
+
+    hits: list[Hit]
+    """Best first."""
+    best_cosine: float | None
+    """The highest dense cosine similarity of the question to any passage searched (the abstention
+    gate's signal); None when the dense index was not searched (BM25 with the gate off)."""
 
 
 class Retriever:
@@ -55,21 +71,51 @@ class Retriever:
     ) -> list[list[Hit]]:
         """Best first, `top_k` per question. The questions are embedded in one batch. `mode` and
         `fusion` default to the settings."""
+        return [found.hits for found in self.search_many(questions, top_k, mode, fusion)]
+
+    def search_many(
+        self,
+        questions: Sequence[str],
+        top_k: int,
+        mode: RetrievalMode | None = None,
+        fusion: FusionMethod | None = None,
+        excluded_titles: Sequence[Collection[str]] | None = None,
+    ) -> list[Retrieval]:
+        """`retrieve_many` with each question's best cosine, searched even in BM25 mode when the
+        abstention gate is on. `excluded_titles`, one collection per question: passages of those titles
+        are searched as if they were not in the index (a question asked without its gold article)."""
         mode = mode or self.settings.retrieval
         if not questions:
             return []
         depth = max(top_k, self.fusion_depth) if mode == "hybrid" else top_k
+        if excluded_titles is not None:
+            depth += EXCLUSION_DEPTH
         view = self.index.view()
-        dense = lexical = None
-        if mode in ("dense", "hybrid"):
+        dense: list[KeyRanking] | None = None
+        lexical: list[KeyRanking] | None = None
+        if mode != "bm25" or self.settings.abstain_min_cosine > 0:
             dense = view.rank_dense(self.embedder.embed_queries(list(questions)), depth)
-        if mode in ("bm25", "hybrid"):
+            if excluded_titles is not None:
+                dense = _without_titles(view, dense, excluded_titles)
+        if mode != "dense":
             lexical = view.rank_bm25(questions, depth)
-        if dense is None or lexical is None:
-            return view.hits(dense or lexical)
-        # Fused on keys: only the top_k passages of each question are read from the store.
-        fused = [self.fuse(d, b, fusion)[:top_k] for d, b in zip(dense, lexical, strict=True)]
-        return view.hits(fused)
+            if excluded_titles is not None:
+                lexical = _without_titles(view, lexical, excluded_titles)
+        if dense is not None and lexical is not None and mode == "hybrid":
+            # Fused on keys: only the top_k passages of each question are read from the store.
+            ranked = [self.fuse(d, b, fusion) for d, b in zip(dense, lexical, strict=True)]
+        else:
+            chosen = lexical if mode == "bm25" else dense
+            assert chosen is not None
+            ranked = chosen
+        hit_lists = view.hits([ranking[:top_k] for ranking in ranked])
+        best = [ranking[0][1] if ranking else None for ranking in dense] if dense else [None] * len(questions)
+        return [Retrieval(hits, cosine) for hits, cosine in zip(hit_lists, best, strict=True)]
+
+    def titles_of(self, document_ids: Sequence[str]) -> frozenset[str]:
+        """The titles of these documents in the index (those it does not hold are left out)."""
+        found = (self.index.document(doc_id) for doc_id in document_ids)
+        return frozenset(document.title for document in found if document is not None)
 
     def fuse(self, dense: KeyRanking, lexical: KeyRanking, method: FusionMethod | None = None) -> KeyRanking:
         """One question's dense and BM25 rankings as one, by `method` (default: the settings')."""
@@ -77,3 +123,13 @@ class Retriever:
         if method == "rrf":
             return reciprocal_rank_fusion([dense, lexical])
         return weighted_fusion(dense, lexical, dense_weight=self.settings.fusion_dense_weight)
+
+
+def _without_titles(
+    view: IndexView, rankings: list[KeyRanking], excluded: Sequence[Collection[str]]
+) -> list[KeyRanking]:
+    """Each ranking without the passages whose title its question excludes (the passages are read)."""
+    return [
+        [pair for pair, hit in zip(ranking, hits, strict=True) if hit.passage.title not in titles]
+        for ranking, hits, titles in zip(rankings, view.hits(rankings), excluded, strict=True)
+    ]

@@ -83,6 +83,11 @@ class Settings(BaseSettings):
     (docs/BENCHMARKS.md, Retrieval)."""
     context_token_budget: int = Field(DEFAULT_CONTEXT_TOKEN_BUDGET, ge=64)
     """Prompt tokens the retrieved passages may take; the last passages are trimmed to fit."""
+    abstain_min_cosine: float = Field(0.81, ge=0.0, le=1.0)
+    """Abstention gate: when no passage of the collection has at least this cosine similarity to the
+    question (dense embeddings), kotae answers 「資料には答えが見つかりません。」 with `answerable: false`
+    without asking the model. The default is calibrated for multilingual-e5-small (docs/RESULTS.md,
+    Abstention); set it anew for another embedder. 0 turns the gate off (the model may still abstain)."""
 
     max_tokens: int = Field(64, ge=1)
     """Answer tokens when a request does not say."""

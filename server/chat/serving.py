@@ -2,7 +2,8 @@
 
 With retrieval (the default) the prompt is exactly /v1/qa's (`Pipeline.prepare`); without it, the
 question goes into the same template with an empty 入力, so adapters always see the format they were
-trained on.
+trained on. When /v1/qa's abstention gate stops the question, the reply is 「資料には答えが見つかりません。」
+without asking the model (`kotae.rag.abstention`).
 """
 
 import json
@@ -14,6 +15,7 @@ from http import HTTPStatus
 from typing import cast
 
 from kotae.core.errors import KotaeError
+from kotae.rag.abstention import gate_completion
 from kotae.rag.engine_protocol import Completion, Delta, Sampling
 from kotae.rag.qa_reply import Source, Usage
 from kotae.server.chat.protocol import (
@@ -45,6 +47,8 @@ class ChatTurn:
     model: str
     """What the response's `model` says: the adapter's name, or the base model's."""
     sources: list[Source] | None
+    asks_model: bool
+    """False when the abstention gate answers instead of the model."""
 
 
 def openai_finish_reason(reason: str) -> FinishReason:
@@ -72,6 +76,7 @@ async def prepare_turn(service: Service, request: ChatCompletionRequest, scope: 
         request.seed,
     )
     sources: list[Source] | None = None
+    asks_model = True
     prompt_format = service.pipeline.prompt_format_of(adapter)
     if options.retrieval:
         prepared = await service.pipeline.prepare_batched(
@@ -80,15 +85,19 @@ async def prepare_turn(service: Service, request: ChatCompletionRequest, scope: 
         service.metrics.retrieval_seconds.observe(prepared.retrieve_ms / 1000)
         prompt = prepared.prompt
         sources = Source.list_of(prepared.sources, options.include_text, prepared.last_cut)
+        asks_model = service.pipeline.asks_model(prepared)
     else:
         prompt = service.pipeline.prompt_for(question, [], prompt_format=prompt_format).text
-    return ChatTurn(prompt, sampling, adapter, adapter or service.base_model, sources)
+    return ChatTurn(prompt, sampling, adapter, adapter or service.base_model, sources, asks_model)
 
 
 async def complete_chat(service: Service, turn: ChatTurn) -> ChatCompletion:
     started = time.perf_counter()
     with service.metrics.track_request(turn.adapter):
-        completion = await service.pipeline.engine.complete(turn.prompt, turn.sampling, turn.adapter)
+        if turn.asks_model:
+            completion = await service.pipeline.engine.complete(turn.prompt, turn.sampling, turn.adapter)
+        else:
+            completion = gate_completion()
     service.metrics.record_generation(turn.adapter, completion, time.perf_counter() - started)
     return ChatCompletion(
         model=turn.model,
@@ -107,9 +116,12 @@ async def start_stream(service: Service, turn: ChatTurn, include_usage: bool) ->
     """Server-sent events for the turn. The engine's first event is awaited before this returns, so an
     unknown adapter or a dead engine is still answered with an HTTP error rather than a broken stream."""
     started = time.perf_counter()
-    deltas = cast(
-        AsyncGenerator[Delta, None], service.pipeline.engine.stream(turn.prompt, turn.sampling, turn.adapter)
+    stream = (
+        service.pipeline.engine.stream(turn.prompt, turn.sampling, turn.adapter)
+        if turn.asks_model
+        else _gated()
     )
+    deltas = cast(AsyncGenerator[Delta, None], stream)
     try:
         first = await anext(deltas)
     except BaseException as error:
@@ -117,6 +129,12 @@ async def start_stream(service: Service, turn: ChatTurn, include_usage: bool) ->
         await deltas.aclose()
         raise
     return _events(service, turn, include_usage, started, first, deltas)
+
+
+async def _gated() -> AsyncIterator[Delta]:
+    """The stream of the gate's answer: its text in one piece."""
+    completion = gate_completion()
+    yield Delta(completion.text, completion)
 
 
 async def _events(

@@ -19,6 +19,7 @@ async def answer_question(service: Service, request: QARequest, scope: ReaderSco
     service.metrics.record_generation(adapter, answer.completion, answer.timings.generate_ms / 1000)
     return QAResponse(
         answer=answer.text,
+        answerable=answer.answerable,
         sources=Source.list_of(answer.sources, request.include_text, answer.last_cut),
         collection=collection,
         model=service.base_model,

@@ -4,7 +4,7 @@ with questions, and one vLLM engine for the whole session."""
 import asyncio
 import json
 import os
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -104,6 +104,58 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         folder / "probe.jsonl", [{"question": q["question"], "answers": q["answers"]} for q in QUESTIONS]
     )
     return folder
+
+
+CHUNK_CHARS = 30
+"""Cuts every test passage into chunks: 法隆寺 into two sentences (its answer in `p4#2`), 信濃川 in the
+middle of its answer (that question cannot be answered from one chunk and is dropped)."""
+
+
+@pytest.fixture(scope="session")
+def index_dir(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
+    from kotae.indexer.build import build_index
+    from kotae.indexer.embedder import Embedder
+    from kotae.models.testing import build_tiny_e5
+
+    folder = tmp_path_factory.mktemp("index")
+    embedder = Embedder(build_tiny_e5(folder / "e5"))
+    build_index([data_dir / "passages.jsonl"], folder / "index", embedder, chunk_chars=CHUNK_CHARS)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def retriever(index_dir: Path, engine_settings: Settings) -> Any:
+    from kotae.indexer.embedder import Embedder
+    from kotae.indexer.index import Index
+    from kotae.rag.retriever import Retriever
+
+    return Retriever(Index.open(index_dir / "index"), Embedder(index_dir / "e5"), engine_settings)
+
+
+@pytest.fixture
+def invoke_train(
+    index_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Callable[[list[str]], str]:
+    """`kotae train ARGS` with the test embedder and context budget; its output, once it succeeded."""
+    from typer.testing import CliRunner
+
+    from kotae.adapters.commands import train_app
+    from kotae.core.config import get_settings
+
+    monkeypatch.setenv("KOTAE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("KOTAE_EMBEDDER", str(index_dir / "e5"))
+    monkeypatch.setenv("KOTAE_CONTEXT_TOKEN_BUDGET", "200")
+
+    def run(args: list[str]) -> str:
+        get_settings.cache_clear()
+        try:
+            result = CliRunner().invoke(train_app, args)
+        finally:
+            get_settings.cache_clear()
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    return run
 
 
 WEIGHT_SCALE = 5.0

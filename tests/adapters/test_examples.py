@@ -87,32 +87,6 @@ def test_training_tokens_are_the_served_tokens(tiny_gemma, examples_file, served
     assert completion.prompt_tokens == len(prompt_ids)
 
 
-CHUNK_CHARS = 30
-"""Cuts every test passage into chunks: 法隆寺 into two sentences (its answer in `p4#2`), 信濃川 in the
-middle of its answer (that question cannot be answered from one chunk and is dropped)."""
-
-
-@pytest.fixture(scope="session")
-def index_dir(tmp_path_factory, data_dir):
-    from kotae.indexer.build import build_index
-    from kotae.indexer.embedder import Embedder
-    from kotae.models.testing import build_tiny_e5
-
-    folder = tmp_path_factory.mktemp("index")
-    embedder = Embedder(build_tiny_e5(folder / "e5"))
-    build_index([data_dir / "passages.jsonl"], folder / "index", embedder, chunk_chars=CHUNK_CHARS)
-    return folder
-
-
-@pytest.fixture(scope="session")
-def retriever(index_dir, engine_settings):
-    from kotae.indexer.embedder import Embedder
-    from kotae.indexer.index import Index
-    from kotae.rag.retriever import Retriever
-
-    return Retriever(Index.open(index_dir / "index"), Embedder(index_dir / "e5"), engine_settings)
-
-
 def _build(retriever, data, tokenizer, seed=0, prompter=DEFAULT_PROMPTER):
     from kotae.adapters.sft_examples import build_examples
 
@@ -162,27 +136,8 @@ def test_built_prompts_are_what_the_pipeline_serves(tiny_gemma, data_dir, retrie
         assert pipeline.prepare_many([row.question], given=[passages])[0].prompt == row.prompt
 
 
-def _invoke_train(args: list[str], index_dir: Path, home: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """`kotae train ARGS` with the test embedder and context budget; its output, once it succeeded."""
-    from typer.testing import CliRunner
-
-    from kotae.adapters.commands import train_app
-    from kotae.core.config import get_settings
-
-    monkeypatch.setenv("KOTAE_HOME", str(home))
-    monkeypatch.setenv("KOTAE_EMBEDDER", str(index_dir / "e5"))
-    monkeypatch.setenv("KOTAE_CONTEXT_TOKEN_BUDGET", "200")
-    get_settings.cache_clear()
-    try:
-        result = CliRunner().invoke(train_app, args)
-    finally:
-        get_settings.cache_clear()
-    assert result.exit_code == 0, result.output
-    return result.output
-
-
 def test_train_examples_command_writes_what_the_library_builds(
-    tiny_gemma, data_dir, index_dir, retriever, tmp_path, monkeypatch
+    tiny_gemma, data_dir, index_dir, retriever, tmp_path, invoke_train
 ):
     from transformers import AutoTokenizer
 
@@ -191,14 +146,14 @@ def test_train_examples_command_writes_what_the_library_builds(
     out = tmp_path / "examples.jsonl.gz"
     args = ["examples", "--base", str(tiny_gemma), "--data", str(data_dir / "qa.jsonl")]
     args += ["--index", str(index_dir / "index"), "--out", str(out), "--contexts", "3", "--seed", "0"]
-    _invoke_train(args, index_dir, tmp_path / "home", monkeypatch)
+    invoke_train(args)
     expected = _build(retriever, data_dir / "qa.jsonl", AutoTokenizer.from_pretrained(tiny_gemma))
     assert read_examples(out).rows == expected.rows
 
 
 @pytest.mark.slow
 def test_sft_mixes_an_alpaca_set_with_qa_in_the_chosen_prompt_format(
-    tiny_gemma, data_dir, index_dir, tmp_path, monkeypatch
+    tiny_gemma, data_dir, index_dir, tmp_path, invoke_train
 ):
     from kotae.adapters.metadata import read_metadata
 
@@ -207,7 +162,7 @@ def test_sft_mixes_an_alpaca_set_with_qa_in_the_chosen_prompt_format(
     args += ["--index", str(index_dir / "index"), "--contexts", "3", "--prompt-format", "chat-template"]
     args += ["--out", str(out), "--max-steps", "1", "--batch-size", "4", "--grad-accumulation", "1"]
     args += ["--eval-fraction", "0", "--probe-every", "0"]
-    output = _invoke_train(args, index_dir, tmp_path / "home", monkeypatch)
+    output = invoke_train(args)
     assert "6 instruction examples" in output
     metadata = read_metadata(out)
     assert metadata.prompt_format == "chat-template"

@@ -55,6 +55,22 @@ def test_kotae_qa_jsonl_with_contexts_and_a_limit(tmp_path, write_jsonl):
     )
 
 
+def test_unanswerable_questions_have_no_answers(tmp_path, write_jsonl):
+    path = write_jsonl(
+        tmp_path / "mixed.jsonl",
+        [
+            {"qid": "q1", "question": "橋の色は？", "answers": ["赤"], "gold_passage_ids": ["p1"]},
+            {"qid": "q1:noans", "question": "橋の色は？", "answers": [], "answerable": False,
+             "gold_passage_ids": ["p1"]},
+            {"qid": "q2", "question": "塔の高さは？", "answerable": False},
+        ],
+    )  # fmt: skip
+    answerable, twin, bare = load_dataset(path)
+    assert answerable.answerable and answerable.answers == ("赤",)
+    assert (twin.answerable, twin.answers, twin.gold_passage_ids) == (False, (), ("p1",))
+    assert (bare.answerable, bare.answers) == (False, ())
+
+
 def test_aio_style_jsonl_gives_ctxs_as_contexts(tmp_path, write_jsonl):
     path = write_jsonl(
         tmp_path / "aio.jsonl",
@@ -120,6 +136,8 @@ def test_squad_directory_reads_every_file_in_order(tmp_path):
         ('{"qid": "b", "question": "何？", "answers": ["", "x"]}', "non-empty string"),
         ('{"qid": "b", "question": "何？", "answers": ["x"], "gold_passage_ids": "p1"}', "gold_passage_ids"),
         ('{"qid": "b", "question": "何？", "answers": ["x"], "ctxs": [{"title": "t"}]}', "context 0"),
+        ('{"qid": "b", "question": "何？", "answers": ["x"], "answerable": false}', "must have no `answers`"),
+        ('{"qid": "b", "question": "何？", "answers": [], "answerable": "no"}', "`answerable` must be"),
         ('{"qid": "a", "question": "何？", "answers": ["x"]}', "appears twice"),
     ],
 )

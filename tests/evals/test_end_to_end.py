@@ -75,6 +75,7 @@ def workspace(tmp_path_factory, write_jsonl):
         "KOTAE_MAX_LORAS": "1",
         "KOTAE_MAX_LORA_RANK": "8",
         "KOTAE_MAX_TOKENS": "16",
+        "KOTAE_ABSTAIN_MIN_COSINE": "0",
     }
     return root, qa, environment
 
@@ -140,15 +141,25 @@ def test_given_contexts_on_a_pipeline_built_by_the_caller(workspace):
     engine = VLLMEngine.start(Path(environment["KOTAE_GENERATOR"]), settings)
     pipeline = Pipeline(Collections.of(retriever), engine, settings)
 
-    async def two_runs():
+    mixed = with_noans_twins(qa, root / "mixed.jsonl")
+
+    def gated(min_cosine: float) -> Pipeline:
+        return Pipeline(
+            pipeline.collections, engine, settings.model_copy(update={"abstain_min_cosine": min_cosine})
+        )
+
+    async def runs():
         given = await evaluate(EvalConfig(qa, contexts="given", out=root / "given"), pipeline)
         limited = await evaluate(EvalConfig(qa, contexts="given", limit=2, out=root / "given-2"), pipeline)
         with pytest.raises(UnknownAdapter, match=r"adapter 'nosuch' is not loaded; loaded from .*: none"):
             await evaluate(EvalConfig(qa, adapter="nosuch", out=root / "nosuch"), pipeline)
-        return given, limited
+        # Gate off: the tiny model never writes the abstention text. Gate at cosine 1: nothing reaches it.
+        asked = await evaluate(EvalConfig(mixed, out=root / "mixed-asked"), gated(0.0))
+        stopped = await evaluate(EvalConfig(mixed, out=root / "mixed-stopped"), gated(1.0))
+        return given, limited, asked, stopped
 
     try:
-        given, limited = asyncio.run(two_runs())
+        given, limited, asked, stopped = asyncio.run(runs())
     finally:
         pipeline.engine.shutdown()
     assert given.metrics.retrieval is None and given.metrics.speed.retrieve is None
@@ -157,3 +168,30 @@ def test_given_contexts_on_a_pipeline_built_by_the_caller(workspace):
     assert all(row.retrieved_ids is None and row.recall_at is None for row in given.predictions)
     assert limited.metrics.run.n == 2
     assert not (root / "nosuch").exists(), "an unknown adapter fails the run before anything is written"
+
+    split = asked.metrics.abstention
+    assert split is not None and (split.has_ans_n, split.no_ans_n) == (4, 4)
+    assert (split.no_ans_accuracy, split.has_ans_abstained) == (0.0, 0.0)
+    assert asked.metrics.retrieval is not None and asked.metrics.retrieval.n == 4, "NoAns: no recall"
+    golds = {qid: gold for qid, _, _, gold in QUESTIONS}
+    for row in asked.predictions:
+        if not row.answerable:
+            gold = golds[row.qid.removesuffix(":noans")]
+            assert row.retrieved_ids and gold not in row.retrieved_ids, "asked without its gold article"
+    split = stopped.metrics.abstention
+    assert split is not None and (split.no_ans_accuracy, split.has_ans_abstained) == (1.0, 1.0)
+    assert stopped.metrics.answer.exact == 0.5, "every NoAns question right, every HasAns one wrong"
+
+
+def with_noans_twins(qa: Path, out: Path) -> Path:
+    """`qa` and, after it, each question's unanswerable twin (asked without its gold article)."""
+    rows = [json.loads(line) for line in qa.read_text(encoding="utf-8").splitlines()]
+    twins = [
+        {"qid": row["qid"] + ":noans", "question": row["question"], "answers": [], "answerable": False,
+         "gold_passage_ids": row["gold_passage_ids"]}
+        for row in rows
+    ]  # fmt: skip
+    out.write_text(
+        "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows + twins), encoding="utf-8"
+    )
+    return out

@@ -36,6 +36,7 @@ def stand_in_app(seen):
         sources = [{"id": f"p{i}", "title": f"題{i}", "score": 1.0 / i} for i in range(1, body["top_k"] + 1)]
         return {
             "answer": ANSWERS[body["question"]],
+            "answerable": True,
             "sources": sources,
             "collection": "default",
             "model": "stand-in",

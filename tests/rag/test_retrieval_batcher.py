@@ -24,7 +24,9 @@ class RecordingPrepare:
         time.sleep(self.seconds)
         if mode == "bm25":
             raise ValueError("this index has no BM25 part")
-        return [PreparedQuestion(q, [], False, f"{q}|{top_k}|{mode}|{collection}", 0.0) for q in questions]
+        return [
+            PreparedQuestion(q, [], False, f"{q}|{top_k}|{mode}|{collection}", 0.0, None) for q in questions
+        ]
 
 
 def test_requests_arriving_together_are_one_batch_and_each_gets_its_own_prompt():

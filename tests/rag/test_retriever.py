@@ -214,3 +214,31 @@ def test_real_e5_finds_paraphrased_passages(corpus: Path, tmp_path: Path) -> Non
         "力士の最高位": "sumo",
     }.items():
         assert retriever.retrieve(question, 1)[0].passage.id == expected, question
+
+
+@pytest.mark.parametrize("mode", ["dense", "bm25", "hybrid"])
+def test_excluded_titles_are_searched_as_if_absent(index: Index, tiny: Embedder, mode: str) -> None:
+    retriever = Retriever(index, tiny, Settings(retrieval=mode, abstain_min_cosine=0.5))
+    questions = list(QUESTIONS)
+    titles = [retriever.titles_of([QUESTIONS[question]]) for question in questions]
+    assert titles[0] == {"くるみ山"}
+    without = retriever.search_many(questions, 6, excluded_titles=titles)
+    for question, found, excluded in zip(questions, without, titles, strict=True):
+        ids = [hit.passage.id for hit in found.hits]
+        assert QUESTIONS[question] not in ids and all(hit.passage.title not in excluded for hit in found.hits)
+        dense = [
+            hit for hit in retriever.retrieve(question, 6, mode="dense") if hit.passage.title not in excluded
+        ]
+        assert found.best_cosine == pytest.approx(dense[0].score), "the best cosine of what is left"
+    with_gold = retriever.search_many(questions, 6)
+    assert all(found.best_cosine is not None for found in with_gold)
+    if mode != "bm25":
+        assert [[h.passage.id for h in found.hits] for found in with_gold] == [
+            [h.passage.id for h in hits] for hits in retriever.retrieve_many(questions, 6)
+        ]
+
+
+def test_best_cosine_is_left_out_of_bm25_retrieval_with_the_gate_off(index: Index, tiny: Embedder) -> None:
+    retriever = Retriever(index, tiny, Settings(retrieval="bm25", abstain_min_cosine=0))
+    assert retriever.search_many(["灯台"], 3)[0].best_cosine is None
+    assert retriever.titles_of(["toudai", "nowhere"]) == {"白浜灯台"}

@@ -178,6 +178,9 @@ def server_settings(root: Path, **changes: object) -> Settings:
         "max_question_chars": 200,
         "max_body_bytes": 16_384,
         "context_token_budget": 512,
+        # The tiny embedder's cosines mean nothing: the abstention gate is off (test_abstention.py turns it
+        # on with the real embedder).
+        "abstain_min_cosine": 0,
     }
     fields.update(changes)
     return Settings.model_validate(fields)
@@ -251,6 +254,7 @@ def serve_environment(workspace: Path, index: Path, **variables: str) -> dict[st
         "KOTAE_PORT": "0",
         "KOTAE_KV_CACHE_GIB": "1",
         "KOTAE_MAX_MODEL_LEN": "1024",
+        "KOTAE_ABSTAIN_MIN_COSINE": "0",
         **variables,
     }
 

@@ -18,6 +18,7 @@ def test_answer_has_the_documented_shape(client, live):
     body = response.json()
     assert set(body) == {
         "answer",
+        "answerable",
         "sources",
         "collection",
         "model",
@@ -27,7 +28,7 @@ def test_answer_has_the_documented_shape(client, live):
         "timings",
     }
     assert body["collection"] == "default"
-    assert isinstance(body["answer"], str)
+    assert isinstance(body["answer"], str) and body["answerable"] is True
     assert body["model"] == "tiny-gemma"
     assert body["adapter"] == "default", "the default adapter answers when a request names none"
     assert len(body["sources"]) == 3
