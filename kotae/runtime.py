@@ -19,7 +19,7 @@ from kotae.indexer.manifest import FORMAT_VERSION
 from kotae.models.quantized import read_quantize_record
 from kotae.models.store import ModelStore, model_hash
 from kotae.rag.collections import Collections
-from kotae.rag.engine import VLLMEngine
+from kotae.rag.engine import VLLMEngine, unserved_architecture
 from kotae.rag.engine_protocol import Engine, UnknownAdapter
 from kotae.rag.pipeline import Pipeline
 from kotae.rag.retriever import Retriever
@@ -51,13 +51,20 @@ def open_retriever(settings: Settings) -> Retriever:
 
 
 def start_engine(model: Path, settings: Settings) -> Engine:
-    """vLLM in this process, or the replicas of `Settings.replicas` (which still need `model`'s
-    tokenizer here)."""
+    """The replicas of `Settings.replicas` (which still need `model`'s tokenizer here), else vLLM in this
+    process, else, for an architecture vLLM does not serve, transformers in this process."""
     if settings.replicas:
         from kotae.rag.remote_engine import RemoteEngine
 
         return RemoteEngine.start(model, settings)
-    return VLLMEngine.start(model, settings)
+    unknown = unserved_architecture(model, settings)
+    if unknown is None:
+        logger.info("engine: vLLM")
+        return VLLMEngine.start(model, settings)
+    from kotae.rag.transformers_engine import TransformersEngine
+
+    logger.info("engine: transformers (vLLM does not serve %s)", unknown)
+    return TransformersEngine.start(model, settings)
 
 
 def open_collections(settings: Settings) -> Collections:

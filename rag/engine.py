@@ -7,6 +7,7 @@ generation: batching is vLLM's job.
 
 import asyncio
 import itertools
+import json
 import os
 import time
 import uuid
@@ -77,6 +78,22 @@ def configure_vllm_environment(settings: Settings) -> None:
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"{min(cores)}-{max(cores)}")
 
 
+def unserved_architecture(model: Path, settings: Settings) -> str | None:
+    """The first of `model`'s architectures vLLM does not serve, or None when it serves them all, natively
+    or through its transformers backend (a transformers class that takes attention backends)."""
+    configure_vllm_environment(settings)
+    import transformers
+    from vllm import ModelRegistry
+
+    known = set(ModelRegistry.get_supported_archs())
+    config = json.loads((model / "config.json").read_text(encoding="utf-8"))
+    for architecture in config.get("architectures") or []:
+        model_class = getattr(transformers, architecture, None)
+        if architecture not in known and not getattr(model_class, "_supports_attention_backend", False):
+            return architecture
+    return None
+
+
 class VLLMEngine:
     """In-process vLLM (`AsyncLLM`): base model plus hot-swappable LoRA adapters.
 
@@ -84,6 +101,8 @@ class VLLMEngine:
     weights in vLLM's LoRA or prefix cache (both key on the id/name). An adapter that is unloaded or
     replaced leaves the engine only once its in-flight requests have finished.
     """
+
+    kind = "vllm"
 
     def __init__(
         self, llm: "AsyncLLM", model_name: str, max_lora_rank: int, model_path: Path | None = None

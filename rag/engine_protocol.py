@@ -1,6 +1,7 @@
-"""What the pipeline and the server ask of a generation engine. Two engines provide it: vLLM inside
-kotae (`kotae.rag.engine.VLLMEngine`) and vLLM OpenAI servers reached over HTTP
-(`kotae.rag.remote_engine.RemoteEngine`); `Settings.replicas` picks."""
+"""What the pipeline and the server ask of a generation engine. Three engines provide it: vLLM inside
+kotae (`kotae.rag.engine.VLLMEngine`), vLLM OpenAI servers reached over HTTP
+(`kotae.rag.remote_engine.RemoteEngine`) when `Settings.replicas` names them, and transformers inside
+kotae (`kotae.rag.transformers_engine.TransformersEngine`) for the architectures vLLM does not serve."""
 
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
@@ -66,6 +67,8 @@ class LoadedAdapterInfo(Protocol):
 
 
 class Engine(Protocol):
+    kind: str
+    """What generates: `vllm`, `vllm-replicas` or `transformers`; named at start-up and in `/v1/models`."""
     model_name: str
     """The base model's name: what clients and adapter configs call it."""
     model_path: Path | None

@@ -125,6 +125,8 @@ def wait_for_replicas(replicas: list[Replica], timeout_s: float) -> str:
 class RemoteEngine:
     """The `Engine` of `kotae.rag.engine_protocol` on vLLM OpenAI servers."""
 
+    kind = "vllm-replicas"
+
     def __init__(
         self, replicas: list[Replica], model_name: str, model_path: Path, settings: Settings
     ) -> None:

@@ -5,8 +5,8 @@ from typing import Any
 
 
 class TokenCounter:
-    """Counts without special tokens, as `VLLMEngine`, `RemoteEngine` and training all do, so the context
-    budget trims the same characters when an adapter is trained and when it is served."""
+    """Counts without special tokens, as the engines and training all do, so the context budget trims the
+    same characters when an adapter is trained and when it is served."""
 
     def __init__(self, tokenizer: Any) -> None:
         self.tokenizer = tokenizer

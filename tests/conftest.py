@@ -2,6 +2,7 @@
 decoder models that tests of several packages share."""
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from engine_marker import needs_engine
@@ -14,15 +15,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.engine)
 
 
-@pytest.fixture(scope="session")
-def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from kotae.models.testing import build_tiny_llama
+def _tiny_model(name: str) -> Any:
+    """A session fixture `name`: the tiny model `kotae.models.testing.build_<name>` builds."""
 
-    return build_tiny_llama(tmp_path_factory.mktemp("models") / "tiny-llama")
+    @pytest.fixture(scope="session", name=name)
+    def build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+        from kotae.models import testing
+
+        return getattr(testing, f"build_{name}")(tmp_path_factory.mktemp("models") / name.replace("_", "-"))
+
+    return build
 
 
-@pytest.fixture(scope="session")
-def tiny_gpt_neox(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from kotae.models.testing import build_tiny_gpt_neox
-
-    return build_tiny_gpt_neox(tmp_path_factory.mktemp("models") / "tiny-gpt-neox")
+tiny_llama = _tiny_model("tiny_llama")
+tiny_gpt_neox = _tiny_model("tiny_gpt_neox")
+tiny_gpt_neox_japanese = _tiny_model("tiny_gpt_neox_japanese")
+tiny_rwkv = _tiny_model("tiny_rwkv")

@@ -108,7 +108,7 @@ class Settings(BaseSettings):
     """Adapters one batch may mix."""
     max_num_seqs: int | None = Field(None, ge=1)
     """Sequences vLLM batches per step; unset: vLLM's defaults for its own OpenAI server (1,024 on large
-    GPUs, 128 on CPU)."""
+    GPUs, 128 on CPU). The transformers engine's largest batch (32 when unset)."""
     max_num_batched_tokens: int | None = Field(None, ge=1)
     """Tokens vLLM schedules per step (prefill chunks included); unset: vLLM's server defaults (8,192 on
     an H100/H200, 2,048 on CPU). Larger values finish a big eval batch's prefill in fewer steps."""

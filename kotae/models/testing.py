@@ -137,6 +137,29 @@ def build_tiny_gpt_neox(out_dir: Path, cache_dir: Path | None = None) -> Path:
     return _save_causal(GPTNeoXForCausalLM, GPTNeoXConfig(**TINY_DECODER), Path(out_dir), cache_dir)
 
 
+def build_tiny_gpt_neox_japanese(out_dir: Path, cache_dir: Path | None = None) -> Path:
+    """GPTNeoXJapaneseForCausalLM with 2 layers, hidden size 64 and one head (~64 MB, bf16)."""
+    from transformers import GPTNeoXJapaneseConfig, GPTNeoXJapaneseForCausalLM
+
+    shape = {k: v for k, v in TINY_DECODER.items() if k != "intermediate_size"}
+    config = GPTNeoXJapaneseConfig(**shape, intermediate_multiple_size=2)
+    return _save_causal(GPTNeoXJapaneseForCausalLM, config, Path(out_dir), cache_dir)
+
+
+def build_tiny_rwkv(out_dir: Path, cache_dir: Path | None = None) -> Path:
+    """RwkvForCausalLM (RWKV-4) with 2 layers and hidden size 64 (~64 MB, bf16)."""
+    from transformers import RwkvConfig, RwkvForCausalLM
+
+    config = RwkvConfig(
+        hidden_size=64,
+        attention_hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        context_length=4096,
+    )
+    return _save_causal(RwkvForCausalLM, config, Path(out_dir), cache_dir)
+
+
 def _save_causal(model_class: Any, config: Any, out_dir: Path, cache_dir: Path | None) -> Path:
     """The model over the causal e5 tokenizer's vocabulary and special tokens, saved with it in bf16."""
     import torch
@@ -153,14 +176,20 @@ def _save_causal(model_class: Any, config: Any, out_dir: Path, cache_dir: Path |
     return out_dir
 
 
-def build_random_lora(base: Path, out: Path, seed: int, rank: int = 8) -> Path:
+def build_random_lora(
+    base: Path,
+    out: Path,
+    seed: int,
+    rank: int = 8,
+    target_modules: tuple[str, ...] = ("q_proj", "v_proj", "o_proj"),
+) -> Path:
     """A PEFT LoRA adapter for `base` with random A and B (B nonzero: its output differs from the base)."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(base)
-    config = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=["q_proj", "v_proj", "o_proj"])
+    config = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=list(target_modules))
     peft_model = get_peft_model(model, config)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():

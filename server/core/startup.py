@@ -57,8 +57,9 @@ async def start_service(state: ServiceState, factory: PipelineFactory, on_fatal:
         )
     service = state.ready()
     logger.info(
-        "kotae ready: model %s, adapters %s, default adapter %s",
+        "kotae ready: model %s on %s, adapters %s, default adapter %s",
         service.base_model,
+        pipeline.engine.kind,
         [spec.name for spec in catalog.loaded()] or "none",
         service.default_adapter() or "none (base model)",
     )

@@ -12,7 +12,8 @@ router = APIRouter(tags=["models"])
 
 @router.get("/v1/models", responses=error_responses(HTTPStatus.SERVICE_UNAVAILABLE))
 async def models(service: ServiceDep) -> ModelList:
-    """The base model and the loaded adapters (each with `parent` = the base model)."""
+    """The base model (with the engine that generates) and the loaded adapters (each with `parent` = the
+    base model)."""
     return list_models(service)
 
 

@@ -15,6 +15,8 @@ class ModelCard(BaseModel):
     """For an adapter: the base model's id."""
     root: str
     """The base model's id (vLLM's convention)."""
+    kotae_engine: str | None = None
+    """For the base model: what generates (`vllm`, `vllm-replicas` or `transformers`)."""
 
 
 class ModelList(BaseModel):

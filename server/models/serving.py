@@ -8,8 +8,9 @@ from kotae.server.models.protocol import ModelCard, ModelList
 def list_models(service: Service) -> ModelList:
     """Read from the engine's adapter table: an adapter shows here as soon as its load returned."""
     base = service.base_model
-    cards = [ModelCard(id=base, created=int(service.ready_at), root=base)]
-    for loaded in sorted(service.pipeline.engine.adapters.values(), key=lambda a: a.name):
+    engine = service.pipeline.engine
+    cards = [ModelCard(id=base, created=int(service.ready_at), root=base, kotae_engine=engine.kind)]
+    for loaded in sorted(engine.adapters.values(), key=lambda a: a.name):
         cards.append(ModelCard(id=loaded.name, created=int(loaded.loaded_at), parent=base, root=base))
     return ModelList(data=cards)
 

@@ -86,7 +86,13 @@ VLLM_LORA_MAX_VOCAB = 258_048
 
 
 @pytest.mark.parametrize(
-    ("fixture", "architecture"), [("tiny_llama", "LlamaForCausalLM"), ("tiny_gpt_neox", "GPTNeoXForCausalLM")]
+    ("fixture", "architecture"),
+    [
+        ("tiny_llama", "LlamaForCausalLM"),
+        ("tiny_gpt_neox", "GPTNeoXForCausalLM"),
+        ("tiny_gpt_neox_japanese", "GPTNeoXJapaneseForCausalLM"),
+        ("tiny_rwkv", "RwkvForCausalLM"),
+    ],
 )
 def test_tiny_decoders_read_japanese_with_a_vocabulary_vllm_serves_lora_on(
     request: pytest.FixtureRequest, fixture: str, architecture: str

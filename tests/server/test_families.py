@@ -1,5 +1,6 @@
-"""Every family vLLM serves with LoRA: a tiny random model of it (real config class, real tokenizer) trains
-an adapter with `kotae train sft` and answers `/v1/qa` with it, the prompt in the adapter's format.
+"""Every family kotae serves: a tiny random model of it (real config class, real tokenizer) trains an adapter
+with `kotae train sft` and answers `/v1/qa` with it, the prompt in the adapter's format, on the engine chosen
+for its architecture (vLLM where vLLM serves it with LoRA, else transformers).
 
 One test per family, each paying one training run and one engine start."""
 
@@ -27,11 +28,15 @@ class Family:
     """The session fixture of its tiny model (tests/conftest.py)."""
     prompt_format: PromptFormat
     """Trained in a format other than the default, so that the served prompt shows which one was used."""
+    engine: str
+    """The engine kotae picks for it, as `/v1/models` names it."""
 
 
 FAMILIES = [
-    Family("llama", "tiny_llama", "chat-template"),
-    Family("gpt-neox", "tiny_gpt_neox", "rwkv"),
+    Family("llama", "tiny_llama", "chat-template", "vllm"),
+    Family("gpt-neox", "tiny_gpt_neox", "rwkv", "vllm"),
+    Family("gpt-neox-japanese", "tiny_gpt_neox_japanese", "record-line", "transformers"),
+    Family("rwkv-4", "tiny_rwkv", "rwkv", "transformers"),
 ]
 
 
@@ -79,6 +84,9 @@ def test_family_trains_an_adapter_that_answers_over_http_in_its_format(
 
     from kotae.core.passage import Passage
     from kotae.rag.prompt import context_line
+
+    [base] = [m for m in httpx.get(f"{family_server}/v1/models").json()["data"] if m["parent"] is None]
+    assert base["kotae_engine"] == trained.family.engine
 
     question = {"question": QUESTION, "adapter": "tuned", "top_k": 2, "include_text": True}
     reply = httpx.post(f"{family_server}/v1/qa", json=question, timeout=120)
