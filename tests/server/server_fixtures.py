@@ -178,8 +178,8 @@ def server_settings(root: Path, **changes: object) -> Settings:
         "max_question_chars": 200,
         "max_body_bytes": 16_384,
         "context_token_budget": 512,
-        # The tiny embedder's cosines mean nothing: the abstention gate is off (test_abstention_api.py turns it
-        # on with the real embedder).
+        # The tiny embedder's cosines mean nothing: the abstention gate is off (test_abstention_api.py turns
+        # it on with the real embedder).
         "abstain_min_cosine": 0,
     }
     fields.update(changes)
