@@ -9,10 +9,16 @@ from engine_marker import needs_engine
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+VLLM_METRICS_READERS = ("test_cancellation.py", "test_dashboard_metrics.py", "test_prometheus_dashboard.py")
+"""Test modules that read the session engine's `vllm:` metrics. vLLM unregisters every `vllm:` collector
+when an engine starts in the process, so these run before any test that starts an engine of its own."""
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if needs_engine(item):
             item.add_marker(pytest.mark.engine)
+    items.sort(key=lambda item: item.path.name not in VLLM_METRICS_READERS)
 
 
 def _tiny_model(name: str) -> Any:
