@@ -7,13 +7,12 @@ from typing import Any
 import pytest
 from engine_marker import needs_engine
 
-
-@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
 VLLM_METRICS_READERS = ("test_cancellation.py", "test_dashboard_metrics.py", "test_prometheus_dashboard.py")
 """Test modules that read the session engine's `vllm:` metrics. vLLM unregisters every `vllm:` collector
 when an engine starts in the process, so these run before any test that starts an engine of its own."""
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if needs_engine(item):
