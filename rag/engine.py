@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     from vllm.sampling_params import RequestOutputKind
     from vllm.v1.engine.async_llm import AsyncLLM
 
+SHUTDOWN_CLOSE_S = 5.0
+"""How long `VLLMEngine.shutdown` lets an idle event loop run vLLM's socket close and handler exit."""
+
 
 @dataclass(slots=True)
 class LoadedAdapter:
@@ -318,5 +321,13 @@ class VLLMEngine:
         """Stop the engine; it then reads as dead. Dropping the reference now, not at interpreter exit,
         keeps vLLM's `__del__` from running its shutdown again against torn-down modules."""
         llm, self._llm = self._llm, None
-        if llm is not None:
-            llm.shutdown()
+        if llm is None:
+            return
+        llm.shutdown()
+        # vLLM closes its sockets on the loop its output handler runs on. Called from outside that loop while
+        # it is idle (a caller driving the engine with `run_until_complete`), the close is only queued there;
+        # left open, the sockets make the zmq context's finaliser block forever when it is collected.
+        handler = getattr(llm, "output_handler", None)
+        loop = handler.get_loop() if handler is not None else None
+        if loop is not None and not loop.is_running() and not loop.is_closed():
+            loop.run_until_complete(asyncio.wait([handler], timeout=SHUTDOWN_CLOSE_S))

@@ -3,9 +3,14 @@ same text, token counts and finish reasons, on a tiny random model whose answers
 
 A random model's greedy text depends on which requests share its batches (their sums round differently),
 so the two paths are compared on batches of the same composition: one request at a time. A batch of many
-is checked for what does not depend on its composition: every request gets its own finished answer."""
+is checked for what does not depend on its composition: every request gets its own finished answer.
+
+The engine runs on one event loop that the tests drive with `run_until_complete`, as the adapters' tests and
+scripts do; the last test shuts it down from outside that loop while it is idle."""
 
 import asyncio
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,13 +30,25 @@ PROMPTS = [
 SAMPLING = Sampling(max_tokens=32)
 
 
+@dataclass
+class EngineOnLoop:
+    engine: VLLMEngine
+    loop: asyncio.AbstractEventLoop
+
+
 @engine_fixture(scope="module")
-def engine(tmp_path_factory):
+def served(tmp_path_factory) -> Iterator[EngineOnLoop]:
     model = build_tiny_gemma(tmp_path_factory.mktemp("batch") / "tiny-gemma")
     settings = Settings(kv_cache_gib=1, max_model_len=512)
-    started = VLLMEngine.start(Path(model), settings)
+    loop = asyncio.new_event_loop()
+
+    async def start() -> VLLMEngine:  # inside the loop, so that vLLM's output handler belongs to it
+        return VLLMEngine.start(Path(model), settings)
+
+    started = EngineOnLoop(loop.run_until_complete(start()), loop)
     yield started
-    started.shutdown()
+    started.engine.shutdown()
+    loop.close()
 
 
 @dataclass
@@ -45,8 +62,9 @@ class Answers:
 
 
 @pytest.fixture(scope="module")
-def answers(engine) -> Answers:
-    # One event loop for every call: vLLM's output handler lives on the loop of the first request.
+def answers(served: EngineOnLoop) -> Answers:
+    engine = served.engine
+
     async def ask() -> Answers:
         alone = []
         for prompt in PROMPTS:
@@ -57,7 +75,7 @@ def answers(engine) -> Answers:
         together = await engine.complete_many(PROMPTS, SAMPLING, on_done=lambda: done.append(1))
         return Answers(alone, together, len(done))
 
-    return asyncio.run(ask())
+    return served.loop.run_until_complete(ask())
 
 
 def test_complete_many_matches_stream(answers: Answers) -> None:
@@ -77,3 +95,14 @@ def test_a_batch_of_many_gives_each_request_its_own_finished_answer(answers: Ans
         assert completion.finish_reason in {"stop", "length", "repetition"}
         assert completion.completion_tokens <= SAMPLING.max_tokens
     assert any(c.text for c in together)
+
+
+# Last in the module: it stops the module's engine.
+def test_shutdown_outside_the_idle_loop_closes_vllms_sockets(served: EngineOnLoop, answers: Answers) -> None:
+    # vLLM's client context: its finaliser terminates it, which blocks for as long as a socket is open.
+    context = served.engine._llm.engine_core.resources.ctx  # type: ignore[union-attr]
+    served.engine.shutdown()
+    terminating = threading.Thread(target=context.term, daemon=True)
+    terminating.start()
+    terminating.join(timeout=30)
+    assert not terminating.is_alive(), "an engine socket was left open: collecting the context would hang"
