@@ -173,12 +173,11 @@ def log(message: str) -> None:
 
 
 def stage_env(args: argparse.Namespace, stage: str) -> dict[str, str]:
-    """Every engine gets the same share of the card: vLLM reserves it whole at start."""
-    env = dict(
-        os.environ,
-        KOTAE_GPU_MEMORY_UTILIZATION=str(args.gpu_memory_utilization),
-        KOTAE_MAX_TOKENS=str(args.max_tokens),
-    )
+    """Every engine gets the same share of the card (vLLM reserves it whole at start), or, without
+    --gpu-memory-utilization, memory sized to the model."""
+    env = dict(os.environ, KOTAE_MAX_TOKENS=str(args.max_tokens))
+    if args.gpu_memory_utilization is not None:
+        env["KOTAE_GPU_MEMORY_UTILIZATION"] = str(args.gpu_memory_utilization)
     if stage == "eval-w4-adapter":
         env["KOTAE_GENERATOR"] = str(args.w4_model)
     return env
@@ -208,8 +207,7 @@ def drive(args: argparse.Namespace) -> None:
     (args.out / "stages").mkdir(parents=True, exist_ok=True)
     context = (
         f"{datetime.now():%Y-%m-%d}, {gpu_name()}; first {args.limit} questions of {args.data.name}, "
-        f"contexts retrieved; greedy, max_tokens {args.max_tokens}; every vLLM engine at "
-        f"gpu_memory_utilization {args.gpu_memory_utilization} (GPU peak is mostly that reservation); "
+        f"contexts retrieved; greedy, max_tokens {args.max_tokens}; {memory_note(args)}; "
         f"HTTP stages at {args.concurrency} concurrent clients. "
         f"`python benchmarks/seed_table.py {' '.join(sys.argv[1:])}`"
     )
@@ -228,6 +226,29 @@ def drive(args: argparse.Namespace) -> None:
             stream.write(result.model_dump_json(indent=2) + "\n")
         write_report(args.out, context)
     print(write_report(args.out, context), flush=True)
+
+
+def memory_note(args: argparse.Namespace) -> str:
+    if args.gpu_memory_utilization is None:
+        return "GPU memory sized to the model (vLLM's server gets the KV cache kotae's server reserves)"
+    return (
+        f"every vLLM engine at gpu_memory_utilization {args.gpu_memory_utilization} "
+        "(GPU peak is mostly that reservation)"
+    )
+
+
+def vllm_memory_args(args: argparse.Namespace, model: Path) -> list[str]:
+    """vLLM's server gets the share of the card kotae gets, or the KV cache kotae's server reserves."""
+    if args.gpu_memory_utilization is not None:
+        return ["--gpu-memory-utilization", str(args.gpu_memory_utilization)]
+    from kotae.core.config import get_settings
+    from kotae.rag.gpu_memory import plan_gpu_memory
+    from kotae.rag.scheduler_limits import scheduler_limits
+
+    settings = get_settings()
+    sequences = scheduler_limits(settings, "serve", on_gpu=True).max_num_seqs
+    assert sequences is not None
+    return ["--kv-cache-memory-bytes", str(plan_gpu_memory(model, settings, sequences).kv_cache_bytes)]
 
 
 def gpu_name() -> str:
@@ -401,7 +422,8 @@ def stage_eval(args: argparse.Namespace, stage: str) -> StageResult:
         note=(
             f"{metrics.run.quantization}, adapter {metrics.run.adapter}; retrieve p50 "
             f"{_cell(metrics.speed.retrieve.p50_ms if metrics.speed.retrieve else None, 2)} ms/question "
-            f"(batched); finish {metrics.finish_reasons}; run dir {run_dir}"
+            f"(batched); {speed.batches} retrieval batches, stage ms {speed.batch_stages_ms}; "
+            f"finish {metrics.finish_reasons}; run dir {run_dir}"
         ),
     )
 
@@ -473,13 +495,14 @@ def stage_http(args: argparse.Namespace, stage: str) -> StageResult:
         settings = get_settings()
         port = args.vllm_port
         ready = "/health"
+        model = ModelStore(settings.home).generator(settings.generator)
         command = [
             sys.executable, "-m", "vllm.entrypoints.openai.api_server",
-            "--model", str(ModelStore(settings.home).generator(settings.generator)),
+            "--model", str(model),
             "--served-model-name", "base",
             "--host", host, "--port", str(port),
             "--max-model-len", str(settings.max_model_len),
-            "--gpu-memory-utilization", str(args.gpu_memory_utilization),
+            *vllm_memory_args(args, model),
             "--enable-prefix-caching",
             "--enable-lora", "--max-loras", str(settings.max_loras),
             "--max-lora-rank", str(settings.max_lora_rank),
@@ -570,7 +593,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--hf-limit", type=int, default=150, help="questions for (1); the rest extrapolated")
     parser.add_argument("--w4-model", type=Path, default=None, help="4-bit model folder for (4)")
     parser.add_argument("--adapter", default="default", help="adapter name under KOTAE_ADAPTER_DIR")
-    parser.add_argument("--gpu-memory-utilization", type=float, default=0.3, help="for every vLLM engine")
+    parser.add_argument(
+        "--gpu-memory-utilization",
+        type=float,
+        default=None,
+        help="share of the card for every vLLM engine (default: kotae sizes its engines to the model)",
+    )
     parser.add_argument("--concurrency", type=int, default=64, help="HTTP clients for (5) and (6)")
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--kotae-port", type=int, default=8011)

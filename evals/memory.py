@@ -5,8 +5,9 @@ process's caching allocator, and vLLM's `AsyncLLM` always runs its engine core, 
 and the KV cache, in a child process (`VLLM_ENABLE_V1_MULTIPROCESSING=0` only affects the synchronous
 `LLM` class); CUDA contexts are outside torch's counters in any case. nvidia-smi reports what the card
 holds for each process: summing this process and its descendants is the run's GPU memory. Note that
-vLLM reserves its KV cache up front as a share of the card (`KOTAE_GPU_MEMORY_UTILIZATION`), so the
-peak mostly reflects that setting, not what the questions needed.
+vLLM reserves its KV cache up front (sized to the model and the workload's concurrency, or a share of the
+card with `KOTAE_GPU_MEMORY_UTILIZATION`), so the peak mostly reflects that reservation, not what the
+questions needed.
 
 Where the container hides host process ids from nvidia-smi (no row matches ours), the fallback is the
 device's used memory minus what was used when sampling began, and `source` says so: other programs

@@ -35,7 +35,14 @@ from kotae.evals.schema import (
     StageStats,
 )
 from kotae.evals.speed import stage_stats
-from kotae.evals.targets import AskOptions, HttpTarget, InProcessTarget, TargetAnswer, TargetRun
+from kotae.evals.targets import (
+    BATCH_STAGE_PREFIX,
+    AskOptions,
+    HttpTarget,
+    InProcessTarget,
+    TargetAnswer,
+    TargetRun,
+)
 from kotae.rag.engine_protocol import Sampling
 from kotae.rag.metrics import RECALL_KS, AnswerScore, score_answer, score_retrieval
 from kotae.rag.pipeline import Pipeline
@@ -155,7 +162,7 @@ async def _run_in_process(
     from kotae.runtime import build_pipeline
 
     started = time.perf_counter()
-    built = build_pipeline(settings)
+    built = build_pipeline(settings, workload="batch")
     load_s = time.perf_counter() - started
     try:
         return await InProcessTarget(built).answer_all(items, ask, on_answer), load_s
@@ -287,6 +294,11 @@ def _speed_metrics(run: TargetRun, load_s: float | None, n: int) -> SpeedMetrics
 
     prompt_tokens = [a.prompt_tokens for a in run.answers if a.prompt_tokens is not None]
     completion_tokens = [a.completion_tokens for a in run.answers if a.completion_tokens is not None]
+    batch_stages = {
+        name.removeprefix(BATCH_STAGE_PREFIX): samples
+        for name, samples in run.stage_ms.items()
+        if name.startswith(BATCH_STAGE_PREFIX)
+    }
     return SpeedMetrics(
         load_s=load_s,
         wall_s=run.wall_s,
@@ -297,6 +309,8 @@ def _speed_metrics(run: TargetRun, load_s: float | None, n: int) -> SpeedMetrics
         request=stage("request"),
         prompt_tokens_mean=_mean(prompt_tokens) if prompt_tokens else None,
         completion_tokens_mean=_mean(completion_tokens) if completion_tokens else None,
+        batch_stages_ms={name: round(sum(samples), 3) for name, samples in batch_stages.items()},
+        batches=len(batch_stages["prompt"]) if "prompt" in batch_stages else None,
     )
 
 

@@ -3,7 +3,7 @@
 
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 ContextsMode = Literal["retrieved", "given"]
 IN_PROCESS = "inprocess"
@@ -94,6 +94,11 @@ class SpeedMetrics(BaseModel):
     """Client-side round trip of one HTTP request (HTTP target only)."""
     prompt_tokens_mean: float | None
     completion_tokens_mean: float | None
+    batch_stages_ms: dict[str, float] = Field(default_factory=dict)
+    """In process, the stages of retrieving and writing prompts (`embed`, `dense`, `tokenize`, `bm25`,
+    `fuse`, `read`, `prompt`), each one call per batch: milliseconds summed over the run's batches."""
+    batches: int | None = None
+    """Batches the questions were retrieved in (in process)."""
 
 
 class MemoryMetrics(BaseModel):

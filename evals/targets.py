@@ -1,8 +1,9 @@
 """Where answers come from: the pipeline in this process, or a running kotae server over HTTP.
 
 Both answer every question of a run and return per-question answers plus the stage times the
-runner turns into speed figures. `InProcessTarget` submits all prompts to vLLM at once (its scheduler
-batches them); `HttpTarget` keeps `concurrency` requests to `POST /v1/qa` in flight.
+runner turns into speed figures. `InProcessTarget` submits each retrieval batch's prompts to vLLM at once
+(its scheduler batches them) while the next batch is retrieved; `HttpTarget` keeps `concurrency` requests
+to `POST /v1/qa` in flight.
 """
 
 import asyncio
@@ -21,11 +22,15 @@ from kotae.core.qa_jsonl import QAItem
 from kotae.evals.schema import ContextsMode
 from kotae.models.weights import weights_format
 from kotae.rag.engine_protocol import Sampling
-from kotae.rag.pipeline import Pipeline, PreparedQuestion
+from kotae.rag.pipeline import Answer, Pipeline, PreparedQuestion
 from kotae.rag.prompt import PromptFormat
 from kotae.rag.qa_reply import QAResponse
 from kotae.rag.retriever import Retrieval
+from kotae.rag.stage_times import StageTimes
 
+BATCH_STAGE_PREFIX = "batch."
+"""`TargetRun.stage_ms` keys of per-batch stages (`batch.embed`, `batch.bm25`, `batch.prompt`, …): one
+sample per batch, not per question."""
 HTTP_TIMEOUT_S = 600.0
 """Per request: under load a request may wait for the whole queue ahead of it."""
 
@@ -76,7 +81,9 @@ class TargetRun:
 
 
 class InProcessTarget:
-    """The same pipeline `kotae serve` runs, in this process."""
+    """The same pipeline `kotae serve` runs, in this process. Questions are retrieved in batches of
+    `Settings.eval_retrieval_batch`; each batch's prompts go to the engine as soon as it is retrieved, so
+    retrieval of the next batch overlaps generation of the ones before."""
 
     def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
@@ -88,24 +95,37 @@ class InProcessTarget:
 
         adapter = await load_default_adapters(self.pipeline, self.pipeline.settings, ask.adapter)
         prompt_format = self.pipeline.prompt_format_of(adapter)
+        times = StageTimes()
+        generate_ms: list[float] = []
+
+        def submit(prepared: list[PreparedQuestion]) -> "asyncio.Task[list[Answer]]":
+            submitted = time.perf_counter()
+
+            def done() -> None:
+                generate_ms.append((time.perf_counter() - submitted) * 1000)
+                on_answer()
+
+            return asyncio.create_task(self.pipeline.answer_prepared(prepared, ask.sampling, adapter, done))
+
         started = time.perf_counter()
-        if ask.contexts == "given":
-            given = [_given(item, ask.top_k) for item in items]
-            questions = [item.question for item in items]
-            prepared = self.pipeline.prepare_many(
-                questions, ask.top_k, prompt_format=prompt_format, given=given
-            )
-            ranked: list[list[str]] | None = None
-        else:
-            prepared, ranked = await asyncio.to_thread(self._retrieve, items, ask, prompt_format)
-        finished_at: list[float] = []
-
-        def done() -> None:
-            finished_at.append(time.perf_counter())
-            on_answer()
-
-        generate_started = time.perf_counter()
-        results = await self.pipeline.answer_prepared(prepared, ask.sampling, adapter, done)
+        prepared: list[PreparedQuestion] = []
+        ranked: list[list[str]] | None = None if ask.contexts == "given" else []
+        generating: list[asyncio.Task[list[Answer]]] = []
+        try:
+            for batch in self._batches(items):
+                batch_prepared, batch_ranked = await asyncio.to_thread(
+                    self._prepare, batch, ask, prompt_format, times
+                )
+                generating.append(submit(batch_prepared))
+                prepared += batch_prepared
+                if ranked is not None and batch_ranked is not None:
+                    ranked += batch_ranked
+            answered = await asyncio.gather(*generating)
+        except BaseException:
+            for task in generating:  # a failed batch or retrieval: nothing else keeps generating
+                task.cancel()
+            raise
+        results = [answer for batch_answers in answered for answer in batch_answers]
         wall_s = time.perf_counter() - started
         answers = [
             TargetAnswer(
@@ -131,15 +151,35 @@ class InProcessTarget:
             retrieval_depth=None if ranked is None else ask.retrieval_depth,
             stage_ms={
                 "retrieve": [p.retrieve_ms for p in prepared] if ranked is not None else [],
-                "generate": [(t - generate_started) * 1000 for t in finished_at],
+                "generate": generate_ms,
                 "first_token": first_tokens,
+                **{f"{BATCH_STAGE_PREFIX}{name}": ms for name, ms in times.ms.items()},
             },
             stage_notes={
-                "retrieve": "one batch for all questions: each question's share of the batch time",
-                "generate": "all questions submitted at once: time from submission to each answer",
-                "first_token": "all questions submitted at once: time from submission to each first token",
+                "retrieve": "retrieved in batches: each question's share of its batch's time",
+                "generate": "each batch submitted at once: time from its batch's submission to each answer",
+                "first_token": "each batch submitted at once: time from submission to each first token",
             },
         )
+
+    def _batches(self, items: Sequence[QAItem]) -> list[Sequence[QAItem]]:
+        size = self.pipeline.settings.eval_retrieval_batch or len(items) or 1
+        return [items[start : start + size] for start in range(0, len(items), size)]
+
+    def _prepare(
+        self, items: Sequence[QAItem], ask: AskOptions, prompt_format: PromptFormat, times: StageTimes
+    ) -> tuple[list[PreparedQuestion], list[list[str]] | None]:
+        """The batch's prompts, with the dataset's passages or retrieved ones (then also each question's
+        ranking, for recall)."""
+        if ask.contexts == "given":
+            given = [_given(item, ask.top_k) for item in items]
+            questions = [item.question for item in items]
+            with times.stage("prompt"):
+                prepared = self.pipeline.prepare_many(
+                    questions, ask.top_k, prompt_format=prompt_format, given=given
+                )
+            return prepared, None
+        return self._retrieve(items, ask, prompt_format, times)
 
     def _weights_format(self) -> str | None:
         engine, settings = self.pipeline.engine, self.pipeline.settings
@@ -149,7 +189,7 @@ class InProcessTarget:
         return weights_format(engine.model_path, None if settings.replicas else settings.quantization)
 
     def _retrieve(
-        self, items: Sequence[QAItem], ask: AskOptions, prompt_format: PromptFormat
+        self, items: Sequence[QAItem], ask: AskOptions, prompt_format: PromptFormat, times: StageTimes
     ) -> tuple[list[PreparedQuestion], list[list[str]]]:
         """Rank `retrieval_depth` passages once per question; the first `top_k` make the prompt, the
         rest only serve recall. An unanswerable question is asked without the article of its gold
@@ -163,10 +203,11 @@ class InProcessTarget:
                 frozenset() if item.answerable else retriever.titles_of(item.gold_passage_ids)
                 for item in items
             ]
-        found = retriever.search_many(questions, ask.retrieval_depth, excluded_titles=excluded)
+        found = retriever.search_many(questions, ask.retrieval_depth, excluded_titles=excluded, times=times)
         retrieve_ms = (time.perf_counter() - started) * 1000 / len(questions)
         top = [Retrieval(r.hits[: ask.top_k], r.best_cosine) for r in found]
-        prepared = self.pipeline.prepared(questions, top, retrieve_ms, prompt_format)
+        with times.stage("prompt"):
+            prepared = self.pipeline.prepared(questions, top, retrieve_ms, prompt_format)
         return prepared, [[hit.passage.id for hit in r.hits] for r in found]
 
 

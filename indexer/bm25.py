@@ -33,6 +33,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from kotae.core.errors import InputError
+from kotae.indexer.thread_pools import shared_pool
 
 META_FILE = "bm25.json"
 KEYS_FILE = "keys.npy"
@@ -123,7 +124,6 @@ class Bm25Index:
         # Contiguous runs of blocks, one per worker.
         edges = np.linspace(0, blocks, workers + 1).round().astype(np.int64) * _BLOCK
         self._spans = [(int(lo), int(min(hi, meta.documents))) for lo, hi in itertools.pairwise(edges)]
-        self._parallel = workers > 1
 
     @classmethod
     def build(
@@ -220,19 +220,30 @@ class Bm25Index:
     def search(self, query_tokens: list[str], k: int) -> list[tuple[int, float]]:
         """(passage key, score) best first; passages sharing no word with the query are never returned.
         Equal scores are ordered by key. A word repeated in the query counts once per repetition."""
-        terms, counts = self._term_ids_of(query_tokens)
-        if k <= 0 or not len(terms):
-            return []
-        weights = counts.astype(np.float32)
-        args = (self._indptr, self._docs, self._scores, self.keys, terms, weights, k)
-        if self._parallel:
-            found = list(_pool().map(lambda span: _top_k_kernel(*args, *span), self._spans))
-        else:
-            found = [_top_k_kernel(*args, 0, self._meta.documents)]
-        scores = np.concatenate([score for score, _ in found])
-        keys = np.concatenate([key for _, key in found])
-        best = np.lexsort((keys, -scores))[:k]
-        return [(int(keys[i]), float(scores[i])) for i in best]
+        return self.search_many([query_tokens], k)[0]
+
+    def search_many(self, queries: Sequence[list[str]], k: int) -> list[list[tuple[int, float]]]:
+        """`search` of each query's tokens: the kernels of every query and span of the index run on the pool
+        at once, so a batch of short queries keeps every thread busy."""
+        terms_of = [self._term_ids_of(tokens) for tokens in queries]
+        tasks = [
+            (query, span) for query, (terms, _) in enumerate(terms_of) if len(terms) for span in self._spans
+        ]
+        if k <= 0:
+            tasks = []
+
+        def run(task: tuple[int, tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+            terms, counts = terms_of[task[0]]
+            weights = counts.astype(np.float32)
+            return _top_k_kernel(
+                self._indptr, self._docs, self._scores, self.keys, terms, weights, k, *task[1]
+            )
+
+        found = list(_pool().map(run, tasks)) if len(tasks) > 1 else [run(task) for task in tasks]
+        by_query: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in queries]
+        for (query, _), result in zip(tasks, found, strict=True):
+            by_query[query].append(result)
+        return [_best(parts, k) for parts in by_query]
 
     def _term_ids_of(self, tokens: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Distinct known terms of the query, ascending (the order their scores are summed in), and how
@@ -498,17 +509,21 @@ def _top_k_kernel(
 
 
 _compiled = threading.Lock()
-_pool_lock = threading.Lock()
-_shared_pool: ThreadPoolExecutor | None = None
 
 
 def _pool() -> ThreadPoolExecutor:
     """One pool for every index of the process (the kernel releases the GIL), one thread per CPU."""
-    global _shared_pool
-    with _pool_lock:
-        if _shared_pool is None:
-            _shared_pool = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="kotae-bm25")
-        return _shared_pool
+    return shared_pool("bm25", os.cpu_count() or 1)
+
+
+def _best(parts: list[tuple[np.ndarray, np.ndarray]], k: int) -> list[tuple[int, float]]:
+    """The k best of the spans' (scores, keys), best first, equal scores by key."""
+    if not parts:
+        return []
+    scores = np.concatenate([score for score, _ in parts])
+    keys = np.concatenate([key for _, key in parts])
+    best = np.lexsort((keys, -scores))[:k]
+    return [(int(keys[i]), float(scores[i])) for i in best]
 
 
 def _compile() -> None:

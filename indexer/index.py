@@ -164,18 +164,20 @@ class IndexView:
 
     def rank_bm25(self, questions: Sequence[str], k: int) -> list[KeyRanking]:
         """Per question: (key, BM25 score) best first, no passage read."""
-        bm25, tokenizer = self.index._bm25, self.index._tokenizer
-        if bm25 is None or tokenizer is None:
-            raise KotaeError(
-                f"index {self.index.directory} has no BM25 index (built with --no-bm25): use dense retrieval"
-            )
+        return self.rank_words(self.query_words(questions), k)
+
+    def query_words(self, questions: Sequence[str]) -> list[list[str]]:
+        """Each question's BM25 words, tokenized as the index's passages were (the batch in parallel)."""
+        return self._bm25_parts()[1].tokenize_many(questions)
+
+    def rank_words(self, queries: Sequence[list[str]], k: int) -> list[KeyRanking]:
+        """`rank_bm25` of questions already turned into words (`query_words`), searched in one batch."""
+        bm25 = self._bm25_parts()[0]
+        built_rankings = bm25.search_many(queries, k + len(self.hidden))
+        if self.snapshot is None:
+            return built_rankings
         rankings = []
-        for question in questions:
-            words = tokenizer.tokenize(question)
-            built = bm25.search(words, k + len(self.hidden))
-            if self.snapshot is None:
-                rankings.append(built)
-                continue
+        for words, built in zip(queries, built_rankings, strict=True):
             written = self.snapshot.search_bm25(
                 words,
                 k,
@@ -187,6 +189,14 @@ class IndexView:
             )
             rankings.append(self._merged(built, written, k))
         return rankings
+
+    def _bm25_parts(self) -> tuple[Bm25Index, SudachiTokenizer]:
+        bm25, tokenizer = self.index._bm25, self.index._tokenizer
+        if bm25 is None or tokenizer is None:
+            raise KotaeError(
+                f"index {self.index.directory} has no BM25 index (built with --no-bm25): use dense retrieval"
+            )
+        return bm25, tokenizer
 
     def hits(self, rankings: Sequence[KeyRanking]) -> list[list[Hit]]:
         """The passages of (key, score) rankings; the built index's are read in one query for all."""

@@ -23,6 +23,7 @@ from kotae.rag.engine import VLLMEngine, unserved_architecture
 from kotae.rag.engine_protocol import Engine, UnknownAdapter
 from kotae.rag.pipeline import Pipeline
 from kotae.rag.retriever import Retriever
+from kotae.rag.scheduler_limits import Workload
 
 logger = logging.getLogger(__name__)
 
@@ -50,9 +51,10 @@ def open_retriever(settings: Settings) -> Retriever:
     return Retriever(Index.open(index_path(settings, embedder)), embedder, settings)
 
 
-def start_engine(model: Path, settings: Settings) -> Engine:
+def start_engine(model: Path, settings: Settings, workload: Workload = "serve") -> Engine:
     """The replicas of `Settings.replicas` (which still need `model`'s tokenizer here), else vLLM in this
-    process, else, for an architecture vLLM does not serve, transformers in this process."""
+    process scheduled for `workload`, else, for an architecture vLLM does not serve, transformers in this
+    process."""
     if settings.replicas:
         from kotae.rag.remote_engine import RemoteEngine
 
@@ -60,7 +62,7 @@ def start_engine(model: Path, settings: Settings) -> Engine:
     unknown = unserved_architecture(model, settings)
     if unknown is None:
         logger.info("engine: vLLM")
-        return VLLMEngine.start(model, settings)
+        return VLLMEngine.start(model, settings, workload=workload)
     from kotae.rag.transformers_engine import TransformersEngine
 
     logger.info("engine: transformers (vLLM does not serve %s)", unknown)
@@ -72,10 +74,10 @@ def open_collections(settings: Settings) -> Collections:
     return Collections.open(open_retriever(settings), settings.collections_root)
 
 
-def build_pipeline(settings: Settings) -> Pipeline:
+def build_pipeline(settings: Settings, workload: Workload = "serve") -> Pipeline:
     """The indexes are opened before the engine starts, so a missing or corrupt index fails in seconds."""
     collections = open_collections(settings)
-    engine = start_engine(ModelStore(settings.home).generator(settings.generator), settings)
+    engine = start_engine(ModelStore(settings.home).generator(settings.generator), settings, workload)
     return Pipeline(collections, engine, settings)
 
 

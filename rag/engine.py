@@ -6,8 +6,10 @@ generation: batching is vLLM's job.
 """
 
 import asyncio
+import dataclasses
 import itertools
 import json
+import logging
 import os
 import time
 import uuid
@@ -19,7 +21,9 @@ from typing import TYPE_CHECKING
 
 from kotae.core.config import Settings
 from kotae.rag.engine_protocol import Completion, Delta, EngineDead, Sampling, UnknownAdapter
+from kotae.rag.gpu_memory import plan_gpu_memory
 from kotae.rag.loop_guard import LoopGuard
+from kotae.rag.scheduler_limits import SchedulerLimits, Workload, scheduler_limits
 from kotae.rag.token_counter import TokenCounter
 
 if TYPE_CHECKING:
@@ -27,6 +31,8 @@ if TYPE_CHECKING:
     from vllm.lora.request import LoRARequest
     from vllm.sampling_params import RequestOutputKind
     from vllm.v1.engine.async_llm import AsyncLLM
+
+logger = logging.getLogger(__name__)
 
 SHUTDOWN_CLOSE_S = 5.0
 """How long `VLLMEngine.shutdown` lets an idle event loop run vLLM's socket close and handler exit."""
@@ -68,8 +74,19 @@ def _finished_completion(output: "RequestOutput") -> Completion:
     )
 
 
+VLLM_CACHE_ROOT = "VLLM_CACHE_ROOT"
+_cache_roots_set: set[str] = set()
+"""The cache roots this process set itself: a later engine of another `home` moves it; a user's stays."""
+
+
+def vllm_cache_root(settings: Settings) -> Path:
+    """Where vLLM keeps what it compiles (torch.compile graphs, Inductor and Triton kernels, keyed by model
+    and config): under kotae's home, so that the next start on this machine reuses it."""
+    return settings.home / "cache" / "vllm"
+
+
 def configure_vllm_environment(settings: Settings) -> None:
-    """vLLM reads these at import time; explicit user settings win.
+    """vLLM reads these at import time or engine start; explicit user settings win.
 
     On CPU, an unset KV-cache size asks for 92% of RAM and the default thread binding leaves a core idle.
     Everywhere, the engine core process is spawned rather than forked: a fork inherits modules such as
@@ -79,6 +96,11 @@ def configure_vllm_environment(settings: Settings) -> None:
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{settings.kv_cache_gib:g}")
     cores = os.sched_getaffinity(0)
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"{min(cores)}-{max(cores)}")
+    current = os.environ.get(VLLM_CACHE_ROOT)
+    if current is None or current in _cache_roots_set:
+        root = str(vllm_cache_root(settings))
+        os.environ[VLLM_CACHE_ROOT] = root
+        _cache_roots_set.add(root)
 
 
 def unserved_architecture(model: Path, settings: Settings) -> str | None:
@@ -95,6 +117,34 @@ def unserved_architecture(model: Path, settings: Settings) -> str | None:
         if architecture not in known and not getattr(model_class, "_supports_attention_backend", False):
             return architecture
     return None
+
+
+def gpu_engine_args(
+    model: Path, settings: Settings, limits: SchedulerLimits, device_bytes: int
+) -> dict[str, object]:
+    """Engine arguments that only a GPU reads: its memory and the CUDA graphs captured at start."""
+    graphs = {"max_cudagraph_capture_size": limits.cuda_graph_max_batch}
+    if settings.gpu_memory_utilization is not None:
+        logger.info(
+            "GPU memory: %.0f%% of the card (KOTAE_GPU_MEMORY_UTILIZATION)",
+            settings.gpu_memory_utilization * 100,
+        )
+        return {"gpu_memory_utilization": settings.gpu_memory_utilization, **graphs}
+    assert limits.max_num_seqs is not None  # always set on a GPU
+    plan = plan_gpu_memory(model, settings, limits.max_num_seqs)
+    logger.info(plan.describe())
+    # The share only sets how much free memory vLLM's start asks for; the KV cache is the plan's.
+    share = plan.share_of(device_bytes)
+    return {"kv_cache_memory_bytes": plan.kv_cache_bytes, "gpu_memory_utilization": share, **graphs}
+
+
+def supported_args(engine_args: type, wanted: dict[str, object]) -> dict[str, object]:
+    """The arguments this vLLM's `engine_args` takes; the others are logged and left out, so that an older
+    vLLM still starts (with its own default for them)."""
+    names = {field.name for field in dataclasses.fields(engine_args)}
+    for name in sorted(set(wanted) - names):
+        logger.warning("this vLLM has no engine argument %r: left at its default", name)
+    return {name: value for name, value in wanted.items() if name in names and value is not None}
 
 
 class VLLMEngine:
@@ -123,12 +173,30 @@ class VLLMEngine:
         self.count_tokens = TokenCounter(llm.get_tokenizer())
 
     @classmethod
-    def start(cls, model: Path, settings: Settings, served_name: str | None = None) -> "VLLMEngine":
+    def start(
+        cls, model: Path, settings: Settings, served_name: str | None = None, workload: Workload = "serve"
+    ) -> "VLLMEngine":
+        """vLLM scheduled for `workload` (`kotae.rag.scheduler_limits`), on a GPU with memory sized to the
+        model (`kotae.rag.gpu_memory`) unless `gpu_memory_utilization` is set."""
         configure_vllm_environment(settings)
         from vllm import AsyncEngineArgs
+        from vllm.platforms import current_platform
         from vllm.usage.usage_lib import UsageContext
         from vllm.v1.engine.async_llm import AsyncLLM
 
+        on_gpu = current_platform.is_cuda_alike()
+        limits = scheduler_limits(settings, workload, on_gpu)
+        logger.info(
+            "vLLM scheduler for %s: max_num_seqs %s, max_num_batched_tokens %s (None: vLLM's default)",
+            workload,
+            limits.max_num_seqs,
+            limits.max_num_batched_tokens,
+        )
+        gpu_args = (
+            gpu_engine_args(model, settings, limits, current_platform.get_device_total_memory())
+            if on_gpu
+            else {}
+        )
         args = AsyncEngineArgs(
             model=str(model),
             served_model_name=served_name or model.name,
@@ -136,16 +204,16 @@ class VLLMEngine:
             enable_lora=True,
             max_loras=settings.max_loras,
             max_lora_rank=settings.max_lora_rank,
-            gpu_memory_utilization=settings.gpu_memory_utilization,
             quantization=settings.quantization,
-            max_num_seqs=settings.max_num_seqs,
-            max_num_batched_tokens=settings.max_num_batched_tokens,
+            max_num_seqs=limits.max_num_seqs,
+            max_num_batched_tokens=limits.max_num_batched_tokens,
             enable_prefix_caching=True,
             disable_log_stats=False,
+            **supported_args(AsyncEngineArgs, gpu_args),
         )
         # vLLM sizes its batch by who starts it: the default engine context gets 128 sequences and
         # 2,048 tokens per step, its own OpenAI server up to 1,024 and 8,192–16,384 on large GPUs.
-        # kotae is a server, so its engine takes the server's defaults.
+        # kotae's unset limits (always so on a CPU) take the server's defaults.
         llm = AsyncLLM.from_engine_args(args, usage_context=UsageContext.OPENAI_API_SERVER)
         return cls(llm, served_name or model.name, settings.max_lora_rank, model)
 

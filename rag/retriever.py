@@ -9,6 +9,7 @@ from kotae.core.passage import Hit
 from kotae.indexer.embedder import Embedder
 from kotae.indexer.index import Index, IndexView, KeyRanking
 from kotae.rag.fusion import reciprocal_rank_fusion, weighted_fusion
+from kotae.rag.stage_times import StageTimes
 
 FUSION_DEPTH = 50
 """Candidates taken from each ranking before fusing (at least top_k): a passage ranked 30th by one
@@ -80,10 +81,14 @@ class Retriever:
         mode: RetrievalMode | None = None,
         fusion: FusionMethod | None = None,
         excluded_titles: Sequence[Collection[str]] | None = None,
+        times: StageTimes | None = None,
     ) -> list[Retrieval]:
         """`retrieve_many` with each question's best cosine, searched even in BM25 mode when the
         abstention gate is on. `excluded_titles`, one collection per question: passages of those titles
-        are searched as if they were not in the index (a question asked without its gold article)."""
+        are searched as if they were not in the index (a question asked without its gold article).
+        Each stage is one call for the whole batch (the query embeddings, faiss, Sudachi, BM25, the
+        passages' read), timed into `times` when given: `embed`, `dense`, `tokenize`, `bm25`, `fuse`,
+        `read`."""
         mode = mode or self.settings.retrieval
         if not questions:
             return []
@@ -91,24 +96,33 @@ class Retriever:
         if excluded_titles is not None:
             depth += EXCLUSION_DEPTH
         view = self.index.view()
+        clock = times or StageTimes()
         dense: list[KeyRanking] | None = None
         lexical: list[KeyRanking] | None = None
         if mode != "bm25" or self.settings.abstain_min_cosine > 0:
-            dense = view.rank_dense(self.embedder.embed_queries(list(questions)), depth)
-            if excluded_titles is not None:
-                dense = _without_titles(view, dense, excluded_titles)
+            with clock.stage("embed"):
+                vectors = self.embedder.embed_queries(list(questions))
+            with clock.stage("dense"):
+                dense = view.rank_dense(vectors, depth)
+                if excluded_titles is not None:
+                    dense = _without_titles(view, dense, excluded_titles)
         if mode != "dense":
-            lexical = view.rank_bm25(questions, depth)
-            if excluded_titles is not None:
-                lexical = _without_titles(view, lexical, excluded_titles)
-        if dense is not None and lexical is not None and mode == "hybrid":
-            # Fused on keys: only the top_k passages of each question are read from the store.
-            ranked = [self.fuse(d, b, fusion) for d, b in zip(dense, lexical, strict=True)]
-        else:
-            chosen = lexical if mode == "bm25" else dense
-            assert chosen is not None
-            ranked = chosen
-        hit_lists = view.hits([ranking[:top_k] for ranking in ranked])
+            with clock.stage("tokenize"):
+                words = view.query_words(questions)
+            with clock.stage("bm25"):
+                lexical = view.rank_words(words, depth)
+                if excluded_titles is not None:
+                    lexical = _without_titles(view, lexical, excluded_titles)
+        with clock.stage("fuse"):
+            if dense is not None and lexical is not None and mode == "hybrid":
+                # Fused on keys: only the top_k passages of each question are read from the store.
+                ranked = [self.fuse(d, b, fusion) for d, b in zip(dense, lexical, strict=True)]
+            else:
+                chosen = lexical if mode == "bm25" else dense
+                assert chosen is not None
+                ranked = chosen
+        with clock.stage("read"):
+            hit_lists = view.hits([ranking[:top_k] for ranking in ranked])
         best = [ranking[0][1] if ranking else None for ranking in dense] if dense else [None] * len(questions)
         return [Retrieval(hits, cosine) for hits, cosine in zip(hit_lists, best, strict=True)]
 

@@ -89,6 +89,12 @@ class Settings(BaseSettings):
     without asking the model. The default is calibrated for multilingual-e5-small (docs/RESULTS.md,
     Abstention); set it anew for another embedder. 0 turns the gate off (the model may still abstain)."""
 
+    eval_retrieval_batch: int = Field(128, ge=0)
+    """Questions an in-process `kotae eval` retrieves per batch. Each batch's prompts go to the engine as
+    soon as the batch is retrieved, while the next one is retrieved, so generation starts after the first
+    batch rather than after every question's retrieval. 0: all questions in one batch, then generation (no
+    overlap; the answers are the same)."""
+
     max_tokens: int = Field(64, ge=1)
     """Answer tokens when a request does not say."""
     max_tokens_cap: int = Field(512, ge=1)
@@ -101,17 +107,38 @@ class Settings(BaseSettings):
     max_model_len: int = Field(4096, ge=256)
     """vLLM context length."""
     kv_cache_gib: float = Field(2.0, gt=0)
-    """KV cache size on CPU (GiB); on GPU vLLM uses `gpu_memory_utilization` instead."""
-    gpu_memory_utilization: float = Field(0.85, gt=0, le=1)
-    """Share of GPU memory vLLM may take."""
+    """KV cache size on CPU (GiB); on a GPU see `gpu_memory_utilization`."""
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
+    """Share of the GPU's memory vLLM may take. Unset: vLLM gets a KV cache sized to the model and the
+    workload's concurrency instead (`kv_cache_memory_bytes`: `max_num_seqs` sequences of a full prompt plus
+    `max_tokens`, in the model's KV bytes per token), beside the weights, adapters and activations it
+    measures itself; kotae logs what it reserved and why. The rest of the card stays free for other
+    processes."""
     max_loras: int = Field(4, ge=1)
     """Adapters one batch may mix."""
     max_num_seqs: int | None = Field(None, ge=1)
-    """Sequences vLLM batches per step; unset: vLLM's defaults for its own OpenAI server (1,024 on large
-    GPUs, 128 on CPU). The transformers engine's largest batch (32 when unset)."""
+    """Sequences vLLM batches per step, for every workload; unset: `serve_max_num_seqs` or
+    `batch_max_num_seqs` on a GPU, vLLM's defaults for its own OpenAI server on a CPU. The transformers
+    engine's largest batch (32 when unset)."""
     max_num_batched_tokens: int | None = Field(None, ge=1)
-    """Tokens vLLM schedules per step (prefill chunks included); unset: vLLM's server defaults (8,192 on
-    an H100/H200, 2,048 on CPU). Larger values finish a big eval batch's prefill in fewer steps."""
+    """Tokens vLLM schedules per step (prefill chunks included), for every workload; unset:
+    `serve_max_num_batched_tokens` or `batch_max_num_batched_tokens` on a GPU, vLLM's server defaults
+    on a CPU."""
+    serve_max_num_seqs: int = Field(256, ge=1)
+    """On a GPU, sequences per step when kotae serves: the requests a server has in flight fit with room to
+    spare, and vLLM captures CUDA graphs only up to this batch size, so the engine starts sooner than with
+    vLLM's 1,024."""
+    serve_max_num_batched_tokens: int = Field(8192, ge=1)
+    """On a GPU, tokens per step when kotae serves: a step holds a few new prompts' prefill beside every
+    running answer's next token, so answers in progress are never held up by a long prefill (the bound on
+    time between tokens, and so on p99 latency). vLLM's own server uses the same on an H100/H200."""
+    batch_max_num_seqs: int = Field(1024, ge=1)
+    """On a GPU, sequences per step when kotae runs a batch (`kotae eval` in process): a thousand-question
+    batch is admitted at once, so its answers decode together in one step each."""
+    batch_max_num_batched_tokens: int = Field(65536, ge=1)
+    """On a GPU, tokens per step when kotae runs a batch: nobody waits for a single answer, so each step
+    prefills as many prompts as fit (about 90 of kotae's prompts), and a thousand prompts take a dozen
+    large steps instead of a hundred small ones, which keeps a small model's GPU busy."""
     max_lora_rank: int = Field(64, ge=1)
     """Largest LoRA rank the engine accepts; bigger adapters are refused at load."""
     quantization: str | None = None

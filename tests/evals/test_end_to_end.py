@@ -4,6 +4,7 @@ what is checked is that every stage runs, is measured and is written."""
 
 import asyncio
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -114,6 +115,10 @@ def test_eval_command_in_process_with_retrieval(workspace, monkeypatch):
     assert 0.0 < metrics["retrieval"]["mrr"] <= 1.0
     speed = metrics["speed"]
     assert speed["load_s"] > 0 and speed["wall_s"] > 0 and speed["generate"]["p95_ms"] > 0
+    # Hybrid retrieval in one batch of four, each stage timed; vLLM compiled into kotae's home.
+    assert speed["batches"] == 1
+    assert set(speed["batch_stages_ms"]) == {"embed", "dense", "tokenize", "bm25", "fuse", "read", "prompt"}
+    assert os.environ["VLLM_CACHE_ROOT"] == str(root / "home" / "cache" / "vllm")
     assert metrics["memory"]["peak_rss_mb"] > 0 and metrics["errors"] == 0
 
     rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text(encoding="utf-8").splitlines()]
@@ -143,10 +148,8 @@ def test_given_contexts_on_a_pipeline_built_by_the_caller(workspace):
 
     mixed = with_noans_twins(qa, root / "mixed.jsonl")
 
-    def gated(min_cosine: float) -> Pipeline:
-        return Pipeline(
-            pipeline.collections, engine, settings.model_copy(update={"abstain_min_cosine": min_cosine})
-        )
+    def configured(**update: object) -> Pipeline:
+        return Pipeline(pipeline.collections, engine, settings.model_copy(update=update))
 
     async def runs():
         given = await evaluate(EvalConfig(qa, contexts="given", out=root / "given"), pipeline)
@@ -154,12 +157,25 @@ def test_given_contexts_on_a_pipeline_built_by_the_caller(workspace):
         with pytest.raises(UnknownAdapter, match=r"adapter 'nosuch' is not loaded; loaded from .*: none"):
             await evaluate(EvalConfig(qa, adapter="nosuch", out=root / "nosuch"), pipeline)
         # Gate off: the tiny model never writes the abstention text. Gate at cosine 1: nothing reaches it.
-        asked = await evaluate(EvalConfig(mixed, out=root / "mixed-asked"), gated(0.0))
-        stopped = await evaluate(EvalConfig(mixed, out=root / "mixed-stopped"), gated(1.0))
-        return given, limited, asked, stopped
+        asked = await evaluate(
+            EvalConfig(mixed, out=root / "mixed-asked"), configured(abstain_min_cosine=0.0)
+        )
+        stopped = await evaluate(
+            EvalConfig(mixed, out=root / "mixed-stopped"), configured(abstain_min_cosine=1.0)
+        )
+        # Retrieval in batches of 3, each generating while the next is retrieved, against all 8 at once.
+        overlapped = await evaluate(
+            EvalConfig(mixed, out=root / "overlapped"),
+            configured(abstain_min_cosine=0.0, eval_retrieval_batch=3),
+        )
+        together = await evaluate(
+            EvalConfig(mixed, out=root / "together"),
+            configured(abstain_min_cosine=0.0, eval_retrieval_batch=0),
+        )
+        return given, limited, asked, stopped, overlapped, together
 
     try:
-        given, limited, asked, stopped = asyncio.run(runs())
+        given, limited, asked, stopped, overlapped, together = asyncio.run(runs())
     finally:
         pipeline.engine.shutdown()
     assert given.metrics.retrieval is None and given.metrics.speed.retrieve is None
@@ -181,6 +197,18 @@ def test_given_contexts_on_a_pipeline_built_by_the_caller(workspace):
     split = stopped.metrics.abstention
     assert split is not None and (split.no_ans_accuracy, split.has_ans_abstained) == (1.0, 1.0)
     assert stopped.metrics.answer.exact == 0.5, "every NoAns question right, every HasAns one wrong"
+
+    assert (overlapped.metrics.speed.batches, together.metrics.speed.batches) == (3, 1)
+    assert [row.prediction for row in together.predictions] == [row.prediction for row in asked.predictions]
+    for batched, whole in zip(overlapped.predictions, together.predictions, strict=True):
+        assert (batched.qid, batched.retrieved_ids, batched.sources) == (
+            whole.qid,
+            whole.retrieved_ids,
+            whole.sources,
+        )
+        assert (batched.prediction, batched.abstained) == (whole.prediction, whole.abstained), (
+            "overlap changed it"
+        )
 
 
 def with_noans_twins(qa: Path, out: Path) -> Path:

@@ -41,6 +41,8 @@ def test_unknown_words_find_nothing(tmp_path: Path) -> None:
     assert index.search(["名古屋"], 5) == []
     assert index.search([], 5) == []
     assert index.search(["東京"], 0) == []
+    assert index.search_many([["名古屋"], [], ["東京"]], 0) == [[], [], []]
+    assert index.search_many([], 5) == []
 
 
 def test_several_batches_equal_one_batch(tmp_path: Path) -> None:
@@ -68,8 +70,11 @@ def test_equal_scores_are_ordered_by_key_across_blocks_and_threads(tmp_path: Pat
     assert [key for key, _ in index.search(["灯台"], 2)] == wanted[:2]
     assert [key for key, _ in index.search(["海"], 3)] == sorted(int(key) for key in keys)[:3]
     single = Bm25Index.load(tmp_path / "bm25", threads=1)
-    for query in (["灯台"], ["海"], ["海", "岬"]):
+    queries = [["灯台"], ["海"], ["名古屋"], ["海", "岬"]]
+    for query in queries:
         assert single.search(query, 20) == index.search(query, 20)
+    # A batch runs every query's spans on the pool at once, with the same results as one at a time.
+    assert index.search_many(queries, 20) == [single.search(query, 20) for query in queries]
 
 
 def test_load_round_trip(tmp_path: Path) -> None:

@@ -33,3 +33,11 @@ def test_threads_get_their_own_tokenizer() -> None:
     expected = [tokenizer.tokenize(text) for text in texts]
     with ThreadPoolExecutor(max_workers=8) as pool:
         assert list(pool.map(tokenizer.tokenize, texts)) == expected
+
+
+def test_a_batch_is_tokenized_in_order_across_threads() -> None:
+    tokenizer = SudachiTokenizer()
+    texts = [f"東京タワーは{year}年に完成した。" for year in range(1900, 2000)]
+    assert tokenizer.tokenize_many(texts) == [tokenizer.tokenize(text) for text in texts]
+    assert tokenizer.tokenize_many(texts[:3]) == [tokenizer.tokenize(text) for text in texts[:3]]
+    assert tokenizer.tokenize_many([]) == []

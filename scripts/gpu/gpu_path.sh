@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# On the GPU machine, after scripts/gpu/setup.sh: the issue-20 run on one H200. In one go, each step with
+# benchmarks/seed_table.py (one process per engine, GPU memory sampled by nvidia-smi):
+#   1. `kotae eval --limit 980` bf16 + default adapter with vLLM's compile cache emptied (the first start),
+#   2. the same again (the warm start: the cache under $KOTAE_HOME/cache/vllm reused), then GPTQ W4A16 + adapter,
+#   3. the same bf16 eval without the overlap (KOTAE_EVAL_RETRIEVAL_BATCH=0): its answers must equal 2.'s,
+#   4. `kotae serve` under 64 clients against vLLM's own OpenAI server on the same prompts.
+# Every engine runs with kotae's defaults: scheduler limits by workload, GPU memory sized to the model (the
+# plan is written to memory-plan.txt before the first start). Reports go to $R (default /tmp/r);
+# `times.txt` stamps each step, `progress.log` says what runs now. Run it detached and keep a call alive
+# while it works (the machine goes back 30 s after a call ends):
+#   setsid nohup bash scripts/gpu/gpu_path.sh "$PWD" > /tmp/gpu_path.log 2>&1 &
+#   sleep 540; cat /tmp/r/progress.log; cp -r /tmp/r/. "$OUT"/      (repeat until "done")
+# Environment: DATA (a copy of ../shared/data; default beside the repository), LIMIT (980), ADAPTER
+# (default), W4 (0 skips quantizing and the 4-bit eval), HTTP (0 skips step 4).
+# Run python from outside the repository: there the source folder kotae/ would shadow the installed package.
+set -u
+export PYTHONPATH=/tmp/site VLLM_USE_FLASHINFER_SAMPLER=0 HF_HUB_OFFLINE=1 JAX_PLATFORMS=cpu PYTHONUNBUFFERED=1 \
+  TOKENIZERS_PARALLELISM=false KOTAE_HOME=${KOTAE_HOME:-/tmp/kotae-home}
+export KOTAE_INDEX=$KOTAE_HOME/indexes/jawiki
+repo=${1:?usage: gpu_path.sh REPO}
+R=${R:-/tmp/r}
+DATA=${DATA:-$repo/../shared/data}
+LIMIT=${LIMIT:-980} ADAPTER=${ADAPTER:-default}
+w4=$KOTAE_HOME/models/gemma-3-270m-w4a16
+mkdir -p "$R"
+cd /tmp || exit 1
+stamp() { echo "$(date +%s) $*" >> "$R/times.txt"; echo "[$(date +%T)] $*" >> "$R/progress.log"; }
+seed() {  # seed() OUT STAGE...: one seed_table run into $R/OUT
+  local out=$1; shift
+  stamp "start $out: $*"
+  python3 "$repo/benchmarks/seed_table.py" --data "$DATA/qa/jsquad-valid.jsonl" --limit "$LIMIT" \
+    --adapter "$ADAPTER" --w4-model "$w4" --out "$R/$out" --stages "$@" > "$R/$out.log" 2>&1
+  stamp "done $out (exit $?)"
+}
+stamp start
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader > "$R/gpu.txt"
+python3 -m kotae models pull > "$R/pull.log" 2>&1; stamp pulled
+[ -f "$KOTAE_INDEX/manifest.json" ] ||
+  python3 -m kotae index build "$DATA/jawiki-paragraphs.jsonl" --out "$KOTAE_INDEX" > "$R/index.log" 2>&1
+stamp indexed
+if [ "${W4:-1}" = 1 ] && [ ! -f "$w4/config.json" ]; then
+  KOTAE_QUANT_SITE=/tmp/site_q python3 -m kotae quantize --model "$KOTAE_HOME/models/gemma-3-270m" --out "$w4" \
+    --calib "$DATA/jawiki-paragraphs.jsonl" > "$R/quantize.log" 2>&1
+  stamp quantized
+fi
+# What kotae will reserve for each workload, as its engines log it at start.
+python3 - "$KOTAE_HOME/models/gemma-3-270m" > "$R/memory-plan.txt" 2>&1 <<'PY'
+import sys
+from pathlib import Path
+from kotae.core.config import get_settings
+from kotae.rag.gpu_memory import plan_gpu_memory
+from kotae.rag.scheduler_limits import scheduler_limits
+settings = get_settings()
+for workload in ("batch", "serve"):
+    limits = scheduler_limits(settings, workload, on_gpu=True)
+    print(workload, limits, plan_gpu_memory(Path(sys.argv[1]), settings, limits.max_num_seqs).describe())
+PY
+rm -rf "$KOTAE_HOME/cache/vllm"  # the next engine start is the first one
+seed cold eval-adapter
+du -sh "$KOTAE_HOME/cache/vllm" > "$R/cache.txt" 2>&1
+stages=(eval-adapter)
+[ "${W4:-1}" = 1 ] && stages+=(eval-w4-adapter)
+seed warm "${stages[@]}"
+KOTAE_EVAL_RETRIEVAL_BATCH=0 seed no-overlap eval-adapter
+[ "${HTTP:-1}" = 1 ] && seed http prompts serve vllm
+find "$KOTAE_HOME/cache/vllm" -maxdepth 3 -type d > "$R/cache-tree.txt" 2>&1
+du -sh "$KOTAE_HOME/cache/vllm" >> "$R/cache.txt" 2>&1
+# The overlap must not change an answer: 2.'s predictions against 3.'s.
+python3 - "$R" > "$R/overlap-check.txt" 2>&1 <<'PY'
+import json, sys
+def answers(out):
+    rows = open(f"{sys.argv[1]}/{out}/runs/eval-adapter/predictions.jsonl", encoding="utf-8")
+    return [(row["qid"], row["prediction"]) for row in map(json.loads, rows)]
+overlapped, together = answers("warm"), answers("no-overlap")
+differ = [a for a, b in zip(overlapped, together) if a != b]
+print(f"{len(overlapped)} answers with the overlap, {len(together)} without; {len(differ)} differ: {differ[:5]}")
+PY
+stamp done

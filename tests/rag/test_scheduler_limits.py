@@ -1,0 +1,32 @@
+"""vLLM's per-step limits by workload: throughput for a batch, latency for a server, vLLM's own on a CPU."""
+
+from kotae.core.config import Settings
+from kotae.rag.scheduler_limits import CUDA_GRAPH_MAX_BATCH, SchedulerLimits, scheduler_limits
+
+
+def test_a_gpu_gets_the_workloads_limits() -> None:
+    settings = Settings()
+    serve = scheduler_limits(settings, "serve", on_gpu=True)
+    batch = scheduler_limits(settings, "batch", on_gpu=True)
+    assert serve == SchedulerLimits(settings.serve_max_num_seqs, settings.serve_max_num_batched_tokens)
+    assert batch == SchedulerLimits(settings.batch_max_num_seqs, settings.batch_max_num_batched_tokens)
+    assert batch.max_num_batched_tokens > serve.max_num_batched_tokens  # type: ignore[operator]
+
+
+def test_a_cpu_keeps_vllms_defaults_unless_told() -> None:
+    assert scheduler_limits(Settings(), "batch", on_gpu=False) == SchedulerLimits(None, None)
+    told = Settings(max_num_seqs=8, max_num_batched_tokens=4096)
+    assert scheduler_limits(told, "serve", on_gpu=False) == SchedulerLimits(8, 4096)
+
+
+def test_the_overrides_win_for_every_workload() -> None:
+    settings = Settings(max_num_seqs=64, max_num_batched_tokens=32)
+    for workload in ("serve", "batch"):
+        # A step holds at least one token per sequence: vLLM refuses fewer.
+        assert scheduler_limits(settings, workload, on_gpu=True) == SchedulerLimits(64, 64)
+
+
+def test_cuda_graphs_are_captured_up_to_the_batch_a_step_holds() -> None:
+    assert SchedulerLimits(256, 8192).cuda_graph_max_batch == 256
+    assert SchedulerLimits(1024, 65536).cuda_graph_max_batch == CUDA_GRAPH_MAX_BATCH
+    assert SchedulerLimits(None, None).cuda_graph_max_batch is None
