@@ -117,3 +117,43 @@ def test_unknown_model_is_404(oai):
     with pytest.raises(openai.NotFoundError) as raised:
         oai.chat.completions.create(model="gpt-4o", messages=ask(), max_tokens=4)
     assert raised.value.body["code"] == "model_not_found"
+
+
+def test_a_follow_up_is_retrieved_and_answered_with_the_conversation(oai, client):
+    """The follow-up names nothing: retrieval searches it with the earlier turn's words (and finds
+    富士山 by BM25 even with the tiny random embedder), and the earlier turn takes prompt tokens."""
+    follow_up = "その標高は何メートルですか？"
+    history = [
+        {"role": "system", "content": "簡潔に答えてください。"},
+        {"role": "user", "content": QUESTION},
+        {"role": "assistant", "content": "富士山"},
+        {"role": "user", "content": follow_up},
+    ]
+    request = {
+        "model": "tiny-gemma",
+        "max_tokens": 12,
+        "temperature": 0,
+        "extra_body": {"kotae": {"top_k": 1}},
+    }
+    chat = oai.chat.completions.create(messages=history, **request)
+    assert chat.model_extra["kotae_query"] == f"日本 山 富士山 {follow_up}"
+    assert [source["id"] for source in chat.model_extra["kotae_sources"]] == ["demo-001"]
+    alone = oai.chat.completions.create(messages=[{"role": "user", "content": follow_up}], **request)
+    assert alone.model_extra["kotae_query"] == follow_up
+    assert chat.usage.prompt_tokens > alone.usage.prompt_tokens
+    answer = chat.choices[0].message.content
+    assert answer == answer.strip() and "\n\n" not in answer
+    streamed = oai.chat.completions.create(messages=history, stream=True, **request)
+    assert "".join(chunk.choices[0].delta.content or "" for chunk in streamed if chunk.choices) == answer
+
+
+def test_chat_bad_histories_are_refused_with_a_reason(client):
+    no_user = client.post(
+        "/v1/chat/completions", json={"messages": [{"role": "system", "content": "簡潔に。"}]}
+    )
+    assert no_user.status_code == 422 and no_user.json()["error"]["code"] == "no_user_message"
+    long_turns = [{"role": role, "content": "長い履歴。" * 400} for role in ("user", "assistant") * 3]
+    too_long = client.post(
+        "/v1/chat/completions", json={"messages": [*long_turns, {"role": "user", "content": "その標高は？"}]}
+    )
+    assert too_long.status_code == 413 and too_long.json()["error"]["code"] == "history_too_long"
