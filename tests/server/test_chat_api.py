@@ -89,14 +89,16 @@ def test_retrieval_can_be_switched_off(oai):
 
 
 def test_chat_and_qa_share_the_prompt(oai, client):
-    chat = oai.chat.completions.create(
-        model="tiny-gemma", messages=ask(), max_tokens=12, extra_body={"kotae": {"top_k": 3}}
-    )
+    """A lone user message gets exactly /v1/qa's prompt and answer; a system message adds to the prompt."""
+    request = {"model": "tiny-gemma", "max_tokens": 12, "extra_body": {"kotae": {"top_k": 3}}}
+    chat = oai.chat.completions.create(messages=ask()[1:], **request)
     qa = client.post(
         "/v1/qa", json={"question": QUESTION, "adapter": "", "top_k": 3, "max_tokens": 12}
     ).json()
     assert chat.usage.prompt_tokens == qa["usage"]["prompt_tokens"]
-    assert chat.choices[0].message.content.strip() == qa["answer"]
+    assert chat.choices[0].message.content == qa["answer"]
+    with_system = oai.chat.completions.create(messages=ask(), **request)
+    assert with_system.usage.prompt_tokens > chat.usage.prompt_tokens
 
 
 def test_unknown_openai_fields_are_ignored(oai):
