@@ -20,7 +20,14 @@ from typing import Any, Literal
 import httpx
 
 from kotae.core.errors import KotaeError
-from kotae.rag.engine_protocol import Completion, Delta, LoadedAdapterInfo, Sampling, UnknownAdapter
+from kotae.rag.engine_protocol import (
+    Completion,
+    Delta,
+    LoadedAdapterInfo,
+    Sampling,
+    UnknownAdapter,
+    complete_each,
+)
 from kotae.rag.token_counter import TokenCounter
 
 OpenAIApi = Literal["completions", "chat"]
@@ -134,14 +141,7 @@ class OpenAIEngine:
         on_done: Callable[[], None] | None = None,
     ) -> list[Completion]:
         """All prompts at once, at most `concurrency` requests in flight."""
-
-        async def one(prompt: str) -> Completion:
-            completion = await self.complete(prompt, sampling, adapter)
-            if on_done:
-                on_done()
-            return completion
-
-        return list(await asyncio.gather(*(one(p) for p in prompts)))
+        return await complete_each(lambda prompt: self.complete(prompt, sampling, adapter), prompts, on_done)
 
     async def stream(
         self, prompt: str, sampling: Sampling, adapter: str | None = None
