@@ -109,10 +109,11 @@ async def evaluate(
         raise KotaeError(
             f"--target must be `{IN_PROCESS}`, an http(s):// URL or openai:URL, not {config.target!r}"
         )
-    if (endpoint is None) != (config.model is None):
-        raise KotaeError("--model names the model of an openai:URL target, and such a target needs it")
-    if endpoint is not None and config.model is not None:
-        await check_endpoint(endpoint, config.model)  # before the index opens: a bad URL fails in seconds
+    if endpoint is not None:
+        # Before the index opens: a bad URL or model fails in seconds.
+        await check_endpoint(endpoint, _openai_model(config))
+    elif config.model is not None:
+        raise KotaeError("--model names the model of an openai:URL target; other targets name their own")
     settings = pipeline.settings if pipeline is not None else get_settings()
     started_at = datetime.now().astimezone()
     items = load_dataset(config.data, config.limit)
@@ -138,10 +139,8 @@ async def evaluate(
         )
     else:
         if endpoint is not None:
-            assert config.model is not None
-            target = openai_target(
-                endpoint, config.model, config.openai_api, config.concurrency, settings, pipeline
-            )
+            model = _openai_model(config)
+            target = openai_target(endpoint, model, config.openai_api, config.concurrency, settings, pipeline)
             run = await target.answer_all(items, ask, done)
         else:
             run = await HttpTarget(config.target, config.concurrency).answer_all(items, ask, done)
@@ -163,6 +162,14 @@ async def evaluate(
     )
     _write_run(out_dir, metrics, rows)
     return EvalReport(out_dir, metrics, rows)
+
+
+def _openai_model(config: EvalConfig) -> str:
+    if config.model is None:
+        raise KotaeError(
+            "an openai:URL target needs --model: the model's name at the endpoint (its /v1/models)"
+        )
+    return config.model
 
 
 async def _run_in_process(

@@ -32,7 +32,7 @@ def test_an_unreachable_endpoint(tmp_path):
     ("arguments", "message"),
     [
         (("--target", "openai:localhost:8000", "--model", "m"), "needs an http"),
-        (("--target", "openai:http://127.0.0.1:1"), "--model names the model"),
+        (("--target", "openai:http://127.0.0.1:1"), "needs --model"),
         (("--model", "m"), "--model names the model"),
         (("--target", "ftp://x"), "--target must be"),
     ],
