@@ -49,9 +49,9 @@ def _auth_headers() -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"} if key else {}
 
 
-async def check_endpoint(url: str, model: str) -> None:
+async def check_endpoint(url: str, model: str) -> str | None:
     """Fails clearly when the endpoint cannot be reached, refuses the key, or lists its models without
-    `model`."""
+    `model`; the model `model` is an adapter of, when the listing says so (vLLM's `parent`)."""
     url = base_url(url)
     try:
         async with httpx.AsyncClient(headers=_auth_headers(), timeout=CONNECT_TIMEOUT_S) as http:
@@ -63,11 +63,13 @@ async def check_endpoint(url: str, model: str) -> None:
     if response.status_code != 200:
         raise KotaeError(f"{url}/v1/models answered {response.status_code}: is it an OpenAI API?")
     try:
-        served = {card["id"] for card in response.json().get("data") or []}
+        served = {card["id"]: card.get("parent") for card in response.json().get("data") or []}
     except (ValueError, KeyError, TypeError, AttributeError) as error:
         raise KotaeError(f"{url}/v1/models is not an OpenAI model listing") from error
     if served and model not in served:
         raise KotaeError(f"{url} serves {', '.join(sorted(served))}; not --model {model!r}")
+    parent = served.get(model)
+    return parent if isinstance(parent, str) else None
 
 
 class OpenAIEngine:
@@ -90,6 +92,10 @@ class OpenAIEngine:
 
     async def check_health(self) -> None:
         await check_endpoint(self.url, self.model_name)
+
+    async def parent_model(self) -> str | None:
+        """The base model when the endpoint serves `model_name` as an adapter of it."""
+        return await check_endpoint(self.url, self.model_name)
 
     async def complete(self, prompt: str, sampling: Sampling, adapter: str | None = None) -> Completion:
         if adapter:

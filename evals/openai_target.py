@@ -2,10 +2,13 @@
 retrieval and prompts. Retrieval, prompts, the abstention gate, answer cleaning and scoring are the
 in-process target's; only generation goes to the endpoint (`kotae.evals.openai_engine`)."""
 
+from collections.abc import Callable, Sequence
+
 from kotae.core.config import Settings
 from kotae.core.errors import KotaeError
+from kotae.core.qa_jsonl import QAItem
 from kotae.evals.openai_engine import OpenAIApi, OpenAIEngine
-from kotae.evals.targets import AskOptions, InProcessTarget
+from kotae.evals.targets import AskOptions, InProcessTarget, TargetRun
 from kotae.rag.pipeline import Pipeline
 from kotae.rag.token_counter import TokenCounter
 
@@ -46,6 +49,15 @@ class OpenAITarget(InProcessTarget):
     def __init__(self, pipeline: Pipeline, engine: OpenAIEngine) -> None:
         super().__init__(pipeline)
         self.engine = engine
+
+    async def answer_all(
+        self, items: Sequence[QAItem], ask: AskOptions, on_answer: Callable[[], None]
+    ) -> TargetRun:
+        parent = await self.engine.parent_model()
+        run = await super().answer_all(items, ask, on_answer)
+        if parent is not None:  # an adapter the endpoint serves on its base (vLLM's --lora-modules)
+            run.model, run.adapter = parent, self.engine.model_name
+        return run
 
     async def _adapter(self, ask: AskOptions) -> str | None:
         if ask.adapter:
