@@ -35,6 +35,9 @@ INTERROGATIVES = frozenset(
     {"何", "なに", "なん", "いつ", "どこ", "誰", "だれ", "どれ", "どちら", "どっち", "いくつ", "幾つ"}
 )
 POINTING_ADNOMINALS = frozenset({"その", "この", "あの", "同じ", "そんな", "こんな", "あんな", "当の"})
+ANALYZED_CHARS = 2_000
+"""Only a message's first characters are read: what a question is about is said early, and Sudachi
+refuses inputs over 49,149 bytes (an earlier message may be as long as the request body allows)."""
 CONTINUATION = re.compile(r"^(では|じゃあ|じゃ|それでは|それなら|なら|ほかに|他に|あと|さらに|ちなみに)")
 
 
@@ -51,7 +54,7 @@ def _morphemes(text: str) -> MorphemeList:
     tokenizer: Tokenizer | None = getattr(_local, "tokenizer", None)
     if tokenizer is None:
         tokenizer = _local.tokenizer = _dictionary().create(mode=SplitMode.C)
-    return tokenizer.tokenize(text)
+    return tokenizer.tokenize(text[:ANALYZED_CHARS])
 
 
 def points_back(question: str) -> bool:

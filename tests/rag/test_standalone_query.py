@@ -55,3 +55,9 @@ def test_long_answers_and_the_no_answer_text_are_not_taken_as_entities():
     for answer in (NO_ANSWER, "富士山は静岡県と山梨県にまたがる日本で最も高い山です。"):
         query = standalone_query(Conversation("その標高は？", (Turn(FUJI.question, answer),)))
         assert query == "日本 山 その標高は？"
+
+
+def test_a_message_longer_than_sudachi_reads_is_read_from_its_start():
+    long_question = "富士山について。" + "あ" * 60_000
+    query = standalone_query(Conversation("その標高は？", (Turn(long_question, "富士山"),)))
+    assert query.startswith("富士山") and query.endswith("その標高は？")
