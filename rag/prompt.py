@@ -63,7 +63,7 @@ class Prompter:
             case "alpaca-ja":
                 return TEMPLATE.format(instruction=instruction, input=input_text)
             case "chat-template":
-                return self._chat_turn(f"{instruction}\n\n{input_text}" if input_text else instruction)
+                return self._chat([{"role": "user", "content": _user_turn(instruction, input_text)}])
             case "rwkv":
                 return f"+qa {instruction}\n{input_text}\n答え:" if input_text else f"+gen {instruction}\n"
             case "record-line":
@@ -103,11 +103,8 @@ class Prompter:
             messages.append({"role": "user", "content": turn.question.strip()})
             if turn.answer.strip():
                 messages.append({"role": "assistant", "content": turn.answer.strip()})
-        question = conversation.question.strip()
-        input_text = "\n".join(contexts)
-        messages.append(
-            {"role": "user", "content": f"{question}\n\n{input_text}" if input_text else question}
-        )
+        last = _user_turn(conversation.question.strip(), "\n".join(contexts))
+        messages.append({"role": "user", "content": last})
         system = conversation.system.strip()
         if not system:
             return self._chat(messages)
@@ -117,9 +114,6 @@ class Prompter:
             # Templates without a system role refuse one: it then opens the first user turn.
             first = messages[0]
             return self._chat([{**first, "content": f"{system}\n\n{first['content']}"}, *messages[1:]])
-
-    def _chat_turn(self, content: str) -> str:
-        return self._chat([{"role": "user", "content": content}])
 
     def _chat(self, messages: list[dict[str, str]]) -> str:
         if self.tokenizer is None or not getattr(self.tokenizer, "chat_template", None):
@@ -131,6 +125,11 @@ class Prompter:
 
 
 DEFAULT_PROMPTER = Prompter()
+
+
+def _user_turn(instruction: str, input_text: str) -> str:
+    """`chat-template`'s user turn of an instruction and its input: a blank line between them."""
+    return f"{instruction}\n\n{input_text}" if input_text else instruction
 
 
 def _one_line(text: str) -> str:

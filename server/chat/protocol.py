@@ -2,8 +2,8 @@
 
 Fields of OpenAI's schema that kotae has no use for (tools, logprobs, response_format, ...) are accepted
 and ignored, so stock OpenAI clients work unchanged. kotae's additions: the request's `kotae` object
-(retrieval on/off, top_k, mode; OpenAI clients send it via `extra_body`) and `kotae_sources` in the
-response (the first chunk when streaming), which OpenAI clients ignore.
+(retrieval on/off, top_k, mode; OpenAI clients send it via `extra_body`), and `kotae_sources` and
+`kotae_query` in the response (the first chunk when streaming), which OpenAI clients ignore.
 """
 
 import time
