@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from kotae.evals.compare import load_run, markdown_table, mismatches, rich_table, write_chart
+from kotae.evals.openai_engine import OpenAIApi
 from kotae.evals.schema import IN_PROCESS, AbstentionMetrics, ContextsMode
 
 eval_app = typer.Typer(no_args_is_help=True)
@@ -22,7 +23,19 @@ def evaluate(
     data: Path | None = typer.Option(
         None, help="QA set: kotae QA JSONL, JAQKET/AIO JSONL, SQuAD-style JSON file or directory."
     ),
-    target: str = typer.Option(IN_PROCESS, help="`inprocess`, or the URL of a running kotae server."),
+    target: str = typer.Option(
+        IN_PROCESS,
+        help="`inprocess`, the URL of a running kotae server, or openai:URL: an OpenAI-compatible endpoint "
+        "answers kotae's prompts (API key from $OPENAI_API_KEY).",
+    ),
+    model: str | None = typer.Option(
+        None, help="The model of an openai:URL target, as the endpoint names it (its /v1/models)."
+    ),
+    openai_api: OpenAIApi = typer.Option(
+        "completions",
+        help="How an openai:URL target is asked: `completions` (kotae's prompt as it is) or `chat` (the "
+        "prompt as one user message, for endpoints that only chat).",
+    ),
     adapter: str | None = typer.Option(
         None, help="Adapter name (default: KOTAE_DEFAULT_ADAPTER); '' for the base model."
     ),
@@ -45,6 +58,8 @@ def evaluate(
     config = EvalConfig(
         data=data,
         target=target,
+        model=model,
+        openai_api=openai_api,
         adapter=adapter,
         contexts=contexts,
         limit=limit,

@@ -20,6 +20,8 @@ from kotae.core.qa_jsonl import QAItem
 from kotae.evals.compare import BASE_MODEL, markdown_row
 from kotae.evals.datasets import dataset_name, load_dataset
 from kotae.evals.memory import GpuMemoryMonitor, peak_rss_mb
+from kotae.evals.openai_engine import OpenAIApi, check_endpoint
+from kotae.evals.openai_target import openai_target, openai_url
 from kotae.evals.schema import (
     IN_PROCESS,
     AbstentionMetrics,
@@ -62,7 +64,13 @@ class EvalConfig:
     """QA file or directory: kotae QA JSONL, JAQKET/AIO JSONL or SQuAD-style JSON (detected)."""
     target: str = IN_PROCESS
     """`inprocess` builds the pipeline from settings in this process; a base URL (`http://host:8000`)
-    asks a running kotae server's `/v1/qa`."""
+    asks a running kotae server's `/v1/qa`; `openai:URL` retrieves and writes prompts here and has the
+    OpenAI-compatible endpoint at URL answer them with `model`."""
+    model: str | None = None
+    """The endpoint's model (`openai:URL` targets only)."""
+    openai_api: OpenAIApi = "completions"
+    """How an `openai:URL` target is asked: `completions` (the prompt as it is) or `chat` (the prompt as
+    one user message)."""
     adapter: str | None = None
     """Adapter name; "" is the base model; None leaves the choice to the target's default adapter."""
     contexts: ContextsMode = "retrieved"
@@ -103,8 +111,16 @@ async def evaluate(
 ) -> EvalReport:
     """`run_eval` for callers already inside an event loop (a vLLM engine stays bound to its loop)."""
     in_process = config.target == IN_PROCESS
-    if not in_process and not re.match(r"https?://", config.target):
-        raise KotaeError(f"--target must be `{IN_PROCESS}` or an http(s):// URL, not {config.target!r}")
+    endpoint = openai_url(config.target)
+    if not in_process and endpoint is None and not re.match(r"https?://", config.target):
+        raise KotaeError(
+            f"--target must be `{IN_PROCESS}`, an http(s):// URL or openai:URL, not {config.target!r}"
+        )
+    if endpoint is not None:
+        # Before the index opens: a bad URL or model fails in seconds.
+        await check_endpoint(endpoint, _openai_model(config))
+    elif config.model is not None:
+        raise KotaeError("--model names the model of an openai:URL target; other targets name their own")
     settings = pipeline.settings if pipeline is not None else get_settings()
     started_at = datetime.now().astimezone()
     items = load_dataset(config.data, config.limit)
@@ -129,7 +145,12 @@ async def evaluate(
             peak_rss_mb=rss, peak_rss_children_mb=rss_children, gpu_peak_mb=gpu.peak_mb, gpu_source=gpu.source
         )
     else:
-        run = await HttpTarget(config.target, config.concurrency).answer_all(items, ask, done)
+        if endpoint is not None:
+            model = _openai_model(config)
+            target = openai_target(endpoint, model, config.openai_api, config.concurrency, settings, pipeline)
+            run = await target.answer_all(items, ask, done)
+        else:
+            run = await HttpTarget(config.target, config.concurrency).answer_all(items, ask, done)
         # This process is only the client: its memory says nothing about the server's.
         memory = MemoryMetrics(peak_rss_mb=None, peak_rss_children_mb=None, gpu_peak_mb=None, gpu_source=None)
     rows = [
@@ -148,6 +169,14 @@ async def evaluate(
     )
     _write_run(out_dir, metrics, rows)
     return EvalReport(out_dir, metrics, rows)
+
+
+def _openai_model(config: EvalConfig) -> str:
+    if config.model is None:
+        raise KotaeError(
+            "an openai:URL target needs --model: the model's name at the endpoint (its /v1/models)"
+        )
+    return config.model
 
 
 async def _run_in_process(

@@ -3,7 +3,8 @@
 Both answer every question of a run and return per-question answers plus the stage times the
 runner turns into speed figures. `InProcessTarget` submits each retrieval batch's prompts to vLLM at once
 (its scheduler batches them) while the next batch is retrieved; `HttpTarget` keeps `concurrency` requests
-to `POST /v1/qa` in flight.
+to `POST /v1/qa` in flight. The third target, an OpenAI-compatible endpoint, is
+`kotae.evals.openai_target`.
 """
 
 import asyncio
@@ -91,9 +92,7 @@ class InProcessTarget:
     async def answer_all(
         self, items: Sequence[QAItem], ask: AskOptions, on_answer: Callable[[], None]
     ) -> TargetRun:
-        from kotae.runtime import load_default_adapters
-
-        adapter = await load_default_adapters(self.pipeline, self.pipeline.settings, ask.adapter)
+        adapter = await self._adapter(ask)
         prompt_format = self.pipeline.prompt_format_of(adapter)
         times = StageTimes()
         generate_ms: list[float] = []
@@ -146,7 +145,7 @@ class InProcessTarget:
             model=self.pipeline.engine.model_name,
             adapter=adapter,
             quantization=self._weights_format(),
-            device=device_name(),
+            device=self._device(),
             retrieval_mode=None if ranked is None else self.pipeline.retriever.describe(),
             retrieval_depth=None if ranked is None else ask.retrieval_depth,
             stage_ms={
@@ -180,6 +179,15 @@ class InProcessTarget:
                 )
             return prepared, None
         return self._retrieve(items, ask, prompt_format, times)
+
+    async def _adapter(self, ask: AskOptions) -> str | None:
+        """The adapter to answer with, loaded with the others of the adapter root."""
+        from kotae.runtime import load_default_adapters
+
+        return await load_default_adapters(self.pipeline, self.pipeline.settings, ask.adapter)
+
+    def _device(self) -> str:
+        return device_name()
 
     def _weights_format(self) -> str | None:
         engine, settings = self.pipeline.engine, self.pipeline.settings

@@ -3,7 +3,8 @@ kotae (`kotae.rag.engine.VLLMEngine`), vLLM OpenAI servers reached over HTTP
 (`kotae.rag.remote_engine.RemoteEngine`) when `Settings.replicas` names them, and transformers inside
 kotae (`kotae.rag.transformers_engine.TransformersEngine`) for the architectures vLLM does not serve."""
 
-from collections.abc import AsyncIterator, Callable, Mapping
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -111,3 +112,20 @@ class Engine(Protocol):
         ...
 
     def shutdown(self) -> None: ...
+
+
+async def complete_each(
+    complete: Callable[[str], Awaitable[Completion]],
+    prompts: list[str],
+    on_done: Callable[[], None] | None = None,
+) -> list[Completion]:
+    """`complete_many` for engines whose requests each go out on their own: all at once, in order, with
+    `on_done` called as each finishes."""
+
+    async def one(prompt: str) -> Completion:
+        completion = await complete(prompt)
+        if on_done:
+            on_done()
+        return completion
+
+    return list(await asyncio.gather(*(one(p) for p in prompts)))

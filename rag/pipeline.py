@@ -1,5 +1,6 @@
 """Question → retrieved passages → prompt → answer: the one path that both the server and evals run."""
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -8,6 +9,7 @@ from kotae.core.config import RetrievalMode, Settings
 from kotae.core.passage import Hit, Passage
 from kotae.rag.abstention import NO_ANSWER, gate_completion, is_no_answer, passes_gate
 from kotae.rag.collections import Collections
+from kotae.rag.conversation import Conversation
 from kotae.rag.engine_protocol import Completion, Engine, Sampling
 from kotae.rag.prompt import (
     DEFAULT_PROMPT_FORMAT,
@@ -16,6 +18,7 @@ from kotae.rag.prompt import (
     PromptFormat,
     clean_answer,
     context_line,
+    fit_conversation,
     fit_prompt,
 )
 from kotae.rag.retrieval_batcher import RetrievalBatcher
@@ -47,6 +50,23 @@ class Answer:
     """The prompt held only the beginning of the last source."""
     completion: Completion
     timings: Timings
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A model's answer as users get it."""
+
+    text: str
+    """Cleaned (`clean_answer`); `NO_ANSWER` when not `answerable`."""
+    answerable: bool
+
+
+def reply_of(raw: str) -> Reply:
+    """The answer as `/v1/qa`, chat and the evals give it: up to the first blank line or `###`, without
+    loops or surrounding blanks, and any spelling of the no-answer text as `NO_ANSWER`."""
+    text = clean_answer(raw)
+    answerable = not is_no_answer(text)
+    return Reply(text if answerable else NO_ANSWER, answerable)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +108,33 @@ class Pipeline:
         budget = self.settings.context_token_budget
         prompter = Prompter(prompt_format, self.engine.count_tokens.tokenizer)
         return fit_prompt(question, passages, count_tokens or self.engine.count_tokens, budget, prompter)
+
+    def conversation_prompt(
+        self, conversation: Conversation, passages: Sequence[Passage], prompt_format: PromptFormat
+    ) -> FittedPrompt:
+        """`prompt_for` a chat: its system text and earlier turns too (`fit_conversation`)."""
+        budget = self.settings.context_token_budget
+        prompter = Prompter(prompt_format, self.engine.count_tokens.tokenizer)
+        return fit_conversation(conversation, passages, self.engine.count_tokens, budget, prompter)
+
+    def for_conversation(
+        self, prepared: PreparedQuestion, conversation: Conversation, prompt_format: PromptFormat
+    ) -> PreparedQuestion:
+        """`prepared` (retrieved for the conversation's standalone query) with the prompt of the whole
+        conversation: its history takes tokens from the passages, so the prompt may hold fewer of them.
+        Raises `HistoryTooLong` when the history alone exceeds the passages' budget."""
+        if conversation.single_turn:
+            return prepared
+        fitted = self.conversation_prompt(
+            conversation, [hit.passage for hit in prepared.sources], prompt_format
+        )
+        # The sources hold whole passages (only the prompt cut the last one): the smaller budget refits them.
+        return dataclasses.replace(
+            prepared,
+            sources=prepared.sources[: fitted.passages],
+            last_cut=fitted.last_cut,
+            prompt=fitted.text,
+        )
 
     def prepare(
         self,
@@ -220,12 +267,11 @@ def make_prompt(
 
 
 def _answer(prepared: PreparedQuestion, completion: Completion, generate_ms: float) -> Answer:
-    text = clean_answer(completion.text)
-    answerable = not is_no_answer(text)
+    reply = reply_of(completion.text)
     return Answer(
         question=prepared.question,
-        text=text if answerable else NO_ANSWER,
-        answerable=answerable,
+        text=reply.text,
+        answerable=reply.answerable,
         sources=prepared.sources,
         last_cut=prepared.last_cut,
         completion=completion,

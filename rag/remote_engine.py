@@ -33,7 +33,7 @@ import httpx
 
 from kotae.core.config import Settings
 from kotae.core.errors import KotaeError
-from kotae.rag.engine_protocol import Completion, Delta, EngineDead, Sampling, UnknownAdapter
+from kotae.rag.engine_protocol import Completion, Delta, EngineDead, Sampling, UnknownAdapter, complete_each
 from kotae.rag.loop_guard import LoopGuard
 from kotae.rag.token_counter import TokenCounter
 
@@ -207,14 +207,7 @@ class RemoteEngine:
         on_done: Callable[[], None] | None = None,
     ) -> list[Completion]:
         """All prompts at once: they spread over the replicas, and each replica batches its share."""
-
-        async def one(prompt: str) -> Completion:
-            completion = await self.complete(prompt, sampling, adapter)
-            if on_done:
-                on_done()
-            return completion
-
-        return list(await asyncio.gather(*(one(p) for p in prompts)))
+        return await complete_each(lambda prompt: self.complete(prompt, sampling, adapter), prompts, on_done)
 
     def _candidates(self) -> Iterator[Replica]:
         """Healthy replicas not tried yet, the least busy first (health is read again at each step)."""

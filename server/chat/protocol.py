@@ -2,8 +2,8 @@
 
 Fields of OpenAI's schema that kotae has no use for (tools, logprobs, response_format, ...) are accepted
 and ignored, so stock OpenAI clients work unchanged. kotae's additions: the request's `kotae` object
-(retrieval on/off, top_k, mode; OpenAI clients send it via `extra_body`) and `kotae_sources` in the
-response (the first chunk when streaming), which OpenAI clients ignore.
+(retrieval on/off, top_k, mode; OpenAI clients send it via `extra_body`), and `kotae_sources` and
+`kotae_query` in the response (the first chunk when streaming), which OpenAI clients ignore.
 """
 
 import time
@@ -61,8 +61,9 @@ class KotaeOptions(BaseModel):
 
 
 class ChatCompletionRequest(BaseModel):
-    """The question is the last user message; earlier turns and system messages are not used (the
-    model is tuned for single-turn 指示/入力/応答 prompts)."""
+    """The question is the last user message; the system messages and earlier turns before it reach the
+    model in the adapter's prompt format, and retrieval searches for the question made standalone from
+    them (`kotae.server.chat.serving`)."""
 
     model_config = ConfigDict(extra="ignore", strict=True)
 
@@ -118,6 +119,9 @@ class ChatCompletion(BaseModel):
     usage: Usage
     kotae_sources: list[Source] | None = None
     """The passages the prompt held; null when retrieval was off."""
+    kotae_query: str | None = None
+    """What retrieval searched for: the last question made standalone from the earlier turns; null when
+    retrieval was off."""
 
 
 class DeltaMessage(BaseModel):
@@ -142,3 +146,5 @@ class ChatCompletionChunk(BaseModel):
     """Only on the last chunk, and only with `stream_options.include_usage`."""
     kotae_sources: list[Source] | None = None
     """On the first chunk, when retrieval was on."""
+    kotae_query: str | None = None
+    """On the first chunk, when retrieval was on: what retrieval searched for."""

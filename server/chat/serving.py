@@ -1,11 +1,21 @@
-"""Chat completions on the RAG pipeline: the last user message is the question.
+"""Chat completions on the RAG pipeline: the last user message is the question, asked with the
+conversation before it.
 
-With retrieval (the default) the prompt is exactly /v1/qa's (`Pipeline.prepare`); without it, the
-question goes into the same template with an empty 入力, so adapters always see the format they were
-trained on. When /v1/qa's abstention gate stops the question, the reply is 「資料には答えが見つかりません。」
-without asking the model (`kotae.rag.abstention`).
+- Retrieval (the default) searches for the last question made standalone from the earlier turns
+  (`kotae.rag.standalone_query`); `kotae_query` in the reply says what was searched.
+- The prompt holds the system messages and earlier turns in the adapter's prompt format
+  (`Prompter.conversation`); they take their tokens from the passages' budget, and a history longer than
+  that budget is answered 413. A chat of one user message (and no system message) gets exactly /v1/qa's
+  prompt; without retrieval, the same template with no passages.
+- When /v1/qa's abstention gate stops the question, the reply is 「資料には答えが見つかりません。」 without
+  asking the model (`kotae.rag.abstention`).
+- Replies are cleaned as /v1/qa's are (`kotae.rag.pipeline.reply_of`). A streamed reply is cleaned as
+  far as a stream can be: the engine already stops at a blank line or `###` and cuts loops, and the
+  blanks at both ends are not sent (`EdgeBlanks`); what was sent cannot be rewritten, so a model's
+  variant of the no-answer text streams as the model wrote it.
 """
 
+import dataclasses
 import json
 import logging
 import time
@@ -17,7 +27,12 @@ from typing import cast
 from kotae.core.errors import KotaeError
 from kotae.rag.abstention import gate_completion
 from kotae.rag.engine_protocol import Completion, Delta, Sampling
+from kotae.rag.pipeline import reply_of
+from kotae.rag.prompt import HistoryTooLong
 from kotae.rag.qa_reply import Source, Usage
+from kotae.rag.standalone_query import standalone_query
+from kotae.server.chat.edge_blanks import EdgeBlanks
+from kotae.server.chat.history import conversation_of
 from kotae.server.chat.protocol import (
     AssistantMessage,
     ChatCompletion,
@@ -47,6 +62,8 @@ class ChatTurn:
     model: str
     """What the response's `model` says: the adapter's name, or the base model's."""
     sources: list[Source] | None
+    query: str | None
+    """What retrieval searched for; None without retrieval."""
     asks_model: bool
     """False when the abstention gate answers instead of the model."""
 
@@ -56,18 +73,12 @@ def openai_finish_reason(reason: str) -> FinishReason:
     return "length" if reason == "length" else "stop"
 
 
-def question_of(request: ChatCompletionRequest) -> str:
-    for message in reversed(request.messages):
-        if message.role == "user":
-            return message.text()
-    raise APIError(HTTPStatus.UNPROCESSABLE_ENTITY, "messages: no user message to answer", "no_user_message")
-
-
 async def prepare_turn(service: Service, request: ChatCompletionRequest, scope: ReaderScope) -> ChatTurn:
     options = request.kotae
     collection = service.collection_for(options.collection, scope) if options.retrieval else None
     adapter = service.adapter_for(request.model)
-    question = service.check_question(question_of(request))
+    conversation = conversation_of(request.messages)
+    conversation = dataclasses.replace(conversation, question=service.check_question(conversation.question))
     sampling = service.sampling(
         request.max_completion_tokens or request.max_tokens,
         request.temperature,
@@ -76,19 +87,28 @@ async def prepare_turn(service: Service, request: ChatCompletionRequest, scope: 
         request.seed,
     )
     sources: list[Source] | None = None
+    query: str | None = None
     asks_model = True
-    prompt_format = service.pipeline.prompt_format_of(adapter)
-    if options.retrieval:
-        prepared = await service.pipeline.prepare_batched(
-            question, options.top_k, options.mode, collection, prompt_format
-        )
-        service.metrics.retrieval_seconds.observe(prepared.retrieve_ms / 1000)
-        prompt = prepared.prompt
-        sources = Source.list_of(prepared.sources, options.include_text, prepared.last_cut)
-        asks_model = service.pipeline.asks_model(prepared)
-    else:
-        prompt = service.pipeline.prompt_for(question, [], prompt_format=prompt_format).text
-    return ChatTurn(prompt, sampling, adapter, adapter or service.base_model, sources, asks_model)
+    pipeline = service.pipeline
+    prompt_format = pipeline.prompt_format_of(adapter)
+    try:
+        if options.retrieval:
+            query = standalone_query(conversation)
+            found = await pipeline.prepare_batched(
+                query, options.top_k, options.mode, collection, prompt_format
+            )
+            service.metrics.retrieval_seconds.observe(found.retrieve_ms / 1000)
+            prepared = pipeline.for_conversation(found, conversation, prompt_format)
+            prompt = prepared.prompt
+            sources = Source.list_of(prepared.sources, options.include_text, prepared.last_cut)
+            asks_model = pipeline.asks_model(prepared)
+        else:
+            prompt = pipeline.conversation_prompt(conversation, [], prompt_format).text
+    except HistoryTooLong as error:
+        raise APIError(
+            HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"messages: {error}", "history_too_long"
+        ) from error
+    return ChatTurn(prompt, sampling, adapter, adapter or service.base_model, sources, query, asks_model)
 
 
 async def complete_chat(service: Service, turn: ChatTurn) -> ChatCompletion:
@@ -103,12 +123,13 @@ async def complete_chat(service: Service, turn: ChatTurn) -> ChatCompletion:
         model=turn.model,
         choices=[
             Choice(
-                message=AssistantMessage(content=completion.text),
+                message=AssistantMessage(content=reply_of(completion.text).text),
                 finish_reason=openai_finish_reason(completion.finish_reason),
             )
         ],
         usage=Usage.of(completion),
         kotae_sources=turn.sources,
+        kotae_query=turn.query,
     )
 
 
@@ -155,11 +176,12 @@ async def _events(
     completion: Completion | None = None
     try:
         opening = ChunkChoice(delta=DeltaMessage(role="assistant", content=""))
-        yield event([opening], kotae_sources=turn.sources)
+        yield event([opening], kotae_sources=turn.sources, kotae_query=turn.query)
+        blanks = EdgeBlanks()
         delta: Delta | None = first
         while delta is not None:
-            if delta.text:
-                yield event([ChunkChoice(delta=DeltaMessage(content=delta.text))])
+            if text := blanks.feed(delta.text):
+                yield event([ChunkChoice(delta=DeltaMessage(content=text))])
             completion = delta.completion or completion
             delta = await anext(deltas, None)
         if completion is None:

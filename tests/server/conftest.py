@@ -3,6 +3,8 @@ from the real tokenizers, a real index (dense + BM25) of the demo corpus, real L
 PEFT, and the real vLLM engine. Engine start costs ~15 s or more, so every test shares it."""
 
 import os
+import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,12 +17,16 @@ from server_fixtures import (
     BASE_MODEL,
     MANUALS,
     MANUALS_KEY,
+    READY_TIMEOUT_S,
     BorrowedEngine,
     LiveServer,
+    ReplicaProcess,
     build_adapters,
     run_in_thread,
     server_settings,
+    start_replica,
     tiny_pipeline,
+    wait_healthy,
     wait_ready,
     write_jsonl,
 )
@@ -106,3 +112,22 @@ def keyed(live: LiveServer, workspace: Path, tmp_path_factory: pytest.TempPathFa
     yield url
     server.should_exit = True
     thread.join(timeout=60)
+
+
+@engine_fixture(scope="session")
+def replicas(workspace: Path) -> Iterator[list[ReplicaProcess]]:
+    """Two vLLM OpenAI servers (`python -m vllm.entrypoints.openai.api_server`) of the tiny Gemma, for
+    every test that needs `vllm serve`; test_replicas.py kills them in its last tests, so the other users
+    run before it (test_replica_*.py sort before it)."""
+    started = [start_replica(workspace / BASE_MODEL, workspace / f"replica-{n}.log") for n in (1, 2)]
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        for replica in started:
+            wait_healthy(replica, deadline)
+        yield started
+    finally:
+        for replica in started:
+            if replica.process.poll() is None:
+                replica.send_signal(signal.SIGCONT)
+                replica.send_signal(signal.SIGKILL)
+                replica.process.wait()

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import pytest
 import uvicorn
 from fastapi import FastAPI
 from pydantic import SecretStr
@@ -310,3 +311,67 @@ def start_serve(workspace: Path, index: Path, log: Path, **variables: str) -> Se
             server.stop()
             raise AssertionError(f"kotae serve did not get ready:\n{server.output()[-3000:]}")
         time.sleep(0.5)
+
+
+@dataclass
+class ReplicaProcess:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def send_signal(self, sent: signal.Signals) -> None:
+        """To the API server and its engine-core process alike (they share a session)."""
+        os.killpg(self.process.pid, sent)
+
+    def served_adapters(self) -> set[str]:
+        listing = httpx.get(f"{self.url}/v1/models", timeout=30).json()["data"]
+        return {card["id"] for card in listing if card.get("parent") == BASE_MODEL}
+
+    def completions_served(self) -> float:
+        """`/v1/completions` calls answered, from the replica's own `/metrics` (vLLM's finished-request
+        counter leaves out requests that kotae's loop guard cut short)."""
+        text = httpx.get(f"{self.url}/metrics", timeout=30).text
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith('http_requests_total{handler="/v1/completions"')
+        )
+
+
+def start_replica(model: Path, log: Path) -> ReplicaProcess:
+    sock = free_port()
+    port = sock.getsockname()[1]
+    sock.close()
+    env = os.environ | {
+        "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True",
+        "VLLM_WORKER_MULTIPROC_METHOD": "spawn",
+        "HF_HUB_OFFLINE": "1",
+    }
+    # Whole GiB only, and it would override --kv-cache-memory-bytes: 64 MiB holds ~250k tokens of the
+    # tiny model, and two replicas already take ~3.5 GB each.
+    env.pop("VLLM_CPU_KVCACHE_SPACE", None)
+    command = [
+        sys.executable, "-m", "vllm.entrypoints.openai.api_server",
+        "--model", str(model), "--served-model-name", BASE_MODEL,
+        "--host", "127.0.0.1", "--port", str(port),
+        "--enable-lora", "--max-lora-rank", "16", "--max-loras", "4", "--max-model-len", "1024",
+        "--kv-cache-memory-bytes", str(64 << 20),
+    ]  # fmt: skip
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    return ReplicaProcess(f"http://127.0.0.1:{port}", process, log)
+
+
+def wait_healthy(replica: ReplicaProcess, deadline: float) -> None:
+    while True:
+        if replica.process.poll() is not None:
+            pytest.fail(f"replica exited ({replica.process.returncode}):\n{replica.log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{replica.url}/health", timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, f"replica not up in time:\n{replica.log.read_text()[-3000:]}"
+        time.sleep(1)

@@ -89,14 +89,16 @@ def test_retrieval_can_be_switched_off(oai):
 
 
 def test_chat_and_qa_share_the_prompt(oai, client):
-    chat = oai.chat.completions.create(
-        model="tiny-gemma", messages=ask(), max_tokens=12, extra_body={"kotae": {"top_k": 3}}
-    )
+    """A lone user message gets exactly /v1/qa's prompt and answer; a system message adds to the prompt."""
+    request = {"model": "tiny-gemma", "max_tokens": 12, "extra_body": {"kotae": {"top_k": 3}}}
+    chat = oai.chat.completions.create(messages=ask()[1:], **request)
     qa = client.post(
         "/v1/qa", json={"question": QUESTION, "adapter": "", "top_k": 3, "max_tokens": 12}
     ).json()
     assert chat.usage.prompt_tokens == qa["usage"]["prompt_tokens"]
-    assert chat.choices[0].message.content.strip() == qa["answer"]
+    assert chat.choices[0].message.content == qa["answer"]
+    with_system = oai.chat.completions.create(messages=ask(), **request)
+    assert with_system.usage.prompt_tokens > chat.usage.prompt_tokens
 
 
 def test_unknown_openai_fields_are_ignored(oai):
@@ -117,3 +119,44 @@ def test_unknown_model_is_404(oai):
     with pytest.raises(openai.NotFoundError) as raised:
         oai.chat.completions.create(model="gpt-4o", messages=ask(), max_tokens=4)
     assert raised.value.body["code"] == "model_not_found"
+
+
+def test_a_follow_up_is_retrieved_and_answered_with_the_conversation(oai, client):
+    """The follow-up names nothing: retrieval searches it with the earlier turn's words (and finds
+    富士山 by BM25 even with the tiny random embedder), and the earlier turn takes prompt tokens."""
+    follow_up = "その標高は何メートルですか？"
+    history = [
+        {"role": "system", "content": "簡潔に答えてください。"},
+        {"role": "user", "content": QUESTION},
+        {"role": "assistant", "content": "富士山"},
+        {"role": "user", "content": follow_up},
+    ]
+    request = {
+        "model": "tiny-gemma",
+        "max_tokens": 12,
+        "temperature": 0,
+        "extra_body": {"kotae": {"top_k": 1}},
+    }
+    chat = oai.chat.completions.create(messages=history, **request)
+    assert chat.model_extra["kotae_query"] == f"日本 山 富士山 {follow_up}"
+    assert [source["id"] for source in chat.model_extra["kotae_sources"]] == ["demo-001"]
+    alone = oai.chat.completions.create(messages=[{"role": "user", "content": follow_up}], **request)
+    assert alone.model_extra["kotae_query"] == follow_up
+    assert chat.usage.prompt_tokens > alone.usage.prompt_tokens
+    answer = chat.choices[0].message.content
+    assert answer == answer.strip() and "\n\n" not in answer
+    streamed = oai.chat.completions.create(messages=history, stream=True, **request)
+    assert "".join(chunk.choices[0].delta.content or "" for chunk in streamed if chunk.choices) == answer
+
+
+def test_chat_bad_histories_are_refused_with_a_reason(client):
+    no_user = client.post(
+        "/v1/chat/completions", json={"messages": [{"role": "system", "content": "簡潔に。"}]}
+    )
+    assert no_user.status_code == 422 and no_user.json()["error"]["code"] == "no_user_message"
+    # Past the 512 tokens of the passages' budget, within the server's body limit.
+    long_turns = [{"role": role, "content": "history " * 400} for role in ("user", "assistant")]
+    too_long = client.post(
+        "/v1/chat/completions", json={"messages": [*long_turns, {"role": "user", "content": "その標高は？"}]}
+    )
+    assert too_long.status_code == 413 and too_long.json()["error"]["code"] == "history_too_long"

@@ -3,28 +3,23 @@ on loopback ports, and a kotae server whose engine is `RemoteEngine` over them. 
 both, adapters fan out to both, a frozen replica leaves rotation and comes back with the adapters it
 missed, a killed one leaves answers flowing from the other, and with none left kotae answers 503 fast.
 
-The replicas take a minute or more to start on a loaded 2-core machine: one pair serves the module, and
-the tests run in file order (the last ones kill the replicas).
+The replicas take a minute or more to start on a loaded 2-core machine: the session's pair
+(`tests/server/conftest.py`) serves the module, and the tests run in file order (the last ones kill the
+replicas, so this module runs after every other user of them).
 """
 
-import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-from engine_marker import engine_fixture
 from server_fixtures import (
-    BASE_MODEL,
-    READY_TIMEOUT_S,
     LiveServer,
+    ReplicaProcess,
     free_port,
     run_in_thread,
     server_settings,
@@ -38,86 +33,6 @@ from kotae.rag.remote_engine import RemoteEngine, Replica, wait_for_replicas
 
 QUESTION = {"question": "姫路城はどこにありますか？", "max_tokens": 16, "temperature": 0}
 HEALTH_INTERVAL_S = 1.0
-
-
-@dataclass
-class ReplicaProcess:
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def send_signal(self, sent: signal.Signals) -> None:
-        """To the API server and its engine-core process alike (they share a session)."""
-        os.killpg(self.process.pid, sent)
-
-    def served_adapters(self) -> set[str]:
-        listing = httpx.get(f"{self.url}/v1/models", timeout=30).json()["data"]
-        return {card["id"] for card in listing if card.get("parent") == BASE_MODEL}
-
-    def completions_served(self) -> float:
-        """`/v1/completions` calls answered, from the replica's own `/metrics` (vLLM's finished-request
-        counter leaves out requests that kotae's loop guard cut short)."""
-        text = httpx.get(f"{self.url}/metrics", timeout=30).text
-        return sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith('http_requests_total{handler="/v1/completions"')
-        )
-
-
-def start_replica(model: Path, log: Path) -> ReplicaProcess:
-    sock = free_port()
-    port = sock.getsockname()[1]
-    sock.close()
-    env = os.environ | {
-        "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True",
-        "VLLM_WORKER_MULTIPROC_METHOD": "spawn",
-        "HF_HUB_OFFLINE": "1",
-    }
-    # Whole GiB only, and it would override --kv-cache-memory-bytes: 64 MiB holds ~250k tokens of the
-    # tiny model, and two replicas already take ~3.5 GB each.
-    env.pop("VLLM_CPU_KVCACHE_SPACE", None)
-    command = [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server",
-        "--model", str(model), "--served-model-name", BASE_MODEL,
-        "--host", "127.0.0.1", "--port", str(port),
-        "--enable-lora", "--max-lora-rank", "16", "--max-loras", "4", "--max-model-len", "1024",
-        "--kv-cache-memory-bytes", str(64 << 20),
-    ]  # fmt: skip
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    return ReplicaProcess(f"http://127.0.0.1:{port}", process, log)
-
-
-def wait_healthy(replica: ReplicaProcess, deadline: float) -> None:
-    while True:
-        if replica.process.poll() is not None:
-            pytest.fail(f"replica exited ({replica.process.returncode}):\n{replica.log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{replica.url}/health", timeout=5).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, f"replica not up in time:\n{replica.log.read_text()[-3000:]}"
-        time.sleep(1)
-
-
-@engine_fixture(scope="module")
-def replicas(workspace: Path) -> Iterator[list[ReplicaProcess]]:
-    started = [start_replica(workspace / BASE_MODEL, workspace / f"replica-{n}.log") for n in (1, 2)]
-    try:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        for replica in started:
-            wait_healthy(replica, deadline)
-        yield started
-    finally:
-        for replica in started:
-            if replica.process.poll() is None:
-                replica.send_signal(signal.SIGCONT)
-                replica.send_signal(signal.SIGKILL)
-                replica.process.wait()
 
 
 @pytest.fixture(scope="module")
