@@ -225,16 +225,17 @@ class Bm25Index:
     def search_many(self, queries: Sequence[list[str]], k: int) -> list[list[tuple[int, float]]]:
         """`search` of each query's tokens: the kernels of every query and span of the index run on the pool
         at once, so a batch of short queries keeps every thread busy."""
-        terms_of = [self._term_ids_of(tokens) for tokens in queries]
+        # Each query's terms and weights once, shared by the kernels of all its spans.
+        terms_of = [(terms, counts.astype(np.float32)) for terms, counts in map(self._term_ids_of, queries)]
         tasks = [
-            (query, span) for query, (terms, _) in enumerate(terms_of) if len(terms) for span in self._spans
+            (query, span)
+            for query, (terms, _) in enumerate(terms_of)
+            if k > 0 and len(terms)
+            for span in self._spans
         ]
-        if k <= 0:
-            tasks = []
 
         def run(task: tuple[int, tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
-            terms, counts = terms_of[task[0]]
-            weights = counts.astype(np.float32)
+            terms, weights = terms_of[task[0]]
             return _top_k_kernel(
                 self._indptr, self._docs, self._scores, self.keys, terms, weights, k, *task[1]
             )
