@@ -54,11 +54,11 @@ stamp built
 # for the side-by-side recall.
 # Recall by mode and stage latencies with the questions embedded on the GPU (as kotae serves there), then
 # on the CPUs alone; each latency run once with faiss's default threads and once with one.
-python3 "$repo/benchmarks/index_scale.py" query --index /tmp/idx5m --device cuda --faiss-threads 0 1 \
-  --report "$R/query5m.json" > "$R/query5m.log" 2>&1
+python3 "$repo/benchmarks/index_scale.py" query --index /tmp/idx5m --device cuda --faiss-threads 0 \
+  --latency-questions "${LATENCY_QUESTIONS:-300}" --report "$R/query5m.json" > "$R/query5m.log" 2>&1
 stamp queried
 python3 "$repo/benchmarks/index_scale.py" query --index /tmp/idx5m --data "$data/qa/jsquad-valid-dev.jsonl" \
-  --latency-questions 500 --faiss-threads 0 1 --report "$R/query5m-cpu.json" > "$R/query5m-cpu.log" 2>&1
+  --latency-questions "${LATENCY_QUESTIONS:-300}" --faiss-threads 0 1 --report "$R/query5m-cpu.json" > "$R/query5m-cpu.log" 2>&1
 stamp queried-cpu
 # 100-document upserts into it (the documents API's overlay) with UPSERT=1.
 if [ "${UPSERT:-0}" = 1 ]; then
