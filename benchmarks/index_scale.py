@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 import psutil
 
 if TYPE_CHECKING:
+    from kotae.core.passage import Hit
     from kotae.core.qa_jsonl import QAItem
     from kotae.rag.retriever import Retriever
 
@@ -116,6 +117,7 @@ def query(args: argparse.Namespace) -> dict:
 
     from kotae.core.config import Settings
     from kotae.evals.datasets import load_dataset
+    from kotae.indexer.dense import IvfPqSpec
     from kotae.indexer.embedder import load_embedder
     from kotae.indexer.index import Index
     from kotae.rag.retriever import Retriever
@@ -136,6 +138,11 @@ def query(args: argparse.Namespace) -> dict:
             "recall": {path.stem: recall(retriever, load_dataset(path)) for path in args.data},
         }
         questions = [item.question for item in load_dataset(args.data[0])][: args.latency_questions]
+        if args.nprobe and isinstance(index.manifest.dense, IvfPqSpec):
+            swept = load_dataset(args.data[0])
+            sweep = nprobe_sweep(retriever, swept, questions, args.nprobe)
+            index.tune_dense_search(nprobe=index.manifest.dense.nprobe)
+            row["dense by nprobe"] = sweep
         row["threads"] = {"torch": torch.get_num_threads(), "faiss": faiss.omp_get_max_threads()}
         row["latency_ms"] = {}
         for threads in args.faiss_threads:
@@ -161,22 +168,62 @@ def recall(retriever: "Retriever", items: "Iterable[QAItem]") -> dict:
         "bm25": lexical,
         "hybrid": [retriever.fuse(d, b) for d, b in zip(dense, lexical, strict=True)],
     }
+    found = {mode: view.hits(ranked) for mode, ranked in rankings.items()}
+    return recall_report(found, items)
+
+
+def recall_report(found: "dict[str, list[list[Hit]]]", items: "list[QAItem]", holds: bool = True) -> dict:
+    """`recall`'s figures from each mode's hits per question, best first (at least DEPTH deep where the
+    index holds as many). A question counts as found at k when a passage of its top k is a gold one or
+    a chunk of one (`rag.metrics.golds_found`). `holds`: also the share of fused ("hybrid") top 5s that
+    hold an answer string."""
+    from kotae.rag.metrics import golds_found
+
     report: dict = {"questions": len(items)}
-    for mode, ranked in rankings.items():
-        found = [[hit.passage.id for hit in hits] for hits in view.hits(ranked)]
+    for mode, hit_lists in found.items():
+        ids = [[hit.passage.id for hit in hits] for hits in hit_lists]
         for k in (5, DEPTH):
             hit_rate = [
-                bool(set(ids[:k]) & set(item.gold_passage_ids))
-                for ids, item in zip(found, items, strict=True)
+                bool(golds_found(ranked[:k], set(item.gold_passage_ids)))
+                for ranked, item in zip(ids, items, strict=True)
             ]
             report[f"{mode}@{k}"] = round(statistics.fmean(hit_rate), 4)
-    top = view.hits([ranking[:5] for ranking in rankings["hybrid"]])
-    holds = [
-        any(answer in hit.passage.text for hit in hits for answer in item.answers)
-        for hits, item in zip(top, items, strict=True)
-    ]
-    report["hybrid@5 holds an answer"] = round(statistics.fmean(holds), 4)
+    if holds:
+        holding = [
+            any(answer in hit.passage.text for hit in hits[:5] for answer in item.answers)
+            for hits, item in zip(found["hybrid"], items, strict=True)
+        ]
+        report["hybrid@5 holds an answer"] = round(statistics.fmean(holding), 4)
     return report
+
+
+def nprobe_sweep(
+    retriever: "Retriever", items: "Iterable[QAItem]", questions: list[str], nprobes: list[int]
+) -> dict:
+    """Dense recall@5 and @DEPTH, and one-question dense search p50/p99 ms, at each IVF-PQ nprobe (the
+    index is left at the last)."""
+    index = retriever.index
+    items = [item for item in items if item.gold_passage_ids]
+    vectors = retriever.embedder.embed_queries([item.question for item in items])
+    one_by_one = retriever.embedder.embed_queries(questions)
+    report = {}
+    for nprobe in nprobes:
+        index.tune_dense_search(nprobe=nprobe)
+        view = index.view()
+        found = recall_report({"dense": view.hits(view.rank_dense(vectors, DEPTH))}, items, holds=False)
+        times = []
+        for vector in one_by_one:
+            started = time.perf_counter()
+            view.rank_dense(vector[None, :], DEPTH)
+            times.append((time.perf_counter() - started) * 1000)
+        report[str(nprobe)] = {**found, "dense_ms": percentiles(times)}
+    return report
+
+
+def percentiles(times: list[float]) -> dict:
+    times = sorted(times)
+    p99 = times[min(len(times) - 1, int(len(times) * 0.99))]
+    return {"p50": round(times[len(times) // 2], 2), "p99": round(p99, 2)}
 
 
 def stage_latencies(retriever: "Retriever", questions: list[str]) -> dict:
@@ -204,12 +251,7 @@ def stage_latencies(retriever: "Retriever", questions: list[str]) -> dict:
         lap("fuse+read")
         retriever.retrieve(question, 5)
         lap("retrieve")
-    report = {"questions": len(questions)}
-    for stage, times in stages.items():
-        times.sort()
-        p99 = times[min(len(times) - 1, int(len(times) * 0.99))]
-        report[stage] = {"p50": round(times[len(times) // 2], 2), "p99": round(p99, 2)}
-    return report
+    return {"questions": len(questions)} | {stage: percentiles(times) for stage, times in stages.items()}
 
 
 def main() -> None:
@@ -235,6 +277,13 @@ def main() -> None:
         nargs="+",
         default=[0],
         help="faiss OpenMP threads for each latency run (0: faiss's default)",
+    )
+    query_parser.add_argument(
+        "--nprobe",
+        type=int,
+        nargs="*",
+        default=[],
+        help="IVF-PQ indexes: dense recall and one-question latency at each of these nprobe values",
     )
     query_parser.add_argument("--report", type=Path, required=True)
     args = parser.parse_args()

@@ -181,10 +181,11 @@ class DenseIndex:
     def search(self, vectors: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
         """Per query: (passage key, cosine) best first."""
         if self._exact is None or not isinstance(self.spec, IvfPqSpec):
-            return self._search(vectors, k)
-        shortlists = self._search(vectors, k * self.spec.rerank)
+            scores, keys = self._search(vectors, k)
+            return [_pairs(row_keys, row_scores) for row_keys, row_scores in zip(keys, scores, strict=True)]
+        _, shortlists = self._search(vectors, k * self.spec.rerank)
         pairs = zip(vectors, shortlists, strict=True)
-        return [_rerank(self._exact, query, shortlist, k) for query, shortlist in pairs]
+        return [_rerank(self._exact, query, shortlist[shortlist >= 0], k) for query, shortlist in pairs]
 
     def updated(self, removed: np.ndarray, vectors: np.ndarray, keys: np.ndarray) -> "DenseIndex":
         """This index less `removed` keys plus new vectors. faiss cannot remove from an HNSW graph, so HNSW
@@ -212,16 +213,22 @@ class DenseIndex:
         self.spec = spec
         self._apply_search_params()
 
-    def _search(self, vectors: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
+    def _search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """faiss's (scores, keys) arrays; a key of -1 fills a row the index had too few vectors for."""
         if self._gpu_resources:
             with self._gpu_lock:
-                scores, keys = self._searched.search(vectors, k)
-        else:
-            scores, keys = self._searched.search(vectors, k)
-        return [
-            [(int(key), float(score)) for key, score in zip(row_keys, row_scores, strict=True) if key >= 0]
-            for row_keys, row_scores in zip(keys, scores, strict=True)
-        ]
+                return self._searched.search(vectors, k)
+        if len(vectors) > 1:
+            return self._searched.search(vectors, k)
+        # faiss spreads a batch's queries over its OpenMP threads: one query gains nothing from them but
+        # the cost of waking them (docs/BENCHMARKS.md, Wikipedia scale). The thread count set here is this
+        # thread's own (an OpenMP ICV), so concurrent batch searches keep theirs.
+        threads = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)
+        try:
+            return self._searched.search(vectors, k)
+        finally:
+            faiss.omp_set_num_threads(threads)
 
     def _stored_vectors(self) -> tuple[np.ndarray, np.ndarray]:
         inner = faiss.downcast_index(self._index.index)
@@ -277,16 +284,19 @@ def _ivfpq(
     return refine
 
 
+def _pairs(keys: np.ndarray, scores: np.ndarray) -> list[tuple[int, float]]:
+    return [(int(key), float(score)) for key, score in zip(keys, scores, strict=True) if key >= 0]
+
+
 def _rerank(
-    exact: faiss.IndexIDMap2, query: np.ndarray, shortlist: list[tuple[int, float]], k: int
+    exact: faiss.IndexIDMap2, query: np.ndarray, shortlist: np.ndarray, k: int
 ) -> list[tuple[int, float]]:
-    """The k best of `shortlist` by the exact cosine with `query`."""
-    if not shortlist:
+    """The k best keys of `shortlist` by the exact cosine with `query`."""
+    if not len(shortlist):
         return []
-    keys = np.array([key for key, _ in shortlist], dtype=np.int64)
-    cosines = exact.reconstruct_batch(keys) @ query
+    cosines = exact.reconstruct_batch(shortlist) @ query
     best = np.argsort(-cosines, kind="stable")[:k]
-    return [(int(keys[i]), float(cosines[i])) for i in best]
+    return _pairs(shortlist[best], cosines[best])
 
 
 def _resolve_ivfpq(spec: IvfPqSpec, count: int, dimension: int) -> IvfPqSpec:

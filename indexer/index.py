@@ -90,6 +90,11 @@ class Index:
             self.manifest.documents - hidden_documents + len(view.snapshot.documents),
         )
 
+    def tune_dense_search(self, **params: int) -> None:
+        """Sets the dense index's search-time parameters (nprobe, rerank, ef_search) in place, for
+        recall/latency sweeps; build parameters need a rebuild (`DenseIndex.tune_search`)."""
+        self._dense.tune_search(self._dense.spec.model_copy(update=params))
+
     @property
     def has_bm25(self) -> bool:
         return self._bm25 is not None

@@ -22,7 +22,7 @@ and reciprocal rank of the first gold.
 
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 from kotae.indexer.chunking import document_id
@@ -160,18 +160,20 @@ class RetrievalScore:
     """1/rank of the first gold passage in the ranking; 0 when none was retrieved."""
 
 
-def score_retrieval(ranked_ids: Sequence[str], gold_ids: Sequence[str], depth: int) -> RetrievalScore:
-    """Scores of one ranking, asked for `depth` passages (an index may hold fewer: then all it has
-    were returned, and recall at any k ≤ depth is still measured).
+def golds_found(ranked_ids: Iterable[str], gold_ids: Collection[str]) -> set[str]:
+    """The gold ids that these passages find.
 
     The indexer splits long documents into chunks `id#1`, `id#2`, …, while gold ids name whole
     paragraphs (a third of jawiki-paragraphs is longer than the default 400-character chunk): a chunk
-    counts as its document, so `p#2` in the ranking finds gold `p`."""
+    counts as its document, so `p#2` finds gold `p`."""
+    return {gold for pid in ranked_ids for gold in (pid, document_id(pid)) if gold in gold_ids}
+
+
+def score_retrieval(ranked_ids: Sequence[str], gold_ids: Sequence[str], depth: int) -> RetrievalScore:
+    """Scores of one ranking, asked for `depth` passages (an index may hold fewer: then all it has
+    were returned, and recall at any k ≤ depth is still measured). A chunk counts as its document
+    (`golds_found`)."""
     golds = set(gold_ids)
-
-    def golds_in(ids: Sequence[str]) -> set[str]:
-        return {gold for pid in ids for gold in (pid, document_id(pid)) if gold in golds}
-
-    recall = {k: len(golds_in(ranked_ids[:k])) / len(golds) for k in RECALL_KS if k <= depth}
-    first = next((rank for rank, pid in enumerate(ranked_ids, 1) if golds_in([pid])), None)
+    recall = {k: len(golds_found(ranked_ids[:k], golds)) / len(golds) for k in RECALL_KS if k <= depth}
+    first = next((rank for rank, pid in enumerate(ranked_ids, 1) if golds_found([pid], golds)), None)
     return RetrievalScore(recall, 1 / first if first else 0.0)

@@ -1,6 +1,7 @@
 """Question → passages: dense (faiss), lexical (BM25) or both fused, over one opened index."""
 
 from collections.abc import Collection, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from kotae.core.config import FusionMethod, RetrievalMode, Settings
@@ -8,6 +9,7 @@ from kotae.core.errors import KotaeError
 from kotae.core.passage import Hit
 from kotae.indexer.embedder import Embedder
 from kotae.indexer.index import Index, IndexView, KeyRanking
+from kotae.indexer.thread_pools import shared_pool
 from kotae.rag.fusion import reciprocal_rank_fusion, weighted_fusion
 from kotae.rag.stage_times import StageTimes
 
@@ -18,6 +20,14 @@ method and 3rd by the other must be in both lists to be fused fairly."""
 EXCLUSION_DEPTH = 200
 """Extra passages ranked per question when titles are excluded, so that enough others remain (the largest
 article of jawiki-paragraphs has 180 paragraphs)."""
+
+
+LEXICAL_THREADS = 4
+"""Batches whose BM25 half runs beside their dense half at once; BM25 spreads each over its own threads."""
+
+
+def _lexical_pool() -> ThreadPoolExecutor:
+    return shared_pool("lexical-retrieval", LEXICAL_THREADS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +98,8 @@ class Retriever:
         are searched as if they were not in the index (a question asked without its gold article).
         Each stage is one call for the whole batch (the query embeddings, faiss, Sudachi, BM25, the
         passages' read), timed into `times` when given: `embed`, `dense`, `tokenize`, `bm25`, `fuse`,
-        `read`."""
+        `read`. In hybrid mode the BM25 half (`tokenize`, `bm25`) runs in a thread beside the dense half
+        (`embed`, `dense`), so their times overlap."""
         mode = mode or self.settings.retrieval
         if not questions:
             return []
@@ -97,22 +108,29 @@ class Retriever:
             depth += EXCLUSION_DEPTH
         view = self.index.view()
         clock = times or StageTimes()
+
+        def rank_lexically() -> list[KeyRanking]:
+            with clock.stage("tokenize"):
+                words = view.query_words(questions)
+            with clock.stage("bm25"):
+                ranked = view.rank_words(words, depth)
+                return ranked if excluded_titles is None else _without_titles(view, ranked, excluded_titles)
+
         dense: list[KeyRanking] | None = None
         lexical: list[KeyRanking] | None = None
         if mode != "bm25" or self.settings.abstain_min_cosine > 0:
+            # BM25 runs on the CPU while the questions are embedded and searched densely: a question
+            # waits for the slower of the two, not for both.
+            pending = _lexical_pool().submit(rank_lexically) if mode != "dense" else None
             with clock.stage("embed"):
                 vectors = self.embedder.embed_queries(list(questions))
             with clock.stage("dense"):
                 dense = view.rank_dense(vectors, depth)
                 if excluded_titles is not None:
                     dense = _without_titles(view, dense, excluded_titles)
-        if mode != "dense":
-            with clock.stage("tokenize"):
-                words = view.query_words(questions)
-            with clock.stage("bm25"):
-                lexical = view.rank_words(words, depth)
-                if excluded_titles is not None:
-                    lexical = _without_titles(view, lexical, excluded_titles)
+            lexical = pending.result() if pending is not None else None
+        else:
+            lexical = rank_lexically()
         with clock.stage("fuse"):
             if dense is not None and lexical is not None and mode == "hybrid":
                 # Fused on keys: only the top_k passages of each question are read from the store.

@@ -52,10 +52,11 @@ python3 "$repo/benchmarks/index_scale.py" build --out /tmp/idx5m --report "$R/bu
 stamp built
 # The 5M index's recall and latency first, then the real paragraphs alone, built and queried the same way,
 # for the side-by-side recall.
-# Recall by mode and stage latencies with the questions embedded on the GPU (as kotae serves there), then
-# on the CPUs alone; each latency run once with faiss's default threads and once with one.
+# Recall by mode, dense recall and latency by IVF-PQ nprobe, and stage latencies with the questions
+# embedded on the GPU (as kotae serves there), then on the CPUs alone (OpenVINO, kotae's CPU default); the
+# CPU latency run once with faiss's default threads and once with one.
 python3 "$repo/benchmarks/index_scale.py" query --index /tmp/idx5m --device cuda --faiss-threads 0 \
-  --latency-questions "${LATENCY_QUESTIONS:-300}" --report "$R/query5m.json" > "$R/query5m.log" 2>&1
+  --latency-questions "${LATENCY_QUESTIONS:-300}" --nprobe ${NPROBES:-64 128 256 512} --report "$R/query5m.json" > "$R/query5m.log" 2>&1
 stamp queried
 python3 "$repo/benchmarks/index_scale.py" query --index /tmp/idx5m --data "$data/qa/jsquad-valid-dev.jsonl" \
   --latency-questions "${LATENCY_QUESTIONS:-300}" --faiss-threads 0 1 --report "$R/query5m-cpu.json" > "$R/query5m-cpu.log" 2>&1

@@ -45,6 +45,15 @@ def test_each_type_finds_a_stored_vector_first(built: DenseIndex) -> None:
     assert len(built) == 200 and built.dimension == DIMENSION
 
 
+def test_one_query_at_a_time_ranks_as_the_batch_and_keeps_faiss_threads(built: DenseIndex) -> None:
+    """A single query searches on one OpenMP thread, set for the calling thread only and restored."""
+    threads = faiss.omp_get_max_threads()
+    batch = built.search(VECTORS[:8], 5)
+    one_by_one = [built.search(VECTORS[i : i + 1], 5)[0] for i in range(8)]
+    assert keys_of(one_by_one) == keys_of(batch)
+    assert faiss.omp_get_max_threads() == threads
+
+
 def test_removal_and_addition_by_key(built: DenseIndex, tmp_path: Path) -> None:
     removed = KEYS[:50]
     new_vectors, new_keys = unit_vectors(10, seed=2), np.arange(5000, 5010, dtype=np.int64)

@@ -2,6 +2,7 @@
 
 import copy
 import json
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,11 +13,12 @@ from kotae.core.config import DEFAULT_EMBEDDER, Settings
 from kotae.core.errors import KotaeError
 from kotae.indexer.build import build_index
 from kotae.indexer.embedder import Embedder
-from kotae.indexer.index import Index
+from kotae.indexer.index import Index, IndexView, KeyRanking
 from kotae.models.store import ModelStore
 from kotae.models.testing import build_tiny_e5
 from kotae.rag.fusion import min_max, reciprocal_rank_fusion, weighted_fusion
 from kotae.rag.retriever import Retriever
+from kotae.rag.stage_times import StageTimes
 
 CORPUS = [
     {
@@ -177,6 +179,41 @@ def test_retrieve_many_embeds_once_and_matches_retrieve(index: Index, tiny: Coun
         [hit.score for hits in singles for hit in hits], abs=1e-5
     )
     assert retriever.retrieve_many([], 4) == []
+
+
+class WaitingEmbedder(CountingEmbedder):
+    """The real embedder, which embeds only once BM25 has ranked (or after a timeout)."""
+
+    def __init__(self, real: Embedder, bm25_ranked: threading.Event) -> None:
+        super().__init__(real)
+        self.bm25_ranked = bm25_ranked
+        self.saw_bm25_while_embedding = False
+
+    def embed_queries(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        self.saw_bm25_while_embedding = self.bm25_ranked.wait(timeout=30)
+        return super().embed_queries(texts, batch_size)
+
+
+def test_hybrid_ranks_bm25_while_the_questions_are_embedded(
+    index: Index, tiny: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bm25_ranked = threading.Event()
+    rank_words = IndexView.rank_words
+
+    def ranked_then_signal(view: IndexView, queries: Sequence[list[str]], k: int) -> list[KeyRanking]:
+        rankings = rank_words(view, queries, k)
+        bm25_ranked.set()
+        return rankings
+
+    monkeypatch.setattr(IndexView, "rank_words", ranked_then_signal)
+    waiting = WaitingEmbedder(tiny, bm25_ranked)
+    retriever = Retriever(index, waiting, Settings(retrieval="hybrid"))
+    times = StageTimes()
+    found = retriever.search_many(list(QUESTIONS), 3, times=times)
+    assert waiting.saw_bm25_while_embedding
+    for retrieval, expected in zip(found, QUESTIONS.values(), strict=True):
+        assert expected in [hit.passage.id for hit in retrieval.hits]
+    assert set(times.ms) == {"embed", "dense", "tokenize", "bm25", "fuse", "read"}
 
 
 def test_another_embedder_is_refused(index: Index, tiny: Embedder) -> None:

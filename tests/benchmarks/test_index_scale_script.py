@@ -1,0 +1,85 @@
+"""`benchmarks/index_scale.py query` scores gold passages as the evals do (a chunk of a long gold paragraph,
+`doc#2`, finds it), and sweeps IVF-PQ's nprobe."""
+
+import importlib.util
+import json
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from kotae.core.config import Settings
+from kotae.core.qa_jsonl import QAItem
+from kotae.indexer.build import build_index
+from kotae.indexer.embedder import Embedder
+from kotae.indexer.index import Index
+from kotae.indexer.layout import IndexType
+from kotae.models.testing import build_tiny_e5
+from kotae.rag.retriever import Retriever
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "index_scale.py"
+LONG = "屋久島は鹿児島県の島である。" * 6 + "縄文杉は屋久島に生える樹齢数千年の杉である。"
+PASSAGES = [
+    {"id": "yaku", "title": "屋久島", "text": LONG},
+    {"id": "fuji", "title": "富士山", "text": "富士山の標高は3776メートルである。"},
+    {"id": "biwa", "title": "琵琶湖", "text": "琵琶湖は滋賀県にある日本最大の湖である。"},
+]
+ITEMS = [QAItem("q1", "縄文杉が生える島は？", ("屋久島",), gold_passage_ids=("yaku",))]
+
+
+@pytest.fixture(scope="module")
+def script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("index_scale", SCRIPT)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["index_scale"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def embedder(tmp_path_factory: pytest.TempPathFactory) -> Embedder:
+    return Embedder(build_tiny_e5(tmp_path_factory.mktemp("models") / "tiny-e5"))
+
+
+def retriever_over(
+    tmp_path: Path, embedder: Embedder, index_type: IndexType, params: Mapping[str, int]
+) -> Iterator[Retriever]:
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in PASSAGES), encoding="utf-8")
+    build_index([corpus], tmp_path / "index", embedder, index_type, params, chunk_chars=60, workers=0)
+    index = Index.open(tmp_path / "index", gpu=False)
+    assert index.passage("yaku") is None and index.passage("yaku#2") is not None
+    yield Retriever(index, embedder, Settings())
+    index.close()
+
+
+@pytest.fixture
+def flat(tmp_path: Path, embedder: Embedder) -> Iterator[Retriever]:
+    yield from retriever_over(tmp_path, embedder, "flat", {})
+
+
+@pytest.fixture
+def ivfpq(tmp_path: Path, embedder: Embedder) -> Iterator[Retriever]:
+    yield from retriever_over(tmp_path, embedder, "ivfpq", {"nbits": 2, "nlist": 2})
+
+
+def test_a_chunk_of_the_gold_paragraph_counts_as_found(script: ModuleType, flat: Retriever) -> None:
+    report = script.recall(flat, ITEMS)
+
+    # Three documents, five passages: every ranking holds the gold paragraph's chunks within 50.
+    assert report["questions"] == 1
+    assert report["dense@50"] == report["bm25@50"] == report["hybrid@50"] == 1.0
+    assert report["bm25@5"] == 1.0 and report["hybrid@5 holds an answer"] == 1.0
+
+
+def test_the_nprobe_sweep_reports_dense_recall_and_latency_per_value(
+    script: ModuleType, ivfpq: Retriever
+) -> None:
+    sweep = script.nprobe_sweep(ivfpq, ITEMS, ["富士山の標高は？"], [1, 2])
+
+    assert list(sweep) == ["1", "2"]
+    # Both lists probed: every passage is a candidate, so the gold paragraph's chunks are within 50.
+    assert sweep["2"]["dense@50"] == 1.0 and set(sweep["2"]["dense_ms"]) == {"p50", "p99"}
