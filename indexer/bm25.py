@@ -14,8 +14,9 @@ matrix is assembled term range by term range, so memory holds one batch, a few t
 dictionary and a few numbers per passage, never every token list. Scores depend only on the passages and
 their order, never on how they were batched or on threads. A search adds the query terms' scores into an
 accumulator one block of `_BLOCK` rows at a time, then scans the block for rows that beat the k best kept;
-runs of blocks are searched by several threads at once. There is no pruning (WAND): every posting of every
-query term is read, in order.
+runs of blocks are searched by several threads at once. Once k rows are kept, MaxScore pruning skips the
+postings of the common words that cannot lift a row into the k best on their own (they are looked up only
+for the rows the other words score high enough), with the same results as reading every posting.
 """
 
 import hashlib
@@ -119,6 +120,7 @@ class Bm25Index:
         self._term_ids = arrays["term_ids"]
         self._term_offsets = arrays["term_offsets"]
         self._term_bytes = arrays["term_bytes"]
+        self._largest = np.full(meta.terms, np.nan, np.float32)
         blocks = -(-meta.documents // _BLOCK)
         workers = max(1, min(threads or os.cpu_count() or 1, blocks))
         # Contiguous runs of blocks, one per worker.
@@ -225,8 +227,10 @@ class Bm25Index:
     def search_many(self, queries: Sequence[list[str]], k: int) -> list[list[tuple[int, float]]]:
         """`search` of each query's tokens: the kernels of every query and span of the index run on the pool
         at once, so a batch of short queries keeps every thread busy."""
-        # Each query's terms and weights once, shared by the kernels of all its spans.
+        # Each query's terms, weights and bounds once, shared by the kernels of all its spans.
         terms_of = [(terms, counts.astype(np.float32)) for terms, counts in map(self._term_ids_of, queries)]
+        bounds_of = [weights * self._largest_scores(terms) for terms, weights in terms_of]
+        floors = np.zeros(len(queries), np.float32)
         tasks = [
             (query, span)
             for query, (terms, _) in enumerate(terms_of)
@@ -235,9 +239,20 @@ class Bm25Index:
         ]
 
         def run(task: tuple[int, tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
-            terms, weights = terms_of[task[0]]
+            query, (first_row, end_row) = task
+            terms, weights = terms_of[query]
             return _top_k_kernel(
-                self._indptr, self._docs, self._scores, self.keys, terms, weights, k, *task[1]
+                self._indptr,
+                self._docs,
+                self._scores,
+                self.keys,
+                terms,
+                weights,
+                bounds_of[query],
+                floors[query : query + 1],
+                k,
+                first_row,
+                end_row,
             )
 
         found = list(_pool().map(run, tasks)) if len(tasks) > 1 else [run(task) for task in tasks]
@@ -245,6 +260,13 @@ class Bm25Index:
         for (query, _), result in zip(tasks, found, strict=True):
             by_query[query].append(result)
         return [_best(parts, k) for parts in by_query]
+
+    def _largest_scores(self, terms: np.ndarray) -> np.ndarray:
+        """Each term's largest score over its postings, found on its first search and kept (a race
+        computes the same value twice)."""
+        for term in terms[np.isnan(self._largest[terms])]:
+            self._largest[term] = self._scores[self._indptr[term] : self._indptr[term + 1]].max()
+        return self._largest[terms]
 
     def _term_ids_of(self, tokens: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Distinct known terms of the query, ascending (the order their scores are summed in), and how
@@ -478,34 +500,76 @@ def _top_k_kernel(
     keys: np.ndarray,
     terms: np.ndarray,
     weights: np.ndarray,
+    bounds: np.ndarray,
+    floor: np.ndarray,
     k: int,
     first_row: int,
     end_row: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The k best rows of [first_row, end_row) by (score, then smaller key), unordered, as (scores, keys).
-    Each block of rows is scored into an accumulator, term by term in `terms` order (so a row's score never
-    depends on blocks or threads), then scanned for rows that beat the worst kept."""
+    A row's score is summed term by term in `terms` order, so it never depends on blocks, threads or
+    pruning. `bounds[j]`: the most term j adds to any row. `floor[0]`: a score that k rows of the whole
+    index are known to reach, shared by the kernels of one query's spans (each raises it as its own k best
+    rise; a stale lower value only prunes less).
+
+    Each block of rows is pruned as MaxScore does: the terms of smallest bounds whose bounds sum below the
+    score to beat cannot lift a row into the k best on their own, so only the other terms' postings are
+    read in full; a row they score high enough is then scored exactly, the optional terms looked up by
+    binary search. Without such terms (at the start, or when every term is needed) the block's postings
+    are all added into an accumulator and every row scanned."""
     heap_score = np.empty(k, np.float32)
     heap_key = np.empty(k, np.int64)
     size = 0
     accumulator = np.zeros(_BLOCK, np.float32)
     cursor = np.empty(len(terms), np.int64)
+    stop = np.empty(len(terms), np.int64)
+    by_bound = np.argsort(bounds)
     for j in range(len(terms)):
         cursor[j] = _first_at_least(docs, indptr[terms[j]], indptr[terms[j] + 1], first_row)
     for block_start in range(first_row, end_row, _BLOCK):
         block_end = min(block_start + _BLOCK, end_row)
         for j in range(len(terms)):
-            stop = _first_at_least(docs, cursor[j], indptr[terms[j] + 1], block_end)
-            weight = weights[j]
-            for position in range(cursor[j], stop):
-                accumulator[docs[position] - block_start] += weight * scores[position]
-            cursor[j] = stop
+            stop[j] = _first_at_least(docs, cursor[j], indptr[terms[j] + 1], block_end)
+        to_beat = max(floor[0], heap_score[0] if size == k else np.float32(0.0))
+        optional = 0
+        optional_bound = np.float32(0.0)
+        while optional < len(terms) and optional_bound + bounds[by_bound[optional]] < to_beat:
+            optional_bound += bounds[by_bound[optional]]
+            optional += 1
+        if optional == 0:
+            for j in range(len(terms)):
+                weight = weights[j]
+                for position in range(cursor[j], stop[j]):
+                    accumulator[docs[position] - block_start] += weight * scores[position]
+        else:
+            for ranked in range(optional, len(terms)):
+                j = by_bound[ranked]
+                weight = weights[j]
+                for position in range(cursor[j], stop[j]):
+                    accumulator[docs[position] - block_start] += weight * scores[position]
         for local in range(block_end - block_start):
             score = accumulator[local]
-            # A row sharing no word scores 0 and is never kept; ties with the worst kept go by key.
-            if score > 0.0 and (size < k or score >= heap_score[0]):
-                size = _keep(heap_score, heap_key, size, k, score, keys[block_start + local])
+            if score <= 0.0:
+                continue
             accumulator[local] = 0.0
+            row = block_start + local
+            if optional > 0:
+                # The needed terms' part plus what the optional ones could add, with a margin for float
+                # rounding: below the score to beat, the row cannot be among the k best.
+                if (score + optional_bound) * np.float32(1.0001) < to_beat:
+                    continue
+                score = np.float32(0.0)
+                for j in range(len(terms)):
+                    found = _first_at_least(docs, cursor[j], stop[j], row)
+                    if found < stop[j] and docs[found] == row:
+                        score += weights[j] * scores[found]
+            # Ties with the worst kept go by key.
+            if size < k or score >= heap_score[0]:
+                size = _keep(heap_score, heap_key, size, k, score, keys[row])
+        for j in range(len(terms)):
+            cursor[j] = stop[j]
+        if size == k and heap_score[0] > floor[0]:
+            floor[0] = heap_score[0]
     return heap_score[:size].copy(), heap_key[:size].copy()
 
 
@@ -535,4 +599,5 @@ def _compile() -> None:
     for array in mapped:
         array.flags.writeable = False
     with _compiled:
-        _top_k_kernel(*mapped, np.zeros(1, np.int64), np.ones(1, np.float32), 1, 0, 0)
+        one = np.ones(1, np.float32)
+        _top_k_kernel(*mapped, np.zeros(1, np.int64), one, one, np.zeros(1, np.float32), 1, 0, 0)

@@ -77,6 +77,42 @@ def test_equal_scores_are_ordered_by_key_across_blocks_and_threads(tmp_path: Pat
     assert index.search_many(queries, 20) == [single.search(query, 20) for query in queries]
 
 
+def exhaustive_top_k(index: Bm25Index, query: list[str], k: int) -> list[tuple[int, float]]:
+    """Every posting of every query word added into one score per row, in the kernel's term order."""
+    terms, counts = index._term_ids_of(query)
+    totals = np.zeros(len(index), np.float32)
+    for term, weight in zip(terms, counts.astype(np.float32), strict=True):
+        postings = slice(index._indptr[term], index._indptr[term + 1])
+        totals[index._docs[postings]] += weight * index._scores[postings]
+    rows = np.flatnonzero(totals > 0)
+    best = rows[np.lexsort((index.keys[rows], -totals[rows]))][:k]
+    return [(int(index.keys[row]), float(totals[row])) for row in best]
+
+
+def test_pruned_search_equals_reading_every_posting(tmp_path: Path) -> None:
+    """MaxScore pruning skips common words' postings once k rows are kept: over Zipf-distributed words,
+    many blocks and threads, queries mixing common and rare words (repeated ones too) rank and score
+    exactly as the exhaustive sum."""
+    rng = np.random.default_rng(5)
+    words = [f"w{rank}" for rank in range(3000)]
+    zipf = 1 / np.arange(1, len(words) + 1)
+    rows = 150_000
+    lengths = rng.integers(3, 15, rows)
+    drawn = rng.choice(len(words), lengths.sum(), p=zipf / zipf.sum())
+    documents = [[words[w] for w in part] for part in np.split(drawn, np.cumsum(lengths)[:-1])]
+    keys = rng.permutation(rows).astype(np.int64) * 7
+    index = _build(tmp_path / "bm25", [(keys, documents)], threads=3)
+    single = Bm25Index.load(tmp_path / "bm25", threads=1)
+    queries = [
+        [words[w] for w in rng.choice(len(words), size, p=zipf / zipf.sum())]
+        for size in rng.integers(1, 9, 60)
+    ] + [["w0", "w1", "w2", "w2900"], ["w0", "w0", "w1500"], ["w3", "w4", "w5", "w6"]]
+    for k in (1, 10, 50):
+        expected = [exhaustive_top_k(index, query, k) for query in queries]
+        assert index.search_many(queries, k) == expected
+        assert [single.search(query, k) for query in queries] == expected
+
+
 def test_load_round_trip(tmp_path: Path) -> None:
     built = _build(tmp_path / "bm25", [(KEYS[:2], DOCUMENTS[:2]), (KEYS[2:], DOCUMENTS[2:])])
     loaded = Bm25Index.load(tmp_path / "bm25")
