@@ -56,6 +56,9 @@ _RANGE_POSTINGS = 1 << 20
 _ASSEMBLY_THREADS = 4
 """At most this many ranges are assembled at once, whatever `threads` says (memory stays bounded)."""
 _SPILL_DIR = ".spill"
+_PRUNING_GAIN = 2
+"""A block is pruned only where it skips this many times the postings it still reads: a skipped posting
+saves an add, a candidate row costs a few lookups."""
 
 
 @dataclass(frozen=True)
@@ -224,12 +227,19 @@ class Bm25Index:
         Equal scores are ordered by key. A word repeated in the query counts once per repetition."""
         return self.search_many([query_tokens], k)[0]
 
-    def search_many(self, queries: Sequence[list[str]], k: int) -> list[list[tuple[int, float]]]:
+    def search_many(
+        self, queries: Sequence[list[str]], k: int, prune: bool = True
+    ) -> list[list[tuple[int, float]]]:
         """`search` of each query's tokens: the kernels of every query and span of the index run on the pool
-        at once, so a batch of short queries keeps every thread busy."""
-        # Each query's terms, weights and bounds once, shared by the kernels of all its spans.
+        at once, so a batch of short queries keeps every thread busy. `prune=False` reads every posting
+        (same results; for benchmarks)."""
+        # Each query's terms, weights and bounds once, shared by the kernels of all its spans. Infinite
+        # bounds leave no term optional: nothing is pruned.
         terms_of = [(terms, counts.astype(np.float32)) for terms, counts in map(self._term_ids_of, queries)]
-        bounds_of = [weights * self._largest_scores(terms) for terms, weights in terms_of]
+        bounds_of = [
+            weights * self._largest_scores(terms) if prune else np.full(len(terms), np.inf, np.float32)
+            for terms, weights in terms_of
+        ]
         floors = np.zeros(len(queries), np.float32)
         tasks = [
             (query, span)
@@ -493,6 +503,16 @@ def _keep(heap_score: np.ndarray, heap_key: np.ndarray, size: int, k: int, score
 
 
 @numba.njit(cache=True, nogil=True)
+def _gallop(docs: np.ndarray, lo: int, hi: int, row: int) -> int:
+    """`_first_at_least` for a row close after `lo`: steps out exponentially, then bisects."""
+    step = 1
+    while lo + step < hi and docs[lo + step] < row:
+        lo += step
+        step *= 2
+    return _first_at_least(docs, lo, min(lo + step + 1, hi), row)
+
+
+@numba.njit(cache=True, nogil=True)
 def _top_k_kernel(
     indptr: np.ndarray,
     docs: np.ndarray,
@@ -512,17 +532,19 @@ def _top_k_kernel(
     index are known to reach, shared by the kernels of one query's spans (each raises it as its own k best
     rise; a stale lower value only prunes less).
 
-    Each block of rows is pruned as MaxScore does: the terms of smallest bounds whose bounds sum below the
-    score to beat cannot lift a row into the k best on their own, so only the other terms' postings are
-    read in full; a row they score high enough is then scored exactly, the optional terms looked up by
-    binary search. Without such terms (at the start, or when every term is needed) the block's postings
-    are all added into an accumulator and every row scanned."""
+    Each block of rows is pruned as MaxScore does where that reads far fewer postings: the terms of
+    smallest bounds whose bounds sum below the score to beat cannot lift a row into the k best on their
+    own, so only the other terms' postings are added up; a row they score high enough looks the optional
+    terms up (largest bound first, giving up as soon as its bound falls below the score to beat), and a row
+    that stays in reach is scored exactly. Otherwise every posting of the block is added into an
+    accumulator and every row scanned."""
     heap_score = np.empty(k, np.float32)
     heap_key = np.empty(k, np.int64)
     size = 0
     accumulator = np.zeros(_BLOCK, np.float32)
     cursor = np.empty(len(terms), np.int64)
     stop = np.empty(len(terms), np.int64)
+    pointer = np.empty(len(terms), np.int64)
     by_bound = np.argsort(bounds)
     for j in range(len(terms)):
         cursor[j] = _first_at_least(docs, indptr[terms[j]], indptr[terms[j] + 1], first_row)
@@ -530,23 +552,26 @@ def _top_k_kernel(
         block_end = min(block_start + _BLOCK, end_row)
         for j in range(len(terms)):
             stop[j] = _first_at_least(docs, cursor[j], indptr[terms[j] + 1], block_end)
+            pointer[j] = cursor[j]
         to_beat = max(floor[0], heap_score[0] if size == k else np.float32(0.0))
         optional = 0
         optional_bound = np.float32(0.0)
         while optional < len(terms) and optional_bound + bounds[by_bound[optional]] < to_beat:
             optional_bound += bounds[by_bound[optional]]
             optional += 1
-        if optional == 0:
-            for j in range(len(terms)):
-                weight = weights[j]
-                for position in range(cursor[j], stop[j]):
-                    accumulator[docs[position] - block_start] += weight * scores[position]
-        else:
-            for ranked in range(optional, len(terms)):
-                j = by_bound[ranked]
-                weight = weights[j]
-                for position in range(cursor[j], stop[j]):
-                    accumulator[docs[position] - block_start] += weight * scores[position]
+        skipped = 0
+        for ranked in range(optional):
+            skipped += stop[by_bound[ranked]] - cursor[by_bound[ranked]]
+        read = 0
+        for ranked in range(optional, len(terms)):
+            read += stop[by_bound[ranked]] - cursor[by_bound[ranked]]
+        if skipped < _PRUNING_GAIN * read:  # looking rows up would cost more than reading every posting
+            optional = 0
+        for ranked in range(optional, len(terms)):
+            j = by_bound[ranked] if optional > 0 else ranked
+            weight = weights[j]
+            for position in range(cursor[j], stop[j]):
+                accumulator[docs[position] - block_start] += weight * scores[position]
         for local in range(block_end - block_start):
             score = accumulator[local]
             if score <= 0.0:
@@ -554,15 +579,22 @@ def _top_k_kernel(
             accumulator[local] = 0.0
             row = block_start + local
             if optional > 0:
-                # The needed terms' part plus what the optional ones could add, with a margin for float
-                # rounding: below the score to beat, the row cannot be among the k best.
-                if (score + optional_bound) * np.float32(1.0001) < to_beat:
+                # What the row could still reach, with a margin for float rounding.
+                reach = score + optional_bound
+                for ranked in range(optional - 1, -1, -1):
+                    if reach * np.float32(1.0001) < to_beat:
+                        break
+                    j = by_bound[ranked]
+                    pointer[j] = _gallop(docs, pointer[j], stop[j], row)
+                    held = pointer[j] < stop[j] and docs[pointer[j]] == row
+                    reach -= bounds[j] - (weights[j] * scores[pointer[j]] if held else np.float32(0.0))
+                if reach * np.float32(1.0001) < to_beat:
                     continue
                 score = np.float32(0.0)
                 for j in range(len(terms)):
-                    found = _first_at_least(docs, cursor[j], stop[j], row)
-                    if found < stop[j] and docs[found] == row:
-                        score += weights[j] * scores[found]
+                    pointer[j] = _gallop(docs, pointer[j], stop[j], row)
+                    if pointer[j] < stop[j] and docs[pointer[j]] == row:
+                        score += weights[j] * scores[pointer[j]]
             # Ties with the worst kept go by key.
             if size < k or score >= heap_score[0]:
                 size = _keep(heap_score, heap_key, size, k, score, keys[row])
