@@ -61,6 +61,10 @@ stamp queried
 python3 "$repo/benchmarks/index_scale.py" query --index /tmp/idx5m --data "$data/qa/jsquad-valid-dev.jsonl" \
   --latency-questions "${LATENCY_QUESTIONS:-300}" --faiss-threads 0 1 --report "$R/query5m-cpu.json" > "$R/query5m-cpu.log" 2>&1
 stamp queried-cpu
+# BM25 alone on one thread, pruned against every posting read, same questions in turn.
+python3 "$repo/benchmarks/bm25_pruning.py" --bm25 /tmp/idx5m/bm25 --data "$data/qa/jsquad-valid-dev.jsonl" \
+  --k 50 > "$R/bm25-pruning5m.json" 2> "$R/bm25-pruning5m.log"
+stamp pruning
 # 100-document upserts into it (the documents API's overlay) with UPSERT=1.
 if [ "${UPSERT:-0}" = 1 ]; then
   python3 "$repo/benchmarks/document_upsert.py" --index /tmp/idx5m --corpus "$data/jawiki-paragraphs.jsonl" \
