@@ -187,6 +187,19 @@ class DenseIndex:
         pairs = zip(vectors, shortlists, strict=True)
         return [_rerank(self._exact, query, shortlist[shortlist >= 0], k) for query, shortlist in pairs]
 
+    def search_exhaustively(self, vectors: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
+        """`search` against every stored vector: IVF-PQ scans its exact vectors, not its probed lists (Flat
+        already does so, and HNSW searches its graph as ever). An IVF-PQ index of codes only has no exact
+        vectors to scan."""
+        if not isinstance(self.spec, IvfPqSpec):
+            return self.search(vectors, k)
+        if self._exact is None:
+            raise KotaeError(
+                "this IVF-PQ index keeps no exact vectors (rerank 0): nothing to search exhaustively"
+            )
+        scores, keys = self._exact.search(np.ascontiguousarray(vectors, dtype=np.float32), k)
+        return [_pairs(row_keys, row_scores) for row_keys, row_scores in zip(keys, scores, strict=True)]
+
     def updated(self, removed: np.ndarray, vectors: np.ndarray, keys: np.ndarray) -> "DenseIndex":
         """This index less `removed` keys plus new vectors. faiss cannot remove from an HNSW graph, so HNSW
         is rebuilt from its stored vectors; Flat and IVF-PQ change in place (IVF-PQ keeps its training)."""

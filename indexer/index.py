@@ -159,9 +159,17 @@ class IndexView:
     snapshot: OverlaySnapshot | None
     hidden: frozenset[int]
 
-    def rank_dense(self, query_vectors: np.ndarray, k: int) -> list[KeyRanking]:
-        """Per query vector: (key, cosine) of the k nearest passages, best first, no passage read."""
-        built = self.index._dense.search(query_vectors, k + len(self.hidden))
+    def rank_dense(self, query_vectors: np.ndarray, k: int, exhaustive: bool = False) -> list[KeyRanking]:
+        """Per query vector: (key, cosine) of the k nearest passages, best first, no passage read.
+        `exhaustive`: IVF-PQ scans every exact vector instead of its probed lists (the recall reference
+        for benchmarks; slow)."""
+        dense = self.index._dense
+        wanted = k + len(self.hidden)
+        built = (
+            dense.search_exhaustively(query_vectors, wanted)
+            if exhaustive
+            else dense.search(query_vectors, wanted)
+        )
         if self.snapshot is None:
             return built
         written = self.snapshot.search_dense(query_vectors, k)

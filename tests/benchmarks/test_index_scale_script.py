@@ -75,11 +75,11 @@ def test_a_chunk_of_the_gold_paragraph_counts_as_found(script: ModuleType, flat:
     assert report["bm25@5"] == 1.0 and report["hybrid@5 holds an answer"] == 1.0
 
 
-def test_the_nprobe_sweep_reports_dense_recall_and_latency_per_value(
-    script: ModuleType, ivfpq: Retriever
-) -> None:
+def test_ivfpq_recall_by_nprobe_and_searched_exhaustively(script: ModuleType, ivfpq: Retriever) -> None:
     sweep = script.nprobe_sweep(ivfpq, ITEMS, ["富士山の標高は？"], [1, 2])
 
+    report = script.recall(ivfpq, ITEMS)
+    assert report["dense exhaustive@50"] == report["hybrid exhaustive@50"] == 1.0
     assert list(sweep) == ["1", "2"]
     # Both lists probed: every passage is a candidate, so the gold paragraph's chunks are within 50.
     assert sweep["2"]["dense@50"] == 1.0 and set(sweep["2"]["dense_ms"]) == {"p50", "p99"}

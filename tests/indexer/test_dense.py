@@ -91,6 +91,18 @@ def test_ivfpq_reranking_gives_exact_results() -> None:
     assert keys_of(codes.search(queries, k)) != keys_of(exact)
 
 
+def test_ivfpq_searched_exhaustively_ranks_as_flat() -> None:
+    """One list probed misses neighbours; the exhaustive search scans the exact vectors as Flat does."""
+    queries, k = unit_vectors(30, seed=4), 5
+    exact = DenseIndex.build(dense_spec("flat"), VECTORS, KEYS).search(queries, k)
+    probed_once = DenseIndex.build(IvfPqSpec(nbits=4, m=4, nlist=5, nprobe=1), VECTORS, KEYS)
+    assert keys_of(probed_once.search(queries, k)) != keys_of(exact)
+    exhaustive = probed_once.search_exhaustively(queries, k)
+    assert keys_of(exhaustive) == keys_of(exact)
+    with pytest.raises(KotaeError, match="no exact vectors"):
+        DenseIndex.build(IvfPqSpec(**IVFPQ, rerank=0), VECTORS, KEYS).search_exhaustively(queries, k)
+
+
 def keys_of(results: list[list[tuple[int, float]]]) -> list[list[int]]:
     return [[key for key, _ in ranked] for ranked in results]
 
