@@ -224,6 +224,17 @@ def examples_file(tiny_gemma: Path, tmp_path_factory: pytest.TempPathFactory) ->
     return path
 
 
+@pytest.fixture(scope="session")
+def brief_rank8(tiny_gemma: Path, examples_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A brief SFT run of shape `brief_runs.RANK8`, trained once for every test that only reads an adapter
+    or copies one: a run costs tens of seconds on 2 cores."""
+    from brief_runs import RANK8, brief_sft
+
+    out = tmp_path_factory.mktemp("brief") / "r8"
+    brief_sft(tiny_gemma, out, examples_file, lora=RANK8)
+    return out
+
+
 @dataclass
 class EngineHandle:
     """The session's vLLM engine and the one event loop it runs on."""

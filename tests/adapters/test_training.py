@@ -71,18 +71,20 @@ def test_sft_adapter_learns_the_answers_and_vllm_serves_it(
     assert answered >= len(questions) // 3, learned.answers
 
 
-def test_sft_continues_an_adapter_from_its_weights_and_shape(tiny_gemma, examples_file, tmp_path):
+def test_sft_continues_an_adapter_from_its_weights_and_shape(
+    tiny_gemma, examples_file, brief_rank8, tmp_path
+):
     import torch
     from safetensors.torch import load_file
 
-    first = brief_sft(tiny_gemma, tmp_path / "first", examples_file, lora=LoraSpec(r=4, alpha=8))
+    first = read_metadata(brief_rank8)
     # At a vanishing learning rate the continued run ends where the first one did.
     second = brief_sft(
-        tiny_gemma, tmp_path / "second", examples_file, init_adapter=tmp_path / "first", learning_rate=1e-12
+        tiny_gemma, tmp_path / "second", examples_file, init_adapter=brief_rank8, learning_rate=1e-12
     )
 
-    assert second.lora == first.lora, "the adapter's own shape, not the config's default r16"
-    weights = tmp_path / "first" / "adapter_model.safetensors"
+    assert second.lora == first.lora, "the adapter's own shape, not the config's default"
+    weights = brief_rank8 / "adapter_model.safetensors"
     assert second.continued_from is not None and second.continued_from.sha256 == file_sha256(weights)
     started, ended = load_file(weights), load_file(tmp_path / "second" / "adapter_model.safetensors")
     assert started.keys() == ended.keys()
