@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from brief_runs import BRIEF, brief_sft
+from brief_runs import BRIEF, RANK8, brief_sft
 from rich.console import Console
 
 from kotae.adapters.config import CPTRunConfig, LoraSpec, SFTRunConfig
@@ -108,10 +108,10 @@ def test_an_adapter_trained_in_bf16_is_saved_in_bf16(tiny_gemma, tmp_path):
         assert weights and {t.dtype for t in weights.values()} == {dtype}
 
 
-def test_examples_tokenized_by_two_processes_train_alike(tiny_gemma, examples_file, tmp_path):
-    brief_sft(tiny_gemma, tmp_path / "one", examples_file)
-    brief_sft(tiny_gemma, tmp_path / "two", examples_file, tokenize_workers=2)
-    losses = [[point.loss for point in read_report(tmp_path / name).losses] for name in ("one", "two")]
+def test_examples_tokenized_by_two_processes_train_alike(tiny_gemma, examples_file, brief_rank8, tmp_path):
+    # `brief_rank8` tokenized its examples in the training process.
+    brief_sft(tiny_gemma, tmp_path / "two", examples_file, lora=RANK8, tokenize_workers=2)
+    losses = [[point.loss for point in read_report(run).losses] for run in (brief_rank8, tmp_path / "two")]
     assert losses[0] and losses[0] == losses[1]
 
 
