@@ -106,6 +106,7 @@ class CountingEmbedder(Embedder):
         return super().embed_passages(texts, batch_size, progress, **options)
 
 
+@pytest.mark.slow  # a build in a process of its own, killed, then resumed: tens of seconds on 2 cores
 @pytest.mark.parametrize("workers", [0, 2])
 def test_a_killed_build_resumes_to_the_same_index(
     embedder: Embedder, tiny_e5: Path, tmp_path: Path, workers: int

@@ -98,6 +98,7 @@ def test_openvino_agrees_with_torch_fp32(
         )
 
 
+@pytest.mark.slow  # NNCF quantizes the model: tens of seconds on 2 cores
 def test_openvino_int8_stays_close_to_fp32(tiny_e5: Path, cache: Path, torch_fp32: Embedder) -> None:
     pytest.importorskip("nncf")
     int8 = Embedder(tiny_e5, backend="openvino", precision="int8", cache_dir=cache)
