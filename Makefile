@@ -1,7 +1,7 @@
 # The two commands of the README: `make serve` runs kotae on the embedded default, `make test` runs the
 # tests. Both set up .venv first (scripts/bootstrap.sh; a no-op when it is up to date). `make test-fast`
 # leaves out the tests that start a vLLM engine or a server (marker `engine`, tests/engine_marker.py) and
-# those that train or build for minutes (marker `slow`).
+# those that train, quantize or build in processes of their own for tens of seconds (marker `slow`).
 VENV ?= .venv
 export HF_HUB_OFFLINE := 1
 

@@ -1,11 +1,14 @@
 """Marks `engine` every test that uses a fixture declared with `engine_marker.engine_fixture`; the tiny
-decoder models that tests of several packages share."""
+models that tests of several packages share."""
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from engine_marker import needs_engine
+
+if TYPE_CHECKING:
+    from kotae.indexer.embedder import Embedder
 
 VLLM_METRICS_READERS = ("test_cancellation.py", "test_dashboard_metrics.py", "test_prometheus_dashboard.py")
 """Test modules that read the session engine's `vllm:` metrics. vLLM unregisters every `vllm:` collector
@@ -21,7 +24,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def _tiny_model(name: str) -> Any:
-    """A session fixture `name`: the tiny model `kotae.models.testing.build_<name>` builds."""
+    """A session fixture `name`: the tiny model `kotae.models.testing.build_<name>` builds, alone in its
+    folder. Read only: an embedder keeps its OpenVINO conversion beside the model, so every test after the
+    first finds it there."""
 
     @pytest.fixture(scope="session", name=name)
     def build(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -36,3 +41,12 @@ tiny_llama = _tiny_model("tiny_llama")
 tiny_gpt_neox = _tiny_model("tiny_gpt_neox")
 tiny_gpt_neox_japanese = _tiny_model("tiny_gpt_neox_japanese")
 tiny_rwkv = _tiny_model("tiny_rwkv")
+tiny_e5 = _tiny_model("tiny_e5")
+
+
+@pytest.fixture(scope="session")
+def embedder(tiny_e5: Path) -> "Embedder":
+    """The tiny E5, loaded once (the first load converts it to OpenVINO on this CPU: seconds)."""
+    from kotae.indexer.embedder import Embedder
+
+    return Embedder(tiny_e5)

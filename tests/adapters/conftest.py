@@ -112,29 +112,26 @@ middle of its answer (that question cannot be answered from one chunk and is dro
 
 
 @pytest.fixture(scope="session")
-def index_dir(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
+def index_dir(tmp_path_factory: pytest.TempPathFactory, data_dir: Path, embedder: Any) -> Path:
+    """The test passages indexed with the session's tiny E5 (root conftest)."""
     from kotae.indexer.build import build_index
-    from kotae.indexer.embedder import Embedder
-    from kotae.models.testing import build_tiny_e5
 
     folder = tmp_path_factory.mktemp("index")
-    embedder = Embedder(build_tiny_e5(folder / "e5"))
     build_index([data_dir / "passages.jsonl"], folder / "index", embedder, chunk_chars=CHUNK_CHARS)
     return folder
 
 
 @pytest.fixture(scope="session")
-def retriever(index_dir: Path, engine_settings: Settings) -> Any:
-    from kotae.indexer.embedder import Embedder
+def retriever(index_dir: Path, embedder: Any, engine_settings: Settings) -> Any:
     from kotae.indexer.index import Index
     from kotae.rag.retriever import Retriever
 
-    return Retriever(Index.open(index_dir / "index"), Embedder(index_dir / "e5"), engine_settings)
+    return Retriever(Index.open(index_dir / "index"), embedder, engine_settings)
 
 
 @pytest.fixture
 def invoke_train(
-    index_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_e5: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Callable[[list[str]], str]:
     """`kotae train ARGS` with the test embedder and context budget; its output, once it succeeded."""
     from typer.testing import CliRunner
@@ -143,7 +140,7 @@ def invoke_train(
     from kotae.core.config import get_settings
 
     monkeypatch.setenv("KOTAE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("KOTAE_EMBEDDER", str(index_dir / "e5"))
+    monkeypatch.setenv("KOTAE_EMBEDDER", str(tiny_e5))
     monkeypatch.setenv("KOTAE_CONTEXT_TOKEN_BUDGET", "200")
 
     def run(args: list[str]) -> str:
@@ -222,6 +219,17 @@ def examples_file(tiny_gemma: Path, tmp_path_factory: pytest.TempPathFactory) ->
         ),
     )
     return path
+
+
+@pytest.fixture(scope="session")
+def brief_rank8(tiny_gemma: Path, examples_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A brief SFT run of shape `brief_runs.RANK8`, trained once for every test that only reads an adapter
+    or copies one: a run costs tens of seconds on 2 cores."""
+    from brief_runs import RANK8, brief_sft
+
+    out = tmp_path_factory.mktemp("brief") / "r8"
+    brief_sft(tiny_gemma, out, examples_file, lora=RANK8)
+    return out
 
 
 @dataclass

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from brief_runs import console, random_rank8_adapter
+from brief_runs import RANK8_SCALE, console, random_rank8_adapter
 
 from kotae.adapters.average import average_adapters
 from kotae.adapters.metadata import read_metadata
@@ -16,11 +16,9 @@ from kotae.core.errors import InputError, KotaeError
 
 
 @pytest.fixture(scope="module")
-def two_adapters(
-    tiny_gemma: Path, examples_file: Path, tmp_path_factory: pytest.TempPathFactory
-) -> list[Path]:
+def two_adapters(brief_rank8: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     folder = tmp_path_factory.mktemp("average")
-    return [random_rank8_adapter(tiny_gemma, folder / f"r8-{seed}", examples_file, seed) for seed in (1, 2)]
+    return [random_rank8_adapter(brief_rank8, folder / f"r8-{seed}", seed) for seed in (1, 2)]
 
 
 def updates(adapter: Path, scale: float) -> dict:
@@ -40,7 +38,7 @@ def test_at_the_summed_rank_the_average_is_the_weighted_mean_update(two_adapters
     out = tmp_path / "mean"
     result = average_adapters(two_adapters, out, console, weights=[3, 1], rank=16)
 
-    first, second = (updates(adapter, 16 / 8) for adapter in two_adapters)
+    first, second = (updates(adapter, RANK8_SCALE) for adapter in two_adapters)
     averaged = updates(out, 1.0)
     assert averaged.keys() == first.keys()
     for name, update in averaged.items():
@@ -61,7 +59,7 @@ def test_below_the_summed_rank_the_average_is_the_best_approximation_of_the_mean
     out = tmp_path / "r8"
     result = average_adapters(two_adapters, out, console)  # rank: the sources' own, 8
 
-    first, second = (updates(adapter, 16 / 8) for adapter in two_adapters)
+    first, second = (updates(adapter, RANK8_SCALE) for adapter in two_adapters)
     name = next(iter(first))
     u, s, vh = torch.linalg.svd(0.5 * first[name] + 0.5 * second[name])
     assert torch.allclose(updates(out, 1.0)[name], u[:, :8] @ torch.diag(s[:8]) @ vh[:8], atol=1e-4)

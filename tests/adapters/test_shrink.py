@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from brief_runs import console, random_rank8_adapter
+from brief_runs import RANK8_SCALE, console, random_rank8_adapter
 
 from kotae.adapters.metadata import read_metadata
 from kotae.adapters.shrink import shrink_adapter
@@ -15,8 +15,8 @@ from kotae.core.errors import InputError, KotaeError
 
 
 @pytest.fixture(scope="module")
-def rank8_adapter(tiny_gemma: Path, examples_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return random_rank8_adapter(tiny_gemma, tmp_path_factory.mktemp("shrink") / "r8", examples_file, seed=0)
+def rank8_adapter(brief_rank8: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return random_rank8_adapter(brief_rank8, tmp_path_factory.mktemp("shrink") / "r8", seed=0)
 
 
 def test_shrunk_adapter_holds_the_best_low_rank_update_and_peft_applies_it(
@@ -36,7 +36,7 @@ def test_shrunk_adapter_holds_the_best_low_rank_update_and_peft_applies_it(
     )
     assert source.keys() == shrunk.keys()
     name = next(n for n in source if "q_proj.lora_A" in n)
-    update = 16 / 8 * source[name.replace("lora_A", "lora_B")].double() @ source[name].double()
+    update = RANK8_SCALE * source[name.replace("lora_A", "lora_B")].double() @ source[name].double()
     u, s, vh = torch.linalg.svd(update)
     best = u[:, :3] @ torch.diag(s[:3]) @ vh[:3]
     assert shrunk[name].shape[0] == 3

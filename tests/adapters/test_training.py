@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from brief_runs import BRIEF, brief_sft
+from brief_runs import BRIEF, RANK8, brief_sft
 from rich.console import Console
 
 from kotae.adapters.config import CPTRunConfig, LoraSpec, SFTRunConfig
@@ -71,18 +71,20 @@ def test_sft_adapter_learns_the_answers_and_vllm_serves_it(
     assert answered >= len(questions) // 3, learned.answers
 
 
-def test_sft_continues_an_adapter_from_its_weights_and_shape(tiny_gemma, examples_file, tmp_path):
+def test_sft_continues_an_adapter_from_its_weights_and_shape(
+    tiny_gemma, examples_file, brief_rank8, tmp_path
+):
     import torch
     from safetensors.torch import load_file
 
-    first = brief_sft(tiny_gemma, tmp_path / "first", examples_file, lora=LoraSpec(r=4, alpha=8))
+    first = read_metadata(brief_rank8)
     # At a vanishing learning rate the continued run ends where the first one did.
     second = brief_sft(
-        tiny_gemma, tmp_path / "second", examples_file, init_adapter=tmp_path / "first", learning_rate=1e-12
+        tiny_gemma, tmp_path / "second", examples_file, init_adapter=brief_rank8, learning_rate=1e-12
     )
 
-    assert second.lora == first.lora, "the adapter's own shape, not the config's default r16"
-    weights = tmp_path / "first" / "adapter_model.safetensors"
+    assert second.lora == first.lora, "the adapter's own shape, not the config's default"
+    weights = brief_rank8 / "adapter_model.safetensors"
     assert second.continued_from is not None and second.continued_from.sha256 == file_sha256(weights)
     started, ended = load_file(weights), load_file(tmp_path / "second" / "adapter_model.safetensors")
     assert started.keys() == ended.keys()
@@ -106,10 +108,10 @@ def test_an_adapter_trained_in_bf16_is_saved_in_bf16(tiny_gemma, tmp_path):
         assert weights and {t.dtype for t in weights.values()} == {dtype}
 
 
-def test_examples_tokenized_by_two_processes_train_alike(tiny_gemma, examples_file, tmp_path):
-    brief_sft(tiny_gemma, tmp_path / "one", examples_file)
-    brief_sft(tiny_gemma, tmp_path / "two", examples_file, tokenize_workers=2)
-    losses = [[point.loss for point in read_report(tmp_path / name).losses] for name in ("one", "two")]
+def test_examples_tokenized_by_two_processes_train_alike(tiny_gemma, examples_file, brief_rank8, tmp_path):
+    # `brief_rank8` tokenized its examples in the training process.
+    brief_sft(tiny_gemma, tmp_path / "two", examples_file, lora=RANK8, tokenize_workers=2)
+    losses = [[point.loss for point in read_report(run).losses] for run in (brief_rank8, tmp_path / "two")]
     assert losses[0] and losses[0] == losses[1]
 
 

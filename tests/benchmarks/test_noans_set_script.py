@@ -10,6 +10,7 @@ import pytest
 
 from kotae.core.config import get_settings
 from kotae.evals.datasets import load_dataset
+from kotae.indexer.embedder import Embedder
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "noans_set.py"
 PASSAGES = [
@@ -46,17 +47,16 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     return path
 
 
-def test_noans_twins_lack_the_gold_article(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_noans_twins_lack_the_gold_article(
+    tiny_e5: Path, embedder: Embedder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from kotae.indexer.build import build_index
-    from kotae.indexer.embedder import Embedder
-    from kotae.models.testing import build_tiny_e5
 
-    e5 = build_tiny_e5(tmp_path / "tiny-e5")
-    build_index([write_jsonl(tmp_path / "corpus.jsonl", PASSAGES)], tmp_path / "index", Embedder(e5))
+    build_index([write_jsonl(tmp_path / "corpus.jsonl", PASSAGES)], tmp_path / "index", embedder)
     qa = write_jsonl(tmp_path / "qa.jsonl", QUESTIONS)
     out = tmp_path / "mixed.jsonl"
     monkeypatch.setenv("KOTAE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("KOTAE_EMBEDDER", str(e5))
+    monkeypatch.setenv("KOTAE_EMBEDDER", str(tiny_e5))
     argv = ["noans_set.py", "--data", str(qa), "--index", str(tmp_path / "index"), "--out", str(out)]
     monkeypatch.setattr(sys, "argv", [*argv, "--top-k", "3", "--with-answerable"])
     spec = importlib.util.spec_from_file_location("kotae_noans_set", SCRIPT)

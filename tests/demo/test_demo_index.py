@@ -4,18 +4,9 @@ the same, rebuilt when a new kotae ships another one."""
 import json
 from pathlib import Path
 
-import pytest
-
 from kotae import runtime
 from kotae.core.config import Settings
-from kotae.indexer.embedder import Embedder
 from kotae.indexer.manifest import read_manifest
-from kotae.models.testing import build_tiny_e5
-
-
-@pytest.fixture(scope="module")
-def embedder(tmp_path_factory: pytest.TempPathFactory) -> Embedder:
-    return Embedder(build_tiny_e5(tmp_path_factory.mktemp("models") / "tiny-e5"))
 
 
 def write_corpus(path: Path, texts: list[str]) -> Path:

@@ -16,7 +16,7 @@ from kotae.evals.runner import EvalConfig, evaluate
 from kotae.indexer.build import build_index
 from kotae.indexer.embedder import Embedder
 from kotae.indexer.index import Index
-from kotae.models.testing import build_tiny_e5, build_tiny_gemma
+from kotae.models.testing import build_tiny_gemma
 from kotae.rag.collections import Collections
 from kotae.rag.engine import VLLMEngine
 from kotae.rag.engine_protocol import UnknownAdapter
@@ -43,14 +43,12 @@ QUESTIONS = [
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory, write_jsonl):
+def workspace(tmp_path_factory, write_jsonl, tiny_e5, embedder):
     """Tiny generator and embedder, an index of PASSAGES, and a QA file that also carries contexts."""
     root = tmp_path_factory.mktemp("e2e")
-    gemma, e5 = root / "tiny-gemma", root / "tiny-e5"
-    build_tiny_gemma(gemma)
-    build_tiny_e5(e5)
+    gemma = build_tiny_gemma(root / "tiny-gemma")
     corpus = write_jsonl(root / "corpus.jsonl", [{"id": i, "title": t, "text": x} for i, t, x in PASSAGES])
-    build_index([corpus], root / "index", Embedder(e5))
+    build_index([corpus], root / "index", embedder)
     texts = {pid: (title, text) for pid, title, text in PASSAGES}
     rows = [
         {
@@ -67,7 +65,7 @@ def workspace(tmp_path_factory, write_jsonl):
     environment = {
         "KOTAE_HOME": str(root / "home"),
         "KOTAE_GENERATOR": str(gemma),
-        "KOTAE_EMBEDDER": str(e5),
+        "KOTAE_EMBEDDER": str(tiny_e5),
         "KOTAE_INDEX": str(root / "index"),
         "KOTAE_ADAPTER_DIR": str(root / "adapters"),
         "KOTAE_DEFAULT_ADAPTER": "",

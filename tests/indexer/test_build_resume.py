@@ -106,9 +106,10 @@ class CountingEmbedder(Embedder):
         return super().embed_passages(texts, batch_size, progress, **options)
 
 
+@pytest.mark.slow  # a build in a process of its own, killed, then resumed: tens of seconds on 2 cores
 @pytest.mark.parametrize("workers", [0, 2])
 def test_a_killed_build_resumes_to_the_same_index(
-    embedder: Embedder, tiny_e5_dir: Path, tmp_path: Path, workers: int
+    embedder: Embedder, tiny_e5: Path, tmp_path: Path, workers: int
 ) -> None:
     corpus = write_jsonl(tmp_path / "corpus.jsonl", many_documents(40))
     whole = tmp_path / "whole"
@@ -122,7 +123,7 @@ def test_a_killed_build_resumes_to_the_same_index(
             KILLED_BUILD,
             str(corpus),
             str(resumed),
-            str(tiny_e5_dir),
+            str(tiny_e5),
             str(workers),
             str(SHARD),
         ],

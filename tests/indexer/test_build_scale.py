@@ -90,11 +90,11 @@ def build_growth_kib(dump: Path, model: Path, out: Path) -> int:
 
 
 @pytest.mark.slow  # builds 2,000- and 20,000-article dumps in processes of their own
-def test_memory_does_not_grow_with_the_corpus(tiny_e5_dir: Path, tmp_path: Path) -> None:
+def test_memory_does_not_grow_with_the_corpus(tiny_e5: Path, tmp_path: Path) -> None:
     small = write_dump(tmp_path / "small.xml.bz2", 2_000, 5_000)
     large = write_dump(tmp_path / "large.xml.bz2", 20_000, 5_000)
-    small_growth = build_growth_kib(small, tiny_e5_dir, tmp_path / "small-index")
-    large_growth = build_growth_kib(large, tiny_e5_dir, tmp_path / "large-index")
+    small_growth = build_growth_kib(small, tiny_e5, tmp_path / "small-index")
+    large_growth = build_growth_kib(large, tiny_e5, tmp_path / "large-index")
     # Ten times the passages: the shards in flight are the same size, only the final indexes grow (a few
     # MB here). A build that held the corpus's tokens and vectors would grow about tenfold.
     assert large_growth < 2 * small_growth + 96 * 1024, (small_growth, large_growth)

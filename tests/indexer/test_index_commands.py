@@ -24,7 +24,7 @@ def squeezed(text: str) -> str:
     return "".join(text.replace("│", " ").split())
 
 
-def test_build_add_remove_info(corpus: Path, tiny_e5_dir: Path, tmp_path: Path) -> None:
+def test_build_add_remove_info(corpus: Path, tiny_e5: Path, tmp_path: Path) -> None:
     out = tmp_path / "index"
     output = invoke(
         "build",
@@ -40,7 +40,7 @@ def test_build_add_remove_info(corpus: Path, tiny_e5_dir: Path, tmp_path: Path) 
         "--chunk-chars",
         "300",
         "--embedder",
-        str(tiny_e5_dir),
+        str(tiny_e5),
     )
     assert f"built {out}: 6 passages from 6 documents" in output
     manifest = Index.open(out).manifest
@@ -48,7 +48,7 @@ def test_build_add_remove_info(corpus: Path, tiny_e5_dir: Path, tmp_path: Path) 
     assert manifest.chunk_chars == 300 and manifest.embedder.name == "tiny-e5"
 
     new = write_jsonl(tmp_path / "new.jsonl", [{"id": "p-new", "title": "新", "text": "新しい文。"}])
-    assert "7 passages" in invoke("add", str(new), "--index", str(out), "--embedder", str(tiny_e5_dir))
+    assert "7 passages" in invoke("add", str(new), "--index", str(out), "--embedder", str(tiny_e5))
     assert "5 passages" in invoke("remove", "p-new", "p-mikan", "--index", str(out))
 
     info = squeezed(invoke("info", str(out)))  # the table wraps long cells
@@ -56,7 +56,7 @@ def test_build_add_remove_info(corpus: Path, tiny_e5_dir: Path, tmp_path: Path) 
         assert squeezed(expected) in info
 
 
-def test_no_bm25_and_bad_params(corpus: Path, tiny_e5_dir: Path, tmp_path: Path) -> None:
+def test_no_bm25_and_bad_params(corpus: Path, tiny_e5: Path, tmp_path: Path) -> None:
     invoke(
         "build",
         str(corpus),
@@ -64,7 +64,7 @@ def test_no_bm25_and_bad_params(corpus: Path, tiny_e5_dir: Path, tmp_path: Path)
         str(tmp_path / "dense-only"),
         "--no-bm25",
         "--embedder",
-        str(tiny_e5_dir),
+        str(tiny_e5),
     )
     assert "bm25none" in squeezed(invoke("info", str(tmp_path / "dense-only")))
     with pytest.raises(KotaeError, match="expected KEY=VALUE"):
@@ -76,14 +76,14 @@ def test_no_bm25_and_bad_params(corpus: Path, tiny_e5_dir: Path, tmp_path: Path)
 
 
 def test_build_a_collection_under_the_collections_root(
-    corpus: Path, tiny_e5_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    corpus: Path, tiny_e5: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from kotae.core.config import get_settings
 
     monkeypatch.setenv("KOTAE_COLLECTIONS_DIR", str(tmp_path / "collections"))
     get_settings.cache_clear()
     try:
-        build = ["build", str(corpus), "--embedder", str(tiny_e5_dir), "--workers", "0"]
+        build = ["build", str(corpus), "--embedder", str(tiny_e5), "--workers", "0"]
         assert "6 passages" in invoke(*build, "--collection", "manuals")
         assert len(Index.open(tmp_path / "collections" / "manuals")) == 6
         for wrong, message in [

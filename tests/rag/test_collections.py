@@ -11,7 +11,6 @@ from kotae.indexer.build import build_index
 from kotae.indexer.embedder import Embedder
 from kotae.indexer.index import Index
 from kotae.indexer.layout import MANIFEST_FILE, collection_directory
-from kotae.models.testing import build_tiny_e5
 from kotae.rag.collections import DEFAULT_COLLECTION, Collections, UnknownCollection, UnknownDocument
 from kotae.rag.documents import DocumentInput
 from kotae.rag.retriever import Retriever
@@ -27,11 +26,6 @@ SETTINGS = Settings(retrieval="bm25")
 def write(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
     return path
-
-
-@pytest.fixture(scope="module")
-def embedder(tmp_path_factory: pytest.TempPathFactory) -> Embedder:
-    return Embedder(build_tiny_e5(tmp_path_factory.mktemp("models") / "tiny-e5"))
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ from kotae.core.errors import KotaeError
 from kotae.indexer import batching, embedding_backends
 from kotae.indexer.embedder import Embedder
 from kotae.indexer.embedding_backends import BackendUnavailable, resolve
-from kotae.models.testing import build_tiny_e5
 
 PASSAGES = [
     "富士山\n富士山は静岡県と山梨県にまたがる日本で最も高い山で、標高は3,776メートルである。",
@@ -34,22 +33,17 @@ openvino = pytest.importorskip("openvino")
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_e5(tmp_path_factory.mktemp("models") / "tiny-e5")
-
-
-@pytest.fixture(scope="module")
 def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("converted")
 
 
 @pytest.fixture(scope="module")
-def torch_fp32(tiny_dir: Path) -> Embedder:
-    return Embedder(tiny_dir, device="cpu", backend="torch", precision="fp32")
+def torch_fp32(tiny_e5: Path) -> Embedder:
+    return Embedder(tiny_e5, device="cpu", backend="torch", precision="fp32")
 
 
 @pytest.fixture(scope="module")
-def converted(tiny_dir: Path, cache: Path) -> tuple[dict[str, Embedder], list]:
+def converted(tiny_e5: Path, cache: Path) -> tuple[dict[str, Embedder], list]:
     """OpenVINO fp32 and bf16 embedders made one after the other, and the conversions that made them."""
     conversions: list = []
     convert = embedding_backends.convert_to_openvino
@@ -61,7 +55,7 @@ def converted(tiny_dir: Path, cache: Path) -> tuple[dict[str, Embedder], list]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(embedding_backends, "convert_to_openvino", counting)
         embedders = {
-            precision: Embedder(tiny_dir, backend="openvino", precision=precision, cache_dir=cache)
+            precision: Embedder(tiny_e5, backend="openvino", precision=precision, cache_dir=cache)
             for precision in ("fp32", "bf16")
         }
     return embedders, conversions
@@ -104,9 +98,10 @@ def test_openvino_agrees_with_torch_fp32(
         )
 
 
-def test_openvino_int8_stays_close_to_fp32(tiny_dir: Path, cache: Path, torch_fp32: Embedder) -> None:
+@pytest.mark.slow  # NNCF quantizes the model: tens of seconds on 2 cores
+def test_openvino_int8_stays_close_to_fp32(tiny_e5: Path, cache: Path, torch_fp32: Embedder) -> None:
     pytest.importorskip("nncf")
-    int8 = Embedder(tiny_dir, backend="openvino", precision="int8", cache_dir=cache)
+    int8 = Embedder(tiny_e5, backend="openvino", precision="int8", cache_dir=cache)
     cosines = np.sum(int8.embed_passages(PASSAGES) * torch_fp32.embed_passages(PASSAGES), axis=1)
     assert cosines.min() >= 0.99
     assert len(list(cache.glob(".tiny-e5.openvino-int8-*"))) == 1
@@ -123,17 +118,17 @@ def test_the_conversion_is_built_once_and_reused(
 
 
 def test_a_failed_conversion_leaves_nothing_and_auto_falls_back_to_torch(
-    tiny_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    tiny_e5: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     def broken(model: object) -> object:
         raise RuntimeError("conversion failed")
 
     monkeypatch.setattr(embedding_backends, "convert_to_openvino", broken)
     with pytest.raises(RuntimeError, match="conversion failed"):
-        Embedder(tiny_dir, backend="openvino", precision="fp32", cache_dir=tmp_path)
+        Embedder(tiny_e5, backend="openvino", precision="fp32", cache_dir=tmp_path)
     assert list(tmp_path.iterdir()) == []
     with caplog.at_level(logging.WARNING):
-        fallback = Embedder(tiny_dir, device="cpu", backend="auto", precision="auto", cache_dir=tmp_path)
+        fallback = Embedder(tiny_e5, device="cpu", backend="auto", precision="auto", cache_dir=tmp_path)
     assert fallback.backend == "torch-fp32"
     assert "conversion failed" in caplog.text
 
@@ -199,13 +194,13 @@ def test_the_tokenizer_shortcut_gives_the_full_tokenizers_ids(torch_fp32: Embedd
     assert shortcut(inputs) == [encoding.ids for encoding in full.encode_batch(inputs)]
 
 
-def test_bad_backend_or_precision_is_a_clear_error(tiny_dir: Path) -> None:
+def test_bad_backend_or_precision_is_a_clear_error(tiny_e5: Path) -> None:
     with pytest.raises(
         KotaeError, match=r"embedder backend 'tensorrt': expected one of auto, torch, openvino"
     ):
-        Embedder(tiny_dir, backend="tensorrt", precision="auto")
+        Embedder(tiny_e5, backend="tensorrt", precision="auto")
     with pytest.raises(KotaeError, match=r"precision 'int8' is not offered by backend 'torch'"):
-        Embedder(tiny_dir, backend="torch", precision="int8")
+        Embedder(tiny_e5, backend="torch", precision="int8")
     with pytest.raises(KotaeError, match=r"embedder precision 'fp8'"):
         resolve("auto", "fp8", "cpu")
     with pytest.raises(BackendUnavailable, match="openvino runs on the CPU"):

@@ -15,7 +15,6 @@ from kotae.indexer.build import build_index
 from kotae.indexer.embedder import Embedder
 from kotae.indexer.index import Index, IndexView, KeyRanking
 from kotae.models.store import ModelStore
-from kotae.models.testing import build_tiny_e5
 from kotae.rag.fusion import min_max, reciprocal_rank_fusion, weighted_fusion
 from kotae.rag.retriever import Retriever
 from kotae.rag.stage_times import StageTimes
@@ -110,8 +109,8 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Embedder:
-    return CountingEmbedder(Embedder(build_tiny_e5(tmp_path_factory.mktemp("models") / "tiny-e5")))
+def tiny(embedder: Embedder) -> Embedder:
+    return CountingEmbedder(embedder)
 
 
 @pytest.fixture(scope="module")

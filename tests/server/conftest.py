@@ -15,16 +15,20 @@ from pydantic import SecretStr
 from server_fixtures import (
     ALL_KEY,
     BASE_MODEL,
+    LONG_ANSWER_TOKENS,
     MANUALS,
     MANUALS_KEY,
     READY_TIMEOUT_S,
     BorrowedEngine,
     LiveServer,
     ReplicaProcess,
+    ServeProcess,
+    SharedServe,
     build_adapters,
     run_in_thread,
     server_settings,
     start_replica,
+    start_serve,
     tiny_pipeline,
     wait_healthy,
     wait_ready,
@@ -112,6 +116,26 @@ def keyed(live: LiveServer, workspace: Path, tmp_path_factory: pytest.TempPathFa
     yield url
     server.should_exit = True
     thread.join(timeout=60)
+
+
+@engine_fixture(scope="session")
+def serve(workspace: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedServe]:
+    """`kotae serve` in a process of its own on the workspace's index, with room for answers of
+    `LONG_ANSWER_TOKENS` tokens."""
+
+    def start() -> ServeProcess:
+        return start_serve(
+            workspace,
+            workspace / "index",
+            tmp_path_factory.mktemp("serve") / "serve.log",
+            KOTAE_MAX_MODEL_LEN="4096",
+            KOTAE_MAX_TOKENS_CAP=str(LONG_ANSWER_TOKENS),
+            KOTAE_CONTEXT_TOKEN_BUDGET="256",
+        )
+
+    shared = SharedServe(start)
+    yield shared
+    shared.stop()
 
 
 @engine_fixture(scope="session")

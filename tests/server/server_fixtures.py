@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -239,6 +239,9 @@ LONG_STREAM = {
 }
 """A chat stream that keeps the tiny model busy for seconds: sampled (no loop guard stop), 512 tokens."""
 
+LONG_ANSWER_TOKENS = 3500
+"""The sampled tokens `serve`'s process allows an answer: the tiny model's answer runs for far longer than
+cancelling it or shutting the server down takes."""
 SERVE_COMMAND = (sys.executable, "-c", "from kotae.cli import main; main()", "serve")
 SERVING_AT = re.compile(r"Uvicorn running on (http://127\.0\.0\.1:\d+)")
 
@@ -311,6 +314,31 @@ def start_serve(workspace: Path, index: Path, log: Path, **variables: str) -> Se
             server.stop()
             raise AssertionError(f"kotae serve did not get ready:\n{server.output()[-3000:]}")
         time.sleep(0.5)
+
+
+class SharedServe:
+    """One `kotae serve` process shared by the tests that need a real one (a start costs a minute on 2
+    cores), started on first use. A test that ends the process takes it, so that whatever the order of the
+    tests, a later user gets a fresh one."""
+
+    def __init__(self, start: Callable[[], ServeProcess]) -> None:
+        self._start = start
+        self._current: ServeProcess | None = None
+
+    def get(self) -> ServeProcess:
+        if self._current is None:
+            self._current = self._start()
+        return self._current
+
+    def take(self) -> ServeProcess:
+        """The process, now the caller's to stop: no other test gets it."""
+        taken = self.get()
+        self._current = None
+        return taken
+
+    def stop(self) -> None:
+        if self._current is not None:
+            self._current.stop()
 
 
 @dataclass

@@ -8,40 +8,27 @@ import time
 
 import httpx
 import pytest
-from engine_marker import engine_fixture
-from server_fixtures import BASE_MODEL, ServeProcess, start_serve
+from server_fixtures import BASE_MODEL, LONG_ANSWER_TOKENS, ServeProcess, SharedServe
 
-MAX_TOKENS = 3500
-"""Sampled tokens of the tiny model: the answer runs for far longer than cancelling it takes."""
 REACH_VLLM_S = 120
 """How long the request may take to get through retrieval to vLLM on a busy machine."""
 SETTLE_S = 60
 """How long vLLM and kotae's metrics may take to show the abort on a busy machine."""
 LONG_REQUESTS = {
-    "/v1/qa": {"question": "富士山は？", "max_tokens": MAX_TOKENS, "temperature": 1.0},
+    "/v1/qa": {"question": "富士山は？", "max_tokens": LONG_ANSWER_TOKENS, "temperature": 1.0},
     "/v1/chat/completions": {
         "model": BASE_MODEL,
         "messages": [{"role": "user", "content": "富士山は？"}],
-        "max_tokens": MAX_TOKENS,
+        "max_tokens": LONG_ANSWER_TOKENS,
         "temperature": 1.0,
         "seed": 0,
     },
 }
 
 
-@engine_fixture(scope="module")
-def server(workspace, tmp_path_factory) -> ServeProcess:
-    log = tmp_path_factory.mktemp("cancel") / "serve.log"
-    process = start_serve(
-        workspace,
-        workspace / "index",
-        log,
-        KOTAE_MAX_MODEL_LEN="4096",
-        KOTAE_MAX_TOKENS_CAP=str(MAX_TOKENS),
-        KOTAE_CONTEXT_TOKEN_BUDGET="256",
-    )
-    yield process
-    process.stop()
+@pytest.fixture(scope="module")
+def server(serve: SharedServe) -> ServeProcess:
+    return serve.get()
 
 
 def metric_samples(url: str, series: str) -> list[float]:
@@ -108,7 +95,7 @@ def test_hanging_up_aborts_the_generation(server: ServeProcess, path: str) -> No
     )
     # Stopped, not finished: however slow the machine, the abandoned answer never got all its tokens.
     generated = generated_tokens(server.url) - generated_before
-    assert generated < MAX_TOKENS, f"vLLM finished the abandoned answer ({generated:.0f} tokens)"
+    assert generated < LONG_ANSWER_TOKENS, f"vLLM finished the abandoned answer ({generated:.0f} tokens)"
     assert wait_for(lambda: cancelled_requests(server.url) == cancelled_before + 1, SETTLE_S), (
         "not counted as cancelled"
     )

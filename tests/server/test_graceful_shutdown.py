@@ -7,14 +7,11 @@ import threading
 import time
 
 import httpx
-import pytest
-from server_fixtures import LONG_STREAM, start_serve
-
-pytestmark = pytest.mark.engine  # a `kotae serve` process
+from server_fixtures import LONG_STREAM, SharedServe
 
 
-def test_sigterm_finishes_the_request_in_flight_then_exits_0(workspace, tmp_path):
-    server = start_serve(workspace, workspace / "index", tmp_path / "serve.log")
+def test_sigterm_finishes_the_request_in_flight_then_exits_0(serve: SharedServe) -> None:
+    server = serve.take()
     streaming, events, outcome = threading.Event(), [], {}
 
     def stream_in_flight() -> None:
