@@ -16,7 +16,6 @@ from kotae.indexer.build import build_index
 from kotae.indexer.embedder import Embedder
 from kotae.indexer.index import Index
 from kotae.indexer.layout import IndexType
-from kotae.models.testing import build_tiny_e5
 from kotae.rag.retriever import Retriever
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "index_scale.py"
@@ -37,11 +36,6 @@ def script() -> ModuleType:
     sys.modules["index_scale"] = module
     spec.loader.exec_module(module)
     return module
-
-
-@pytest.fixture(scope="module")
-def embedder(tmp_path_factory: pytest.TempPathFactory) -> Embedder:
-    return Embedder(build_tiny_e5(tmp_path_factory.mktemp("models") / "tiny-e5"))
 
 
 def retriever_over(
