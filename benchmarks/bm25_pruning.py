@@ -14,6 +14,8 @@ import json
 import time
 from pathlib import Path
 
+from index_scale import percentiles
+
 from kotae.evals.datasets import load_dataset
 from kotae.indexer.bm25 import Bm25Index
 from kotae.indexer.tokenizer import SudachiTokenizer
@@ -27,13 +29,8 @@ def thread_ms(index: Bm25Index, words: list[str], k: int, prune: bool) -> tuple[
     return (time.thread_time() - started) * 1000, found
 
 
-def percentiles(times: list[float]) -> dict:
-    times = sorted(times)
-    return {
-        "p50": round(times[len(times) // 2], 2),
-        "p99": round(times[min(len(times) - 1, int(len(times) * 0.99))], 2),
-        "mean": round(sum(times) / len(times), 2),
-    }
+def summary(times: list[float]) -> dict:
+    return percentiles(times) | {"mean": round(sum(times) / len(times), 2)}
 
 
 def main() -> None:
@@ -60,8 +57,8 @@ def main() -> None:
             pruned.append(pruned_ms)
             equal += found == full
         report["by_k"][k] = {
-            "every posting (thread CPU ms)": percentiles(exhaustive),
-            "pruned (thread CPU ms)": percentiles(pruned),
+            "every posting (thread CPU ms)": summary(exhaustive),
+            "pruned (thread CPU ms)": summary(pruned),
             "equal results": f"{equal}/{len(questions)}",
         }
     print(json.dumps(report, ensure_ascii=False, indent=2))

@@ -123,6 +123,7 @@ def query(args: argparse.Namespace) -> dict:
     from kotae.rag.retriever import Retriever
 
     settings = Settings()
+    sets = {path: load_dataset(path) for path in args.data}
     results = {}
     for directory in args.index:
         before = psutil.Process().memory_info().rss
@@ -135,12 +136,11 @@ def query(args: argparse.Namespace) -> dict:
             "passages": len(index),
             "open_seconds": round(open_seconds, 2),
             "retrieval": retriever.describe(),
-            "recall": {path.stem: recall(retriever, load_dataset(path)) for path in args.data},
+            "recall": {path.stem: recall(retriever, sets[path]) for path in args.data},
         }
-        questions = [item.question for item in load_dataset(args.data[0])][: args.latency_questions]
+        questions = [item.question for item in sets[args.data[0]]][: args.latency_questions]
         if args.nprobe and isinstance(index.manifest.dense, IvfPqSpec):
-            swept = load_dataset(args.data[0])
-            sweep = nprobe_sweep(retriever, swept, questions, args.nprobe)
+            sweep = nprobe_sweep(retriever, sets[args.data[0]], questions, args.nprobe)
             index.tune_dense_search(nprobe=index.manifest.dense.nprobe)
             row["dense by nprobe"] = sweep
         row["threads"] = {"torch": torch.get_num_threads(), "faiss": faiss.omp_get_max_threads()}
@@ -180,11 +180,11 @@ def recall(retriever: "Retriever", items: "Iterable[QAItem]") -> dict:
     return recall_report(found, items)
 
 
-def recall_report(found: "dict[str, list[list[Hit]]]", items: "list[QAItem]", holds: bool = True) -> dict:
+def recall_report(found: "dict[str, list[list[Hit]]]", items: "list[QAItem]") -> dict:
     """`recall`'s figures from each mode's hits per question, best first (at least DEPTH deep where the
     index holds as many). A question counts as found at k when a passage of its top k is a gold one or
-    a chunk of one (`rag.metrics.golds_found`). `holds`: also the share of fused ("hybrid") top 5s that
-    hold an answer string."""
+    a chunk of one (`rag.metrics.golds_found`). With fused ("hybrid") hits, also the share of their top 5s
+    that hold an answer string."""
     from kotae.rag.metrics import golds_found
 
     report: dict = {"questions": len(items)}
@@ -196,7 +196,7 @@ def recall_report(found: "dict[str, list[list[Hit]]]", items: "list[QAItem]", ho
                 for ranked, item in zip(ids, items, strict=True)
             ]
             report[f"{mode}@{k}"] = round(statistics.fmean(hit_rate), 4)
-    if holds:
+    if "hybrid" in found:
         holding = [
             any(answer in hit.passage.text for hit in hits[:5] for answer in item.answers)
             for hits, item in zip(found["hybrid"], items, strict=True)
@@ -218,7 +218,7 @@ def nprobe_sweep(
     for nprobe in nprobes:
         index.tune_dense_search(nprobe=nprobe)
         view = index.view()
-        found = recall_report({"dense": view.hits(view.rank_dense(vectors, DEPTH))}, items, holds=False)
+        found = recall_report({"dense": view.hits(view.rank_dense(vectors, DEPTH))}, items)
         times = []
         for vector in one_by_one:
             started = time.perf_counter()

@@ -185,8 +185,7 @@ class DenseIndex:
     def search(self, vectors: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
         """Per query: (passage key, cosine) best first."""
         if self._exact is None or not isinstance(self.spec, IvfPqSpec):
-            scores, keys = self._search(vectors, k)
-            return [_pairs(row_keys, row_scores) for row_keys, row_scores in zip(keys, scores, strict=True)]
+            return _ranked(*self._search(vectors, k))
         _, shortlists = self._search(vectors, k * self.spec.rerank)
         rows = self._rows_of_exact()
         pairs = zip(vectors, shortlists, strict=True)
@@ -214,8 +213,7 @@ class DenseIndex:
             raise KotaeError(
                 "this IVF-PQ index keeps no exact vectors (rerank 0): nothing to search exhaustively"
             )
-        scores, keys = self._exact.search(np.ascontiguousarray(vectors, dtype=np.float32), k)
-        return [_pairs(row_keys, row_scores) for row_keys, row_scores in zip(keys, scores, strict=True)]
+        return _ranked(*self._exact.search(np.ascontiguousarray(vectors, dtype=np.float32), k))
 
     def updated(self, removed: np.ndarray, vectors: np.ndarray, keys: np.ndarray) -> "DenseIndex":
         """This index less `removed` keys plus new vectors. faiss cannot remove from an HNSW graph, so HNSW
@@ -317,6 +315,11 @@ def _ivfpq(
 
 def _pairs(keys: np.ndarray, scores: np.ndarray) -> list[tuple[int, float]]:
     return [(int(key), float(score)) for key, score in zip(keys, scores, strict=True) if key >= 0]
+
+
+def _ranked(scores: np.ndarray, keys: np.ndarray) -> list[list[tuple[int, float]]]:
+    """faiss's (scores, keys) rows as (key, score) lists, without the -1 keys of rows it could not fill."""
+    return [_pairs(row_keys, row_scores) for row_keys, row_scores in zip(keys, scores, strict=True)]
 
 
 def _rerank(

@@ -30,6 +30,7 @@ def test_pruned_and_exhaustive_searches_agree(
     data = tmp_path / "qa.jsonl"
     rows = [{"question": q, "answers": ["x"]} for q in QUESTIONS]
     data.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))  # it imports index_scale.py beside it
     spec = importlib.util.spec_from_file_location("bm25_pruning", SCRIPT)
     assert spec and spec.loader
     script = importlib.util.module_from_spec(spec)
