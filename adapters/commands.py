@@ -4,14 +4,17 @@ Option defaults are read from the config dataclasses, so `--help` shows the valu
 and the two never drift apart.
 """
 
-from dataclasses import MISSING, fields
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
-from kotae.adapters.config import CPTRunConfig, LoraSpec, Method, SFTRunConfig, TrainingConfig
+from kotae.adapters.config import CPTRunConfig, LoraSpec, Method, SFTRunConfig
 from kotae.core.config import get_settings
 from kotae.rag.prompt import PromptFormat
 
@@ -29,10 +32,8 @@ def _defaults(cls: type) -> dict[str, Any]:
 
 SFT = _defaults(SFTRunConfig)
 CPT = _defaults(CPTRunConfig)
-SFT_LORA: LoraSpec = SFT["lora"]
-CPT_LORA: LoraSpec = CPT["lora"]
 
-# Options both training commands take; each command gives its own default.
+# Options both training commands take (`with_training_options`); each command gives its own default.
 Base = Annotated[str, typer.Option(help="Base model: a model store name (gemma-3-270m) or a model folder.")]
 Out = Annotated[Path, typer.Option(help="Adapter folder to write (atomically, when training ends).")]
 Rank = Annotated[int, typer.Option("--r", help="LoRA rank.")]
@@ -92,6 +93,81 @@ Negatives = Annotated[
 ]
 
 
+# The shared options that are `TrainingConfig` fields of the same name.
+_TRAINER_KNOBS: dict[str, Any] = {
+    "learning_rate": LearningRate,
+    "epochs": Epochs,
+    "max_steps": MaxSteps,
+    "batch_size": BatchSize,
+    "grad_accumulation": GradAccumulation,
+    "max_length": MaxLength,
+    "packing": Packing,
+    "gradient_checkpointing": Checkpointing,
+    "neftune_noise_alpha": Neftune,
+    "eval_fraction": EvalFraction,
+    "eval_steps": EvalSteps,
+    "probe_every": ProbeEvery,
+    "probe_count": ProbeCount,
+    "knowledge_probe": KnowledgeProbe,
+    "wandb": Wandb,
+    "seed": Seed,
+    "save_steps": SaveSteps,
+    "resume": Resume,
+    "init_adapter": InitAdapter,
+    "tokenize_workers": TokenizeWorkers,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingOptions:
+    """The options `train sft` and `train cpt` share, as given on the command line."""
+
+    given: dict[str, Any]
+
+    @property
+    def overwrite(self) -> bool:
+        return self.given["overwrite"]
+
+    def config_fields(self) -> dict[str, Any]:
+        """The `TrainingConfig` fields they set: the LoRA shape and the trainer knobs."""
+        given = self.given
+        lora = _lora(given["r"], given["alpha"], given["dropout"], given["target_modules"])
+        return {"lora": lora} | {name: given[name] for name in _TRAINER_KNOBS}
+
+
+def with_training_options(defaults: dict[str, Any]) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Gives a training command the shared options, with `defaults` (its config's) as their defaults; the
+    command receives them as its keyword `training`."""
+    lora: LoraSpec = defaults["lora"]
+    options = {
+        "r": (Rank, lora.r),
+        "alpha": (Alpha, lora.alpha),
+        "dropout": (Dropout, lora.dropout),
+        "target_modules": (Targets, ",".join(lora.target_modules)),
+        **{name: (annotation, defaults[name]) for name, annotation in _TRAINER_KNOBS.items()},
+        "overwrite": (Overwrite, False),
+    }
+    shared = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+        for name, (annotation, default) in options.items()
+    ]
+
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        own = [p for p in inspect.signature(command).parameters.values() if p.name != "training"]
+
+        @functools.wraps(command)
+        def run(**given: Any) -> None:
+            training = TrainingOptions({name: given.pop(name) for name in options})
+            command(**given, training=training)
+
+        # typer reads the options from the signature and the annotations.
+        run.__signature__ = inspect.Signature([*own, *shared], return_annotation=None)  # type: ignore[attr-defined]
+        run.__annotations__ = {p.name: p.annotation for p in [*own, *shared]} | {"return": None}
+        return run
+
+    return decorate
+
+
 def resolve_base(base: str) -> Path:
     """A model folder as it is, or a name from the model store (pulled when it is the default)."""
     from kotae.models.store import ModelStore
@@ -109,6 +185,7 @@ def _lora(
 
 
 @train_app.command("sft")
+@with_training_options(SFT)
 def sft(
     base: Base,
     out: Out,
@@ -133,31 +210,8 @@ def sft(
     contexts: Annotated[int, typer.Option(help="Passages per prompt: gold + distractors.")] = SFT["contexts"],
     prompt_format: PromptFormatOption = SFT["prompt_format"],
     negatives: Negatives = SFT["negatives"],
-    r: Rank = SFT_LORA.r,
-    alpha: Alpha = SFT_LORA.alpha,
-    dropout: Dropout = SFT_LORA.dropout,
-    target_modules: Targets = ",".join(SFT_LORA.target_modules),
-    learning_rate: LearningRate = SFT["learning_rate"],
-    epochs: Epochs = SFT["epochs"],
-    max_steps: MaxSteps = SFT["max_steps"],
-    batch_size: BatchSize = SFT["batch_size"],
-    grad_accumulation: GradAccumulation = SFT["grad_accumulation"],
-    max_length: MaxLength = SFT["max_length"],
-    packing: Packing = SFT["packing"],
-    gradient_checkpointing: Checkpointing = SFT["gradient_checkpointing"],
-    neftune_noise_alpha: Neftune = SFT["neftune_noise_alpha"],
-    eval_fraction: EvalFraction = SFT["eval_fraction"],
-    eval_steps: EvalSteps = SFT["eval_steps"],
-    probe_every: ProbeEvery = SFT["probe_every"],
-    probe_count: ProbeCount = SFT["probe_count"],
-    knowledge_probe: KnowledgeProbe = None,
-    wandb: Wandb = False,
-    seed: Seed = SFT["seed"],
-    save_steps: SaveSteps = None,
-    resume: Resume = False,
-    init_adapter: InitAdapter = None,
-    tokenize_workers: TokenizeWorkers = None,
-    overwrite: Overwrite = False,
+    *,
+    training: TrainingOptions,
 ) -> None:
     """LoRA SFT in the adapter's prompt format: QA (gold passage + retrieved distractors → answer) and
     instruction records (instruction + input → output)."""
@@ -174,13 +228,13 @@ def sft(
         prompt_format=prompt_format,
         context_token_budget=get_settings().context_token_budget,
         negatives=negatives,
-        lora=_lora(r, alpha, dropout, target_modules),
-        **_trainer_knobs(locals()),
+        **training.config_fields(),
     )
-    train_sft(config, console, overwrite)
+    train_sft(config, console, training.overwrite)
 
 
 @train_app.command("cpt")
+@with_training_options(CPT)
 def cpt(
     base: Base,
     out: Out,
@@ -189,31 +243,8 @@ def cpt(
         bool,
         typer.Option(help="Train the input and output embeddings in full too (then `kotae merge` it)."),
     ] = False,
-    r: Rank = CPT_LORA.r,
-    alpha: Alpha = CPT_LORA.alpha,
-    dropout: Dropout = CPT_LORA.dropout,
-    target_modules: Targets = ",".join(CPT_LORA.target_modules),
-    learning_rate: LearningRate = CPT["learning_rate"],
-    epochs: Epochs = CPT["epochs"],
-    max_steps: MaxSteps = CPT["max_steps"],
-    batch_size: BatchSize = CPT["batch_size"],
-    grad_accumulation: GradAccumulation = CPT["grad_accumulation"],
-    max_length: MaxLength = CPT["max_length"],
-    packing: Packing = CPT["packing"],
-    gradient_checkpointing: Checkpointing = CPT["gradient_checkpointing"],
-    neftune_noise_alpha: Neftune = CPT["neftune_noise_alpha"],
-    eval_fraction: EvalFraction = CPT["eval_fraction"],
-    eval_steps: EvalSteps = CPT["eval_steps"],
-    probe_every: ProbeEvery = CPT["probe_every"],
-    probe_count: ProbeCount = CPT["probe_count"],
-    knowledge_probe: KnowledgeProbe = None,
-    wandb: Wandb = False,
-    seed: Seed = CPT["seed"],
-    save_steps: SaveSteps = None,
-    resume: Resume = False,
-    init_adapter: InitAdapter = None,
-    tokenize_workers: TokenizeWorkers = None,
-    overwrite: Overwrite = False,
+    *,
+    training: TrainingOptions,
 ) -> None:
     """Continued pre-training: next-token loss on raw passages, to put their knowledge into the weights
     (then `kotae merge`, then `kotae train sft` on the merged model)."""
@@ -224,16 +255,9 @@ def cpt(
         out=out,
         text=text,
         train_embeddings=train_embeddings,
-        lora=_lora(r, alpha, dropout, target_modules),
-        **_trainer_knobs(locals()),
+        **training.config_fields(),
     )
-    train_cpt(config, console, overwrite)
-
-
-def _trainer_knobs(options: dict[str, Any]) -> dict[str, Any]:
-    """The command's options that are `TrainingConfig` fields, as given."""
-    shared = {f.name for f in fields(TrainingConfig)} - {"base", "out", "lora"}
-    return {name: value for name, value in options.items() if name in shared}
+    train_cpt(config, console, training.overwrite)
 
 
 @train_app.command("examples")

@@ -13,7 +13,7 @@ kotae's own model gets; the endpoint reports its own token usage.
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,6 +24,7 @@ from kotae.rag.engine_protocol import (
     Completion,
     Delta,
     LoadedAdapterInfo,
+    OnDone,
     Sampling,
     UnknownAdapter,
     complete_each,
@@ -140,11 +141,7 @@ class OpenAIEngine:
             raise KotaeError(f"{self.url} answered outside OpenAI's {self.api} schema: {error!r}") from error
 
     async def complete_many(
-        self,
-        prompts: list[str],
-        sampling: Sampling,
-        adapter: str | None = None,
-        on_done: Callable[[], None] | None = None,
+        self, prompts: list[str], sampling: Sampling, adapter: str | None = None, on_done: OnDone = None
     ) -> list[Completion]:
         """All prompts at once, at most `concurrency` requests in flight."""
         return await complete_each(lambda prompt: self.complete(prompt, sampling, adapter), prompts, on_done)

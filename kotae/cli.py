@@ -43,8 +43,8 @@ def ask(
 
     async def run() -> None:
         chosen = await load_default_adapters(pipeline, settings, adapter)
-        prepared = pipeline.prepare(
-            question, top_k, retrieval, prompt_format=pipeline.prompt_format_of(chosen)
+        [prepared] = pipeline.prepare_many(
+            [question], top_k, retrieval, prompt_format=pipeline.prompt_format_of(chosen)
         )
         if show_prompt:
             console.rule("prompt")

@@ -13,14 +13,14 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kotae.core.config import Settings
-from kotae.rag.engine_protocol import Completion, Delta, EngineDead, Sampling, UnknownAdapter
+from kotae.rag.engine_protocol import Completion, Delta, EngineDead, OnDone, Sampling, adapter_record
 from kotae.rag.gpu_memory import plan_gpu_memory
 from kotae.rag.loop_guard import LoopGuard
 from kotae.rag.scheduler_limits import SchedulerLimits, Workload, scheduler_limits
@@ -258,11 +258,7 @@ class VLLMEngine:
         raise EngineDead("the engine ended a request without a result")
 
     async def complete_many(
-        self,
-        prompts: list[str],
-        sampling: Sampling,
-        adapter: str | None = None,
-        on_done: Callable[[], None] | None = None,
+        self, prompts: list[str], sampling: Sampling, adapter: str | None = None, on_done: OnDone = None
     ) -> list[Completion]:
         """All prompts go to vLLM at once, so its scheduler batches them.
 
@@ -314,18 +310,13 @@ class VLLMEngine:
 
     async def unload_adapter(self, name: str) -> None:
         async with self._adapter_lock:
-            loaded = self._adapters.pop(name, None)
-            if loaded is None:
-                raise UnknownAdapter(f"adapter {name!r} is not loaded")
+            loaded = adapter_record(self._adapters, name, remove=True)
             await self._retire(loaded.request.lora_int_id)
 
     def _lora_for(self, adapter: str | None) -> "LoRARequest | None":
         if adapter is None:
             return None
-        loaded = self._adapters.get(adapter)
-        if loaded is None:
-            raise UnknownAdapter(f"adapter {adapter!r} is not loaded")
-        return loaded.request
+        return adapter_record(self._adapters, adapter).request
 
     async def _outputs(
         self, prompt: str, params: "SamplingParams", lora: "LoRARequest | None"

@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from kotae.core.errors import KotaeError
 from kotae.rag.token_counter import TokenCounter
@@ -16,6 +16,9 @@ ANSWER_STOPS = ("\n\n", "###")
 """An answer ends at a blank line or at the next section header of the prompt (`kotae.rag.prompt`):
 `Sampling` stops there unless told otherwise."""
 
+OnDone = Callable[[], None] | None
+"""Called, when given, as each request of a batch finishes (progress counters)."""
+
 
 class EngineDead(KotaeError):
     """The engine stopped; requests fail fast until kotae is restarted."""
@@ -23,6 +26,18 @@ class EngineDead(KotaeError):
 
 class UnknownAdapter(KotaeError):
     """A request named an adapter that is not loaded."""
+
+
+Loaded = TypeVar("Loaded")
+
+
+def adapter_record(adapters: dict[str, Loaded], name: str, remove: bool = False) -> Loaded:
+    """An engine's record of adapter `name` (taken out of `adapters` with `remove`); `UnknownAdapter` when
+    there is none."""
+    record = adapters.pop(name, None) if remove else adapters.get(name)
+    if record is None:
+        raise UnknownAdapter(f"adapter {name!r} is not loaded")
+    return record
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,11 +101,7 @@ class Engine(Protocol):
     async def complete(self, prompt: str, sampling: Sampling, adapter: str | None = None) -> Completion: ...
 
     async def complete_many(
-        self,
-        prompts: list[str],
-        sampling: Sampling,
-        adapter: str | None = None,
-        on_done: Callable[[], None] | None = None,
+        self, prompts: list[str], sampling: Sampling, adapter: str | None = None, on_done: OnDone = None
     ) -> list[Completion]: ...
 
     @property
@@ -117,7 +128,7 @@ class Engine(Protocol):
 async def complete_each(
     complete: Callable[[str], Awaitable[Completion]],
     prompts: list[str],
-    on_done: Callable[[], None] | None = None,
+    on_done: OnDone = None,
 ) -> list[Completion]:
     """`complete_many` for engines whose requests each go out on their own: all at once, in order, with
     `on_done` called as each finishes."""

@@ -10,7 +10,7 @@ from kotae.core.passage import Hit, Passage
 from kotae.rag.abstention import NO_ANSWER, gate_completion, is_no_answer, passes_gate
 from kotae.rag.collections import Collections
 from kotae.rag.conversation import Conversation
-from kotae.rag.engine_protocol import Completion, Engine, Sampling
+from kotae.rag.engine_protocol import Completion, Engine, OnDone, Sampling
 from kotae.rag.prompt import (
     DEFAULT_PROMPT_FORMAT,
     FittedPrompt,
@@ -136,16 +136,6 @@ class Pipeline:
             prompt=fitted.text,
         )
 
-    def prepare(
-        self,
-        question: str,
-        top_k: int | None = None,
-        mode: RetrievalMode | None = None,
-        collection: str | None = None,
-        prompt_format: PromptFormat = DEFAULT_PROMPT_FORMAT,
-    ) -> PreparedQuestion:
-        return self.prepare_many([question], top_k, mode, collection, prompt_format=prompt_format)[0]
-
     async def prepare_batched(
         self,
         question: str,
@@ -154,8 +144,8 @@ class Pipeline:
         collection: str | None = None,
         prompt_format: PromptFormat = DEFAULT_PROMPT_FORMAT,
     ) -> PreparedQuestion:
-        """`prepare` for a request among concurrent ones: retrieved in a batch with the questions that
-        arrived while the previous batch ran; `retrieve_ms` includes that wait."""
+        """`prepare_many` for one question among concurrent requests: retrieved in a batch with the
+        questions that arrived while the previous batch ran; `retrieve_ms` includes that wait."""
         return await self._batcher.prepare(question, top_k, mode, collection, prompt_format)
 
     def prepare_many(
@@ -232,7 +222,7 @@ class Pipeline:
         prepared: Sequence[PreparedQuestion],
         sampling: Sampling,
         adapter: str | None = None,
-        on_done: Callable[[], None] | None = None,
+        on_done: OnDone = None,
     ) -> list[Answer]:
         """All prompts at once into vLLM's batch (evals); generate_ms is the batch's wall time. The
         questions the abstention gate stops get `NO_ANSWER` without reaching the engine."""

@@ -22,7 +22,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from contextlib import aclosing, contextmanager
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -33,7 +33,15 @@ import httpx
 
 from kotae.core.config import Settings
 from kotae.core.errors import KotaeError
-from kotae.rag.engine_protocol import Completion, Delta, EngineDead, Sampling, UnknownAdapter, complete_each
+from kotae.rag.engine_protocol import (
+    Completion,
+    Delta,
+    EngineDead,
+    OnDone,
+    Sampling,
+    adapter_record,
+    complete_each,
+)
 from kotae.rag.loop_guard import LoopGuard
 from kotae.rag.token_counter import TokenCounter
 
@@ -200,11 +208,7 @@ class RemoteEngine:
             raise EngineDead("no generation replica is healthy")
 
     async def complete_many(
-        self,
-        prompts: list[str],
-        sampling: Sampling,
-        adapter: str | None = None,
-        on_done: Callable[[], None] | None = None,
+        self, prompts: list[str], sampling: Sampling, adapter: str | None = None, on_done: OnDone = None
     ) -> list[Completion]:
         """All prompts at once: they spread over the replicas, and each replica batches its share."""
         return await complete_each(lambda prompt: self.complete(prompt, sampling, adapter), prompts, on_done)
@@ -312,9 +316,7 @@ class RemoteEngine:
 
     async def unload_adapter(self, name: str) -> None:
         async with self._adapter_lock:
-            loaded = self._adapters.pop(name, None)
-            if loaded is None:
-                raise UnknownAdapter(f"adapter {name!r} is not loaded")
+            loaded = adapter_record(self._adapters, name, remove=True)
             await self._unload_if_unused(loaded.served_name)
 
     @contextmanager
@@ -324,10 +326,7 @@ class RemoteEngine:
         if adapter is None:
             yield self.model_name
             return
-        loaded = self._adapters.get(adapter)
-        if loaded is None:
-            raise UnknownAdapter(f"adapter {adapter!r} is not loaded")
-        served_name = loaded.served_name
+        served_name = adapter_record(self._adapters, adapter).served_name
         self._in_flight[served_name] += 1
         try:
             yield served_name

@@ -30,7 +30,15 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
 from kotae.core.config import Settings
-from kotae.rag.engine_protocol import Completion, Delta, EngineDead, Sampling, UnknownAdapter
+from kotae.rag.engine_protocol import (
+    Completion,
+    Delta,
+    EngineDead,
+    OnDone,
+    Sampling,
+    UnknownAdapter,
+    adapter_record,
+)
 from kotae.rag.loop_guard import LoopGuard
 from kotae.rag.token_counter import TokenCounter
 
@@ -227,11 +235,7 @@ class TransformersEngine:
         return await self._finished(self._submit(prompt, sampling, adapter, streaming=False))
 
     async def complete_many(
-        self,
-        prompts: list[str],
-        sampling: Sampling,
-        adapter: str | None = None,
-        on_done: Callable[[], None] | None = None,
+        self, prompts: list[str], sampling: Sampling, adapter: str | None = None, on_done: OnDone = None
     ) -> list[Completion]:
         """All prompts are queued at once, so the worker batches them; each comes back finished."""
         requests = [self._submit(prompt, sampling, adapter, streaming=False) for prompt in prompts]
@@ -305,9 +309,7 @@ class TransformersEngine:
         return loaded
 
     def _unload(self, name: str) -> None:
-        loaded = self._adapters.pop(name, None)
-        if loaded is None:
-            raise UnknownAdapter(f"adapter {name!r} is not loaded")
+        loaded = adapter_record(self._adapters, name, remove=True)
         if self._adapters:
             self._delete(loaded.peft_name)
         else:

@@ -4,10 +4,10 @@ from fastapi import APIRouter, Path, Request
 
 from kotae.indexer.layout import COLLECTION_NAME
 from kotae.server.collections.protocol import (
+    DOCUMENTS_BODY,
     CollectionCard,
     CollectionList,
     DeletedDocument,
-    DocumentBody,
     DocumentCard,
     DocumentsWritten,
 )
@@ -24,15 +24,6 @@ from kotae.server.core.errors import error_responses
 
 router = APIRouter(prefix="/v1/collections", tags=["collections"], **ADMIN_ROUTER)
 CollectionName = Path(pattern=f"^{COLLECTION_NAME.pattern}$")
-DOCUMENTS_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {"schema": DocumentBody.model_json_schema()},
-            "application/x-ndjson": {"schema": {"type": "string", "description": "JSON Lines of documents"}},
-        },
-    }
-}
 
 
 @router.get("")

@@ -49,6 +49,18 @@ class DocumentBody(BaseModel):
     """Kept with the document and returned by GET; not searched."""
 
 
+# OpenAPI's description of the documents route's body, which the route reads itself (JSON or JSON Lines).
+DOCUMENTS_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": DocumentBody.model_json_schema()},
+            "application/x-ndjson": {"schema": {"type": "string", "description": "JSON Lines of documents"}},
+        },
+    }
+}
+
+
 class DocumentsWritten(BaseModel):
     collection: str
     documents: int
