@@ -10,6 +10,7 @@ COPY scripts/gpu/wheels.txt scripts/gpu/wheels.txt
 # The image's torch, vLLM and transformers stay as they are: only what is missing is added.
 RUN python3 -m pip install --no-cache-dir -r scripts/gpu/wheels.txt \
         "sentence-transformers>=5" "faiss-cpu>=1.9" "peft>=0.15" typer rich prometheus-client
+# kotae/'s links (kotae/rag -> ../rag, …) are copied as links: the folders they name come next.
 COPY kotae kotae
 COPY rag rag
 COPY indexer indexer

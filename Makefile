@@ -13,11 +13,11 @@ bootstrap:
 serve: bootstrap
 	$(VENV)/bin/kotae serve
 
-# `lint-imports` checks the import layers of pyproject.toml [tool.importlinter] (scripts/lint_imports.py).
+# `lint-imports` checks the import layers of pyproject.toml [tool.importlinter].
 lint: bootstrap
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/python scripts/lint_imports.py
+	$(VENV)/bin/lint-imports
 
 test: lint
 	$(VENV)/bin/pytest

@@ -1,7 +1,8 @@
-"""Packaging: the design card's top-level folders install as `kotae.*` subpackages (none may be
-forgotten), the compose files hold together, and docker builds get every file their Dockerfile copies
-but none of the local state that .dockerignore keeps out."""
+"""Packaging: the design card's top-level folders install as `kotae.*` subpackages through links in kotae/
+(none may be forgotten), the compose files hold together, and docker builds get every file their
+Dockerfile copies but none of the local state that .dockerignore keeps out."""
 
+import os
 import re
 import subprocess
 import tomllib
@@ -25,21 +26,25 @@ LOCAL_STATE = [
     "kotae.egg-info/PKG-INFO",
     ".pytest_cache/README.md",
     ".ruff_cache/CACHEDIR.TAG",
+    ".import_linter_cache/CACHEDIR.TAG",
 ]
 """Paths of a working tree that no image needs: environments, run outputs, kit parts, secrets, caches."""
 
 
-def test_every_package_folder_is_listed_in_pyproject():
-    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    roots = {folder: package for package, folder in config["package-dir"].items()}
-    found = set()
-    for init in ROOT.glob("**/__init__.py"):
-        folder = init.parent.relative_to(ROOT)
-        top = folder.parts[0]
-        if top in {"tests", ".venv", "benchmarks"} or top.startswith("."):
-            continue
-        found.add(".".join([roots[top], *folder.parts[1:]]))
-    assert found == set(config["packages"])
+def test_every_package_folder_is_linked_into_kotae_and_listed_in_pyproject():
+    for init in ROOT.glob("*/__init__.py"):
+        top = init.parent.name
+        if top not in {"kotae", "tests", "benchmarks"}:
+            # Relative, so that the link holds in every clone and in a docker build that copies both folders.
+            link = ROOT / "kotae" / top
+            assert link.is_symlink() and os.readlink(link) == f"../{top}", f"kotae/{top}: no link to ../{top}"
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    found = {
+        ".".join(Path(folder).relative_to(ROOT).parts)
+        for folder, _, files in os.walk(ROOT / "kotae", followlinks=True)
+        if "__init__.py" in files
+    }
+    assert found == set(packages)
 
 
 # -- docker -----------------------------------------------------------------------------------------
