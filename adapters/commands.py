@@ -1,4 +1,4 @@
-"""`kotae train sft|cpt|examples|shrink|average`, `kotae merge`, `kotae quantize`.
+"""`kotae train sft|cpt|examples|shrink|average|reranker`, `kotae merge`, `kotae quantize`.
 
 Option defaults are read from the config dataclasses, so `--help` shows the values a run really uses
 and the two never drift apart.
@@ -14,7 +14,13 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from kotae.adapters.config import CPTRunConfig, LoraSpec, Method, SFTRunConfig
+from kotae.adapters.config import (
+    CPTRunConfig,
+    LoraSpec,
+    Method,
+    RerankerRunConfig,
+    SFTRunConfig,
+)
 from kotae.core.config import get_settings
 from kotae.rag.prompt import PromptFormat
 
@@ -32,6 +38,7 @@ def _defaults(cls: type) -> dict[str, Any]:
 
 SFT = _defaults(SFTRunConfig)
 CPT = _defaults(CPTRunConfig)
+RERANKER = _defaults(RerankerRunConfig)
 
 # Options both training commands take (`with_training_options`); each command gives its own default.
 Base = Annotated[str, typer.Option(help="Base model: a model store name (gemma-3-270m) or a model folder.")]
@@ -311,6 +318,64 @@ def average(
     from kotae.adapters.average import average_adapters
 
     average_adapters(adapter, out, console, weight, r, overwrite)
+
+
+PairLength = Annotated[int, typer.Option(help="Longest tokenized (question, passage) pair.")]
+PairBatch = Annotated[int, typer.Option(help="Pairs per optimizer step.")]
+HeadSeed = Annotated[int, typer.Option(help="Seed of the new head and of the pairs' order.")]
+
+
+@train_app.command("reranker")
+def reranker(
+    data: Annotated[
+        list[Path],
+        typer.Option(help="QA JSONL {qid, question, answers, gold_passage_ids} to train on (repeatable)."),
+    ],
+    index: Annotated[
+        Path, typer.Option(help="Index with the gold passages (built with the configured embedder).")
+    ],
+    out: Annotated[Path, typer.Option(help="Reranker folder to write (atomically, when training ends).")],
+    base: Annotated[
+        str | None,
+        typer.Option(
+            help="Model to start from: a sentence-transformers or BERT-like folder, or a model store name "
+            "(default: the configured embedder)."
+        ),
+    ] = None,
+    negatives: Annotated[
+        int,
+        typer.Option(
+            min=0, help="Hard negatives per question: top hybrid hits that are no gold and hold no answer."
+        ),
+    ] = RERANKER["negatives"],
+    max_length: PairLength = RERANKER["max_length"],
+    learning_rate: LearningRate = RERANKER["learning_rate"],
+    epochs: Epochs = RERANKER["epochs"],
+    max_steps: MaxSteps = RERANKER["max_steps"],
+    batch_size: PairBatch = RERANKER["batch_size"],
+    seed: HeadSeed = RERANKER["seed"],
+    overwrite: Overwrite = False,
+) -> None:
+    """A cross-encoder that re-orders hybrid retrieval's candidates (`KOTAE_RERANKER`): trained with binary
+    cross-entropy on each question's gold passage against its hard negatives."""
+    from kotae.adapters.reranker import train_reranker
+    from kotae.models.store import ModelStore
+
+    settings = get_settings()
+    config = RerankerRunConfig(
+        base=ModelStore(settings.home).embedder(base or settings.embedder),
+        out=out,
+        data=tuple(data),
+        index=index,
+        negatives=negatives,
+        max_length=max_length,
+        learning_rate=learning_rate,
+        epochs=epochs,
+        max_steps=max_steps,
+        batch_size=batch_size,
+        seed=seed,
+    )
+    train_reranker(config, console, overwrite)
 
 
 def merge(

@@ -169,3 +169,37 @@ class CPTRunConfig(TrainingConfig):
     """Row length when packing."""
     eval_fraction: float = 0.0
     """Every passage is knowledge to inject: none is held out; the knowledge probe measures the run."""
+
+
+@dataclass(kw_only=True)
+class RerankerRunConfig:
+    """`kotae train reranker`: a cross-encoder taught with binary cross-entropy that a question's gold
+    passage scores 1 and the passages kotae's hybrid retrieval ranks high for it, without its answer, 0."""
+
+    base: Path
+    """Model to start from: a sentence-transformers folder (its transformer is taken) or a BERT-like
+    Hugging Face folder; either gets a fresh one-logit head."""
+    out: Path
+    """Reranker folder to write (atomically, at the end): what `KOTAE_RERANKER` names."""
+    data: tuple[Path, ...]
+    """QA JSONL files `{qid, question, answers, gold_passage_ids}` trained on together."""
+    index: Path
+    """Index holding the gold passages; its hybrid retrieval gives the hard negatives."""
+    negatives: int = 7
+    """Hard negatives per question: the best-ranked of its fused top `FUSION_DEPTH` that are neither a
+    gold passage nor a chunk of one and hold none of its answers."""
+    max_length: int = 256
+    """Longest tokenized (question, passage) pair; longer ones lose the passage's end. A 400-character
+    chunk with its title and a question fit."""
+    learning_rate: float = 2e-5
+    """Peak learning rate (AdamW), reached after warmup, then cosine decay."""
+    epochs: float = 1.0
+    """Passes over the pairs (ignored when `max_steps` is set)."""
+    max_steps: int | None = None
+    """Stop after this many optimizer steps (tests, time-boxed GPU runs)."""
+    batch_size: int = 64
+    """Pairs per optimizer step."""
+    warmup_ratio: float = 0.1
+    """Share of the steps spent ramping the learning rate up from 0 (the head starts random)."""
+    seed: int = 42
+    """Seeds the head's initialization and the order of the pairs."""

@@ -89,7 +89,7 @@ def build_examples(
     questions = list(read_qa_jsonl(data))
     if not questions:
         raise InputError(data, None, "no questions")
-    golds = [_gold_passage(index, row, data, line) for line, row in questions]
+    golds = [gold_passage(index, row, data, line) for line, row in questions]
     distractor_lists = _distractors(retriever, [row for _, row in questions], contexts - 1)
     rng = random.Random(seed)
     rows: list[ExampleRow] = []
@@ -149,7 +149,7 @@ def instruction_examples(path: Path, prompter: Prompter) -> tuple[list[ExampleRo
     return rows, DataRef(path=str(path.resolve()), sha256=file_sha256(path), rows=len(rows))
 
 
-def _gold_passage(index: "Index", row: QAItem, data: Path, line: int) -> Passage | None:
+def gold_passage(index: "Index", row: QAItem, data: Path, line: int) -> Passage | None:
     """The gold passage as the index holds it. The indexer cuts a long document into chunks `id#1`,
     `id#2`, … (`id` itself then does not exist): the gold one is the first chunk holding the answer, and
     None when the answer straddles two chunks (the question is dropped)."""

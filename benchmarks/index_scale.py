@@ -1,6 +1,6 @@
 """Index scale benchmark: a `kotae index build` timed with its peak memory, then the built index's hybrid
-recall on QA sets (dense, BM25 and fused, at 5 and 50) and its per-question retrieval latency stage by stage,
-and its memory, as served.
+recall on QA sets (dense, BM25 and fused, at 5 and 50; with a reranker also the fused top 50 re-ordered by
+it) and its per-question retrieval latency stage by stage, and its memory, as served.
 
     # the build, as a user runs it, sampled every half second (RSS of the build process and of its workers)
     python benchmarks/index_scale.py build --out /tmp/idx --report build.json -- \\
@@ -9,6 +9,9 @@ and its memory, as served.
     # default); latency once per faiss thread count given
     python benchmarks/index_scale.py query --index /tmp/idx --index /tmp/idx-13k --report query.json \\
         --faiss-threads 0 1
+    # the same with a trained reranker (`kotae train reranker`), run like the embedder on --device
+    python benchmarks/index_scale.py query --index /tmp/idx --report query.json --device cuda \
+        --reranker /tmp/reranker
 
 Figures are recorded in docs/BENCHMARKS.md.
 """
@@ -120,10 +123,12 @@ def query(args: argparse.Namespace) -> dict:
     from kotae.indexer.dense import IvfPqSpec
     from kotae.indexer.embedder import load_embedder
     from kotae.indexer.index import Index
+    from kotae.rag.reranker import Reranker
     from kotae.rag.retriever import Retriever
 
     settings = Settings()
     sets = {path: load_dataset(path) for path in args.data}
+    reranker = Reranker(args.reranker, device=args.device) if args.reranker else None
     results = {}
     for directory in args.index:
         before = psutil.Process().memory_info().rss
@@ -131,7 +136,7 @@ def query(args: argparse.Namespace) -> dict:
         index = Index.open(directory, gpu=False)
         open_seconds = time.perf_counter() - opened
         embedder = load_embedder(args.embedder or settings.embedder, settings.home, device=args.device)
-        retriever = Retriever(index, embedder, settings)
+        retriever = Retriever(index, embedder, settings, reranker=reranker)
         row: dict = {
             "passages": len(index),
             "open_seconds": round(open_seconds, 2),
@@ -157,8 +162,9 @@ def query(args: argparse.Namespace) -> dict:
 
 def recall(retriever: "Retriever", items: "Iterable[QAItem]") -> dict:
     """Recall of the gold passage at 5 and at DEPTH for dense, BM25 and fused rankings (for IVF-PQ also with
-    the dense half searched exhaustively), and the share of questions whose fused top 5 holds an answer
-    string in any passage (gold or not)."""
+    the dense half searched exhaustively; with the retriever's reranker also the fused hits re-ordered by
+    it, "hybrid reranked"), and the share of questions whose fused top 5 holds an answer string in any
+    passage (gold or not)."""
     items = [item for item in items if item.gold_passage_ids]
     view = retriever.index.view()
     vectors = retriever.embedder.embed_queries([item.question for item in items])
@@ -177,14 +183,16 @@ def recall(retriever: "Retriever", items: "Iterable[QAItem]") -> dict:
             retriever.fuse(d, b) for d, b in zip(exhaustive, lexical, strict=True)
         ]
     found = {mode: view.hits(ranked) for mode, ranked in rankings.items()}
+    if retriever.reranker is not None:
+        found["hybrid reranked"] = retriever.rerank([item.question for item in items], found["hybrid"])
     return recall_report(found, items)
 
 
 def recall_report(found: "dict[str, list[list[Hit]]]", items: "list[QAItem]") -> dict:
     """`recall`'s figures from each mode's hits per question, best first (at least DEPTH deep where the
     index holds as many). A question counts as found at k when a passage of its top k is a gold one or
-    a chunk of one (`rag.metrics.golds_found`). With fused ("hybrid") hits, also the share of their top 5s
-    that hold an answer string."""
+    a chunk of one (`rag.metrics.golds_found`). With fused hits ("hybrid", "hybrid reranked"), also the
+    share of their top 5s that hold an answer string."""
     from kotae.rag.metrics import golds_found
 
     report: dict = {"questions": len(items)}
@@ -196,12 +204,14 @@ def recall_report(found: "dict[str, list[list[Hit]]]", items: "list[QAItem]") ->
                 for ranked, item in zip(ids, items, strict=True)
             ]
             report[f"{mode}@{k}"] = round(statistics.fmean(hit_rate), 4)
-    if "hybrid" in found:
+    for mode in ("hybrid", "hybrid reranked"):
+        if mode not in found:
+            continue
         holding = [
             any(answer in hit.passage.text for hit in hits[:5] for answer in item.answers)
-            for hits, item in zip(found["hybrid"], items, strict=True)
+            for hits, item in zip(found[mode], items, strict=True)
         ]
-        report["hybrid@5 holds an answer"] = round(statistics.fmean(holding), 4)
+        report[f"{mode}@5 holds an answer"] = round(statistics.fmean(holding), 4)
     return report
 
 
@@ -235,9 +245,13 @@ def percentiles(times: list[float]) -> dict:
 
 
 def stage_latencies(retriever: "Retriever", questions: list[str]) -> dict:
-    """p50/p99 ms per question, one question at a time, of each stage of a hybrid retrieval and of the
-    whole `Retriever.retrieve`, after 20 warm-up questions."""
-    stages: dict[str, list[float]] = {"embed": [], "dense": [], "bm25": [], "fuse+read": [], "retrieve": []}
+    """p50/p99 ms per question, one question at a time, of each stage of a hybrid retrieval (with a reranker:
+    the fused top `rerank_depth` read, then re-ordered) and of the whole `Retriever.retrieve`, after 20
+    warm-up questions."""
+    reranking = retriever.reranker is not None
+    read = retriever.settings.rerank_depth if reranking else 5
+    names = ["embed", "dense", "bm25", "fuse+read", *(["rerank"] if reranking else []), "retrieve"]
+    stages: dict[str, list[float]] = {name: [] for name in names}
     for warm_up in questions[:20]:
         retriever.retrieve(warm_up, 5)
     clock = [0.0]
@@ -255,8 +269,11 @@ def stage_latencies(retriever: "Retriever", questions: list[str]) -> dict:
         lap("dense")
         lexical = view.rank_bm25([question], DEPTH)
         lap("bm25")
-        view.hits([retriever.fuse(dense[0], lexical[0])[:5]])
+        hits = view.hits([retriever.fuse(dense[0], lexical[0])[:read]])
         lap("fuse+read")
+        if reranking:
+            retriever.rerank([question], hits)
+            lap("rerank")
         retriever.retrieve(question, 5)
         lap("retrieve")
     return {"questions": len(questions)} | {stage: percentiles(times) for stage, times in stages.items()}
@@ -292,6 +309,12 @@ def main() -> None:
         nargs="*",
         default=[],
         help="IVF-PQ indexes: dense recall and one-question latency at each of these nprobe values",
+    )
+    query_parser.add_argument(
+        "--reranker",
+        type=Path,
+        help="reranker folder (`kotae train reranker`), run on --device: adds the reranked hybrid recall "
+        "and a rerank stage to the latency",
     )
     query_parser.add_argument("--report", type=Path, required=True)
     args = parser.parse_args()

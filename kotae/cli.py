@@ -84,7 +84,7 @@ app.add_typer(index_app, name="index", help="Build and update passage indexes.")
 app.command()(ask)
 app.command()(serve)
 app.add_typer(eval_app, name="eval", help="Score answers: exact, partial, char-F1, recall, speed.")
-app.add_typer(train_app, name="train", help="Train LoRA adapters (SFT, CPT).")
+app.add_typer(train_app, name="train", help="Train LoRA adapters (SFT, CPT) and the reranker.")
 app.command()(merge)
 app.command()(quantize)
 

@@ -22,6 +22,7 @@ from kotae.rag.collections import Collections
 from kotae.rag.engine import VLLMEngine, unserved_architecture
 from kotae.rag.engine_protocol import Engine, UnknownAdapter
 from kotae.rag.pipeline import Pipeline
+from kotae.rag.reranker import Reranker
 from kotae.rag.retriever import Retriever
 from kotae.rag.scheduler_limits import Workload
 
@@ -47,8 +48,11 @@ def index_path(settings: Settings, embedder: Embedder) -> Path:
 
 
 def open_retriever(settings: Settings) -> Retriever:
+    """The default collection's retriever, with the configured reranker if any (every collection, the
+    server, `kotae ask` and `kotae eval` then share it)."""
     embedder = Embedder(ModelStore(settings.home).embedder(settings.embedder))
-    return Retriever(Index.open(index_path(settings, embedder)), embedder, settings)
+    reranker = Reranker(Path(settings.reranker).expanduser()) if settings.reranker else None
+    return Retriever(Index.open(index_path(settings, embedder)), embedder, settings, reranker=reranker)
 
 
 def start_engine(model: Path, settings: Settings, workload: Workload = "serve") -> Engine:

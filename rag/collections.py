@@ -137,7 +137,9 @@ class Collections:
             stamp = _manifest_stamp(directory)
             base = current or self.default
             overlay = current.index.overlay if current is not None else None
-            retriever = Retriever(Index.open(directory, overlay=overlay), base.embedder, base.settings)
+            retriever = Retriever(
+                Index.open(directory, overlay=overlay), base.embedder, base.settings, reranker=base.reranker
+            )
             self._retrievers[name] = retriever
             self._stamps[name] = stamp
             logger.info("collection %s: serving %s (%d passages)", name, directory, len(retriever.index))

@@ -11,6 +11,7 @@ from kotae.indexer.embedder import Embedder
 from kotae.indexer.index import Index, IndexView, KeyRanking
 from kotae.indexer.thread_pools import shared_pool
 from kotae.rag.fusion import reciprocal_rank_fusion, weighted_fusion
+from kotae.rag.reranker import PairScorer
 from kotae.rag.stage_times import StageTimes
 
 FUSION_DEPTH = 50
@@ -43,10 +44,16 @@ class Retrieval:
 
 class Retriever:
     def __init__(
-        self, index: Index, embedder: Embedder, settings: Settings, fusion_depth: int = FUSION_DEPTH
+        self,
+        index: Index,
+        embedder: Embedder,
+        settings: Settings,
+        fusion_depth: int = FUSION_DEPTH,
+        reranker: PairScorer | None = None,
     ) -> None:
         """Refuses an embedder other than the one the index was built with, and a lexical default
-        retrieval mode on an index without BM25."""
+        retrieval mode on an index without BM25. `reranker` re-orders hybrid retrieval's fused top
+        `settings.rerank_depth` (`rerank`); dense and BM25 rankings are returned as they are."""
         index.manifest.require_embedder(embedder.name, embedder.hash, index.directory)
         if settings.retrieval != "dense" and not index.has_bm25:
             raise KotaeError(
@@ -57,16 +64,20 @@ class Retriever:
         self.embedder = embedder
         self.settings = settings
         self.fusion_depth = fusion_depth
+        self.reranker = reranker
 
     def describe(self) -> str:
         """The default retrieval as the benchmarks name it: `dense`, `bm25`, `hybrid rrf` or
-        `hybrid weighted 0.4` (the dense weight), for run records."""
+        `hybrid weighted 0.4` (the dense weight), with ` reranked top 50` after a hybrid one when a
+        reranker re-orders it, for run records."""
         mode = self.settings.retrieval
         if mode != "hybrid":
             return mode
         if self.settings.fusion == "rrf":
-            return "hybrid rrf"
-        return f"hybrid weighted {self.settings.fusion_dense_weight:g}"
+            fused = "hybrid rrf"
+        else:
+            fused = f"hybrid weighted {self.settings.fusion_dense_weight:g}"
+        return fused if self.reranker is None else f"{fused} reranked top {self.settings.rerank_depth}"
 
     def retrieve(
         self, question: str, top_k: int, mode: RetrievalMode | None = None, fusion: FusionMethod | None = None
@@ -98,12 +109,15 @@ class Retriever:
         are searched as if they were not in the index (a question asked without its gold article).
         Each stage is one call for the whole batch (the query embeddings, faiss, Sudachi, BM25, the
         passages' read), timed into `times` when given: `embed`, `dense`, `tokenize`, `bm25`, `fuse`,
-        `read`. In hybrid mode the BM25 half (`tokenize`, `bm25`) runs in a thread beside the dense half
-        (`embed`, `dense`), so their times overlap."""
+        `read`, and `rerank` with a reranker. In hybrid mode the BM25 half (`tokenize`, `bm25`) runs in a
+        thread beside the dense half (`embed`, `dense`), so their times overlap; with a reranker the fused
+        top `rerank_depth` are read and re-ordered before the top `top_k` are kept."""
         mode = mode or self.settings.retrieval
         if not questions:
             return []
-        depth = max(top_k, self.fusion_depth) if mode == "hybrid" else top_k
+        reranking = self.reranker is not None and mode == "hybrid"
+        kept = max(top_k, self.settings.rerank_depth) if reranking else top_k
+        depth = max(kept, self.fusion_depth) if mode == "hybrid" else top_k
         if excluded_titles is not None:
             depth += EXCLUSION_DEPTH
         view = self.index.view()
@@ -140,9 +154,33 @@ class Retriever:
                 assert chosen is not None
                 ranked = chosen
         with clock.stage("read"):
-            hit_lists = view.hits([ranking[:top_k] for ranking in ranked])
+            hit_lists = view.hits([ranking[:kept] for ranking in ranked])
+        if reranking:
+            with clock.stage("rerank"):
+                hit_lists = [hits[:top_k] for hits in self.rerank(questions, hit_lists)]
         best = [ranking[0][1] if ranking else None for ranking in dense] if dense else [None] * len(questions)
         return [Retrieval(hits, cosine) for hits, cosine in zip(hit_lists, best, strict=True)]
+
+    def rerank(self, questions: Sequence[str], hit_lists: Sequence[list[Hit]]) -> list[list[Hit]]:
+        """Each question's first `rerank_depth` hits re-ordered by the reranker's scores (which become
+        their scores), best first; hits beyond them follow as they were. All pairs of the batch are scored
+        in one call. Without a reranker, the hits as they were."""
+        if self.reranker is None:
+            return [list(hits) for hits in hit_lists]
+        depth = self.settings.rerank_depth
+        pairs = [
+            (question, hit.passage)
+            for question, hits in zip(questions, hit_lists, strict=True)
+            for hit in hits[:depth]
+        ]
+        scores = iter(self.reranker.score(pairs))
+        reranked = []
+        for hits in hit_lists:
+            head = [Hit(hit.passage, next(scores)) for hit in hits[:depth]]
+            # sort() is stable: equal scores keep the fused order.
+            head.sort(key=lambda hit: -hit.score)
+            reranked.append(head + hits[depth:])
+        return reranked
 
     def titles_of(self, document_ids: Sequence[str]) -> frozenset[str]:
         """The titles of these documents in the index (those it does not hold are left out)."""

@@ -50,3 +50,19 @@ def embedder(tiny_e5: Path) -> "Embedder":
     from kotae.indexer.embedder import Embedder
 
     return Embedder(tiny_e5)
+
+
+@pytest.fixture(scope="session")
+def tiny_reranker(tiny_e5: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random one-logit BERT cross-encoder on the tiny E5's transformer and tokenizer: what
+    `kotae train reranker` starts from, saved as it saves one."""
+    from sentence_transformers import CrossEncoder
+    from transformers import set_seed
+
+    from kotae.adapters.reranker import transformer_folder
+
+    set_seed(0)
+    folder = tmp_path_factory.mktemp("models") / "tiny-reranker"
+    model = CrossEncoder(str(transformer_folder(tiny_e5)), num_labels=1, max_length=64, local_files_only=True)
+    model.save_pretrained(str(folder))
+    return folder

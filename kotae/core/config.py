@@ -81,6 +81,13 @@ class Settings(BaseSettings):
     fusion_dense_weight: float = Field(0.4, ge=0.0, le=1.0)
     """Weight of the dense scores in weighted fusion (BM25 gets the rest); the default recalls best
     (docs/BENCHMARKS.md, Retrieval)."""
+    reranker: str | None = None
+    """Cross-encoder folder (`kotae train reranker` writes one) that re-orders hybrid retrieval's fused
+    candidates by its score of each (question, passage) pair; unset: no re-ranking. Dense and BM25
+    retrieval are never re-ranked: they stay the single rankings that hybrid is measured against."""
+    rerank_depth: int = Field(50, ge=1, le=200)
+    """Fused candidates per question that the reranker scores; any passages asked for beyond them follow
+    in fused order."""
     context_token_budget: int = Field(DEFAULT_CONTEXT_TOKEN_BUDGET, ge=64)
     """Prompt tokens the retrieved passages may take; the last passages are trimmed to fit."""
     abstain_min_cosine: float = Field(0.81, ge=0.0, le=1.0)

@@ -4,13 +4,14 @@
 import importlib.util
 import json
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
 from kotae.core.config import Settings
+from kotae.core.passage import Passage
 from kotae.core.qa_jsonl import QAItem
 from kotae.indexer.build import build_index
 from kotae.indexer.embedder import Embedder
@@ -77,3 +78,26 @@ def test_ivfpq_recall_by_nprobe_and_searched_exhaustively(script: ModuleType, iv
     assert list(sweep) == ["1", "2"]
     # Both lists probed: every passage is a candidate, so the gold paragraph's chunks are within 50.
     assert sweep["2"]["dense@50"] == 1.0 and set(sweep["2"]["dense_ms"]) == {"p50", "p99"}
+
+
+class GoldLast:
+    """A reranker that puts the gold paragraph's chunks below every other passage."""
+
+    def score(self, pairs: Sequence[tuple[str, Passage]]) -> list[float]:
+        return [-1.0 if passage.id.startswith("yaku") else 0.0 for _, passage in pairs]
+
+
+def test_with_a_reranker_the_reranked_hybrid_figures_and_stage_are_reported(
+    script: ModuleType, flat: Retriever
+) -> None:
+    reranked = Retriever(flat.index, flat.embedder, Settings(rerank_depth=3), reranker=GoldLast())
+
+    report = script.recall(reranked, ITEMS)
+    latency = script.stage_latencies(reranked, ["縄文杉が生える島は？"])
+
+    # The fused top 3 re-ordered: the gold chunks among them go last, and the top 5 still holds them.
+    assert report["hybrid reranked@5"] == report["hybrid reranked@50"] == 1.0
+    assert "hybrid reranked@5 holds an answer" in report and "rerank" in latency
+    assert "hybrid reranked@5" not in script.recall(flat, ITEMS) and "rerank" not in script.stage_latencies(
+        flat, ["富士山の標高は？"]
+    )

@@ -11,11 +11,13 @@ import pytest
 
 from kotae.core.config import DEFAULT_EMBEDDER, Settings
 from kotae.core.errors import KotaeError
+from kotae.core.passage import Passage
 from kotae.indexer.build import build_index
 from kotae.indexer.embedder import Embedder
 from kotae.indexer.index import Index, IndexView, KeyRanking
 from kotae.models.store import ModelStore
 from kotae.rag.fusion import min_max, reciprocal_rank_fusion, weighted_fusion
+from kotae.rag.reranker import Reranker
 from kotae.rag.retriever import Retriever
 from kotae.rag.stage_times import StageTimes
 
@@ -278,3 +280,77 @@ def test_best_cosine_is_left_out_of_bm25_retrieval_with_the_gate_off(index: Inde
     retriever = Retriever(index, tiny, Settings(retrieval="bm25", abstain_min_cosine=0))
     assert retriever.search_many(["灯台"], 3)[0].best_cosine is None
     assert retriever.titles_of(["toudai", "nowhere"]) == {"白浜灯台"}
+
+
+# Re-ranking -----------------------------------------------------------------------------------------------
+
+
+class FavouriteScorer:
+    """A reranker that scores the passages of `favourites` best first and every other passage alike, below
+    them; it records how many pairs each call scored."""
+
+    def __init__(self, favourites: Sequence[str]) -> None:
+        self.favourites = list(favourites)
+        self.calls: list[int] = []
+
+    def score(self, pairs: Sequence[tuple[str, Passage]]) -> list[float]:
+        self.calls.append(len(pairs))
+        top = len(self.favourites)
+        return [
+            float(top - self.favourites.index(p.id)) if p.id in self.favourites else 0.0 for _, p in pairs
+        ]
+
+
+def test_hybrid_hits_are_the_fused_candidates_reordered_by_the_reranker(index: Index, tiny: Embedder) -> None:
+    settings = Settings(retrieval="hybrid")
+    scorer = FavouriteScorer(["sumo", "mikan"])
+    reranked = Retriever(index, tiny, settings, reranker=scorer)
+    questions = list(QUESTIONS)
+
+    many = reranked.retrieve_many(questions, 3)
+
+    # One call for the batch, every fused candidate of every question scored (6 passages each).
+    assert scorer.calls == [6 * len(questions)]
+    fused = Retriever(index, tiny, settings).retrieve_many(questions, 6)
+    for hits, plain in zip(many, fused, strict=True):
+        rest = next(hit.passage.id for hit in plain if hit.passage.id not in {"sumo", "mikan"})
+        assert [hit.passage.id for hit in hits] == ["sumo", "mikan", rest]  # ties keep the fused order
+        assert [hit.score for hit in hits] == [2.0, 1.0, 0.0]
+
+
+def test_only_the_rerank_depth_is_reordered_and_other_modes_never(index: Index, tiny: Embedder) -> None:
+    settings = Settings(retrieval="hybrid", rerank_depth=3)
+    question = "くるみ山の標高は何メートルか。"
+    fused = Retriever(index, tiny, settings).retrieve(question, 6)
+    ids = [hit.passage.id for hit in fused]
+    # The fused third is favoured above the first; the fifth is favoured most but lies beyond the depth.
+    retriever = Retriever(index, tiny, settings, reranker=FavouriteScorer([ids[4], ids[2], ids[0]]))
+
+    hits = retriever.retrieve(question, 6)
+
+    assert [hit.passage.id for hit in hits] == [ids[2], ids[0], ids[1], ids[3], ids[4], ids[5]]
+    assert hits[3:] == fused[3:]
+    for mode in ("dense", "bm25"):
+        assert retriever.retrieve(question, 4, mode=mode) == Retriever(index, tiny, settings).retrieve(
+            question, 4, mode=mode
+        )
+    assert retriever.describe() == "hybrid weighted 0.4 reranked top 3"
+
+
+def test_the_tiny_cross_encoder_reorders_hybrid_retrieval(
+    index: Index, tiny: Embedder, tiny_reranker: Path
+) -> None:
+    reranker = Reranker(tiny_reranker)
+    question = "新幹線が開業した年は？"
+    candidates = Retriever(index, tiny, Settings()).retrieve(question, 6)
+    times = StageTimes()
+
+    found = Retriever(index, tiny, Settings(), reranker=reranker).search_many([question], 3, times=times)
+
+    expected = sorted(
+        zip(reranker.score([(question, hit.passage) for hit in candidates]), candidates, strict=True),
+        key=lambda pair: -pair[0],
+    )[:3]
+    assert [hit.passage for hit in found[0].hits] == [hit.passage for _, hit in expected]
+    assert [hit.score for hit in found[0].hits] == pytest.approx([score for score, _ in expected])
+    assert "rerank" in times.ms

@@ -1,0 +1,63 @@
+"""A reranker's training pairs: each question with its gold passage (label 1) and with hard negatives
+(label 0), the passages kotae's own hybrid retrieval ranks high for it that do not answer it: what a served
+reranker must learn to put below the gold one."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.progress import track
+
+from kotae.adapters.sft_examples import RETRIEVAL_BATCH, gold_passage
+from kotae.core.errors import InputError
+from kotae.core.passage import Hit, Passage
+from kotae.core.qa_jsonl import QAItem, read_qa_jsonl
+from kotae.indexer.chunking import indexed_text
+from kotae.indexer.index import Index
+from kotae.rag.metrics import golds_found
+from kotae.rag.retriever import FUSION_DEPTH, Retriever
+
+
+@dataclass(frozen=True, slots=True)
+class RerankPair:
+    question: str
+    passage: str
+    """The passage as the embedder and the served reranker read it (`indexed_text`: title, newline, text)."""
+    label: float
+    """1 for the gold passage, 0 for a hard negative."""
+
+
+def rerank_pairs(data: Path, index: Index, retriever: Retriever, negatives: int) -> list[RerankPair]:
+    """The pairs of every question of `data` whose gold passage the index holds whole (a question whose
+    answer straddles two chunks is dropped), negatives from the retriever's hybrid top `FUSION_DEPTH`."""
+    questions = list(read_qa_jsonl(data))
+    if not questions:
+        raise InputError(data, None, "no questions")
+    golds = [gold_passage(index, item, data, line) for line, item in questions]
+    kept = [(item, gold) for (_, item), gold in zip(questions, golds, strict=True) if gold is not None]
+    pairs: list[RerankPair] = []
+    batches = range(0, len(kept), RETRIEVAL_BATCH)
+    for start in track(batches, description=f"retrieving negatives for {data.name}", transient=True):
+        batch = kept[start : start + RETRIEVAL_BATCH]
+        hit_lists = retriever.retrieve_many([item.question for item, _ in batch], FUSION_DEPTH, mode="hybrid")
+        for (item, gold), hits in zip(batch, hit_lists, strict=True):
+            pairs.append(RerankPair(item.question, indexed_text(gold), 1.0))
+            pairs.extend(
+                RerankPair(item.question, indexed_text(passage), 0.0)
+                for passage in hard_negatives(item, hits, negatives)
+            )
+    return pairs
+
+
+def hard_negatives(item: QAItem, hits: Sequence[Hit], count: int) -> list[Passage]:
+    """The best-ranked `count` passages of `hits` that are neither a gold passage of `item` nor a chunk of
+    one (`golds_found`) and whose title or text holds none of its answers: a passage that holds the answer
+    may well answer the question, and teaching that it does not would blur the gold signal."""
+    golds = set(item.gold_passage_ids)
+    chosen = [
+        hit.passage
+        for hit in hits
+        if not golds_found([hit.passage.id], golds)
+        and not any(answer in indexed_text(hit.passage) for answer in item.answers)
+    ]
+    return chosen[:count]
