@@ -14,13 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from kotae.adapters.config import (
-    CPTRunConfig,
-    LoraSpec,
-    Method,
-    RerankerRunConfig,
-    SFTRunConfig,
-)
+from kotae.adapters.config import CPTRunConfig, LoraSpec, Method, RerankerRunConfig, SFTRunConfig
 from kotae.core.config import get_settings
 from kotae.rag.prompt import PromptFormat
 
@@ -358,6 +352,8 @@ def reranker(
 ) -> None:
     """A cross-encoder that re-orders hybrid retrieval's candidates (`KOTAE_RERANKER`): trained with binary
     cross-entropy on each question's gold passage against its hard negatives."""
+    # The options that are config fields with a default, as given (warmup is not an option).
+    given = {name: value for name, value in locals().items() if name in RERANKER}
     from kotae.adapters.reranker import train_reranker
     from kotae.models.store import ModelStore
 
@@ -367,13 +363,7 @@ def reranker(
         out=out,
         data=tuple(data),
         index=index,
-        negatives=negatives,
-        max_length=max_length,
-        learning_rate=learning_rate,
-        epochs=epochs,
-        max_steps=max_steps,
-        batch_size=batch_size,
-        seed=seed,
+        **given,
     )
     train_reranker(config, console, overwrite)
 

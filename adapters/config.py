@@ -192,13 +192,15 @@ class RerankerRunConfig:
     """Longest tokenized (question, passage) pair; longer ones lose the passage's end. A 400-character
     chunk with its title and a question fit."""
     learning_rate: float = 2e-5
-    """Peak learning rate (AdamW), reached after warmup, then cosine decay."""
+    """Peak learning rate (AdamW), reached after warmup, then cosine decay: every weight of the encoder is
+    trained, not an adapter's few, so it stays a tenth of a LoRA's."""
     epochs: float = 1.0
     """Passes over the pairs (ignored when `max_steps` is set)."""
     max_steps: int | None = None
     """Stop after this many optimizer steps (tests, time-boxed GPU runs)."""
     batch_size: int = 64
-    """Pairs per optimizer step."""
+    """Pairs per optimizer step, shuffled: each pair is scored alone, so a question's gold passage and its
+    negatives need not share a batch."""
     warmup_ratio: float = 0.1
     """Share of the steps spent ramping the learning rate up from 0 (the head starts random)."""
     seed: int = 42

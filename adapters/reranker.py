@@ -11,7 +11,7 @@ from rich.console import Console
 
 from kotae.adapters.atomic import atomic_dir, check_target
 from kotae.adapters.config import RerankerRunConfig
-from kotae.adapters.reranker_pairs import RerankPair, rerank_pairs
+from kotae.adapters.reranker_pairs import RerankPair, questions_with_golds, rerank_pairs
 from kotae.core.config import get_settings
 from kotae.core.errors import KotaeError
 
@@ -52,21 +52,21 @@ def transformer_folder(base: Path) -> Path:
 
 def _pairs(config: RerankerRunConfig, console: Console) -> list[RerankPair]:
     """Every data file's pairs, the negatives from hybrid retrieval over `config.index` with the
-    configured embedder (the one the index was built with) and no reranker."""
+    configured embedder (the one the index was built with) and no reranker. Every file is read and its
+    gold passages found before the embedder loads, so that bad input fails at once."""
     from kotae.indexer.embedder import Embedder
     from kotae.indexer.index import Index
     from kotae.models.store import ModelStore
     from kotae.rag.retriever import Retriever
 
     settings = get_settings()
-    with console.status("opening the index and the embedder…"):
-        index = Index.open(config.index)
-        embedder = Embedder(ModelStore(settings.home).embedder(settings.embedder))
+    index = Index.open(config.index)
     try:
+        questions = [pair for path in config.data for pair in questions_with_golds(path, index)]
+        with console.status("loading the embedder…"):
+            embedder = Embedder(ModelStore(settings.home).embedder(settings.embedder))
         retriever = Retriever(index, embedder, settings.model_copy(update={"retrieval": "hybrid"}))
-        return [
-            pair for path in config.data for pair in rerank_pairs(path, index, retriever, config.negatives)
-        ]
+        return rerank_pairs(questions, retriever, config.negatives)
     finally:
         index.close()
 

@@ -27,18 +27,24 @@ class RerankPair:
     """1 for the gold passage, 0 for a hard negative."""
 
 
-def rerank_pairs(data: Path, index: Index, retriever: Retriever, negatives: int) -> list[RerankPair]:
-    """The pairs of every question of `data` whose gold passage the index holds whole (a question whose
-    answer straddles two chunks is dropped), negatives from the retriever's hybrid top `FUSION_DEPTH`."""
+def questions_with_golds(data: Path, index: Index) -> list[tuple[QAItem, Passage]]:
+    """Each question of `data` with its gold passage as the index holds it (a question whose answer
+    straddles two chunks is dropped); `InputError` naming the line of a question without one."""
     questions = list(read_qa_jsonl(data))
     if not questions:
         raise InputError(data, None, "no questions")
     golds = [gold_passage(index, item, data, line) for line, item in questions]
-    kept = [(item, gold) for (_, item), gold in zip(questions, golds, strict=True) if gold is not None]
+    return [(item, gold) for (_, item), gold in zip(questions, golds, strict=True) if gold is not None]
+
+
+def rerank_pairs(
+    questions: Sequence[tuple[QAItem, Passage]], retriever: Retriever, negatives: int
+) -> list[RerankPair]:
+    """Each question's gold pair and its negatives, from the retriever's hybrid top `FUSION_DEPTH`."""
     pairs: list[RerankPair] = []
-    batches = range(0, len(kept), RETRIEVAL_BATCH)
-    for start in track(batches, description=f"retrieving negatives for {data.name}", transient=True):
-        batch = kept[start : start + RETRIEVAL_BATCH]
+    batches = range(0, len(questions), RETRIEVAL_BATCH)
+    for start in track(batches, description="retrieving negatives", transient=True):
+        batch = questions[start : start + RETRIEVAL_BATCH]
         hit_lists = retriever.retrieve_many([item.question for item, _ in batch], FUSION_DEPTH, mode="hybrid")
         for (item, gold), hits in zip(batch, hit_lists, strict=True):
             pairs.append(RerankPair(item.question, indexed_text(gold), 1.0))

@@ -1,12 +1,14 @@
 """Collections: several indexes by name, each swapped for a newer build while requests finish on the old."""
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from kotae.core.config import Settings
 from kotae.core.errors import KotaeError
+from kotae.core.passage import Passage
 from kotae.indexer.build import build_index
 from kotae.indexer.embedder import Embedder
 from kotae.indexer.index import Index
@@ -145,3 +147,18 @@ def test_bm25_scores_of_written_passages_are_on_the_built_index_scale(served: Co
     built_key = next(key for key in scores if key > 0)
     written_key = next(key for key in scores if key < 0)
     assert scores[written_key] == pytest.approx(scores[built_key], rel=1e-5)
+
+
+class NoScorer:
+    def score(self, pairs: Sequence[tuple[str, Passage]]) -> list[float]:
+        return [0.0] * len(pairs)
+
+
+def test_every_collection_reranks_with_the_default_collections_reranker(served: Collections) -> None:
+    default = served.default
+    reranking = Retriever(default.index, default.embedder, default.settings, reranker=NoScorer())
+
+    collections = Collections.open(reranking, served.root)
+
+    assert collections.get("manuals").reranker is reranking.reranker
+    assert collections.reload("manuals").reranker is reranking.reranker

@@ -18,14 +18,16 @@ PASSAGES = [
 
 def test_scores_one_float_per_pair_whatever_the_batch(tiny_reranker: Path) -> None:
     pairs = [(QUESTION, passage) for passage in PASSAGES]
+    reranker = Reranker(tiny_reranker)
 
-    together = Reranker(tiny_reranker).score(pairs)
-    one_by_one = Reranker(tiny_reranker, batch_size=1).score(pairs)
+    together = reranker.score(pairs)
+    reranker.batch_size = 1
+    one_by_one = reranker.score(pairs)
 
     assert len(together) == 3 and all(isinstance(score, float) for score in together)
     assert together == pytest.approx(one_by_one, abs=1e-5)
     assert len(set(together)) == 3  # the passage is read: different passages, different scores
-    assert Reranker(tiny_reranker).score([]) == []
+    assert reranker.score([]) == []
 
 
 def test_a_folder_without_a_model_is_refused(tmp_path: Path) -> None:
