@@ -1,6 +1,7 @@
-"""Marks `engine` every test that uses a fixture declared with `engine_marker.engine_fixture`; the tiny
-models that tests of several packages share."""
+"""Marks `engine` every test that uses a fixture declared with `engine_marker.engine_fixture`; keeps absl's
+log handler off pytest's capture streams; the tiny models that tests of several packages share."""
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +14,19 @@ if TYPE_CHECKING:
 VLLM_METRICS_READERS = ("test_cancellation.py", "test_dashboard_metrics.py", "test_prometheus_dashboard.py")
 """Test modules that read the session engine's `vllm:` metrics. vLLM unregisters every `vllm:` collector
 when an engine starts in the process, so these run before any test that starts an engine of its own."""
+
+
+def pytest_configure() -> None:
+    # `import openvino` (the embedder) imports absl, whose log handler keeps the sys.stderr of that moment,
+    # pytest's capture file, and closes it when logging shuts the handler down unless it is sys.stderr then.
+    # vLLM's logging setup shuts every handler down when an engine starts; inside a CliRunner, whose
+    # sys.stderr is its own, that closed pytest's capture file and every later test's output failed.
+    # sys.__stderr__ is one absl never closes, and pytest captures it at its file descriptor all the same.
+    try:
+        from absl import logging as absl_logging
+    except ImportError:
+        return
+    absl_logging.get_absl_handler().python_handler.setStream(sys.__stderr__)
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
