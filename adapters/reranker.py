@@ -54,9 +54,8 @@ def _pairs(config: RerankerRunConfig, console: Console) -> list[RerankPair]:
     """Every data file's pairs, the negatives from hybrid retrieval over `config.index` with the
     configured embedder (the one the index was built with) and no reranker. Every file is read and its
     gold passages found before the embedder loads, so that bad input fails at once."""
-    from kotae.indexer.embedder import Embedder
+    from kotae.indexer.embedder import load_embedder
     from kotae.indexer.index import Index
-    from kotae.models.store import ModelStore
     from kotae.rag.retriever import Retriever
 
     settings = get_settings()
@@ -64,7 +63,7 @@ def _pairs(config: RerankerRunConfig, console: Console) -> list[RerankPair]:
     try:
         questions = [pair for path in config.data for pair in questions_with_golds(path, index)]
         with console.status("loading the embedder…"):
-            embedder = Embedder(ModelStore(settings.home).embedder(settings.embedder))
+            embedder = load_embedder(settings.embedder, settings.home)
         retriever = Retriever(index, embedder, settings.model_copy(update={"retrieval": "hybrid"}))
         return rerank_pairs(questions, retriever, config.negatives)
     finally:

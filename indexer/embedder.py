@@ -21,7 +21,7 @@ from kotae.indexer.embedding_backends import (
     openvino_model,
     resolve,
 )
-from kotae.models.store import EMBEDDER, ModelNotFound, ModelStore, model_hash
+from kotae.models.store import ModelStore, model_hash
 
 log = logging.getLogger(__name__)
 
@@ -274,14 +274,8 @@ def load_embedder(
     embedder is pulled on first use: seconds). Converted models are kept in the store. The options are
     `Embedder`'s."""
     store = ModelStore(home)
-    try:
-        folder = store.resolve_embedder(name_or_path)
-    except ModelNotFound:
-        if name_or_path != EMBEDDER:
-            raise
-        folder = store.pull_embedder()
     return Embedder(
-        folder,
+        store.embedder(name_or_path),
         device=device,
         backend=backend,
         precision=precision,
