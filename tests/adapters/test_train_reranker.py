@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import QUESTIONS, write_jsonl
 from rich.console import Console
 
 from kotae.adapters.config import RerankerRunConfig
@@ -90,11 +89,17 @@ def config(tiny_e5: Path, index_dir: Path, tmp_path: Path, monkeypatch: pytest.M
     get_settings.cache_clear()
 
 
-def test_a_missing_file_and_a_question_without_gold_ids_are_named(config: Any, tmp_path: Path) -> None:
+def test_a_missing_file_and_a_question_without_gold_ids_are_named(
+    config: Any, questions: list[dict[str, Any]], data_dir: Path, tmp_path: Path
+) -> None:
     missing = tmp_path / "absent.jsonl"
     with pytest.raises(InputError, match=f"{missing}: no such file"):
         train_reranker(config(missing), Console(quiet=True))
-    no_gold = write_jsonl(tmp_path / "qa.jsonl", [QUESTIONS[0], {**QUESTIONS[1], "gold_passage_ids": []}])
+    # The data set's first question, then its second without gold ids.
+    first = (data_dir / "qa.jsonl").read_text(encoding="utf-8").splitlines()[0]
+    second = json.dumps({**questions[1], "gold_passage_ids": []}, ensure_ascii=False)
+    no_gold = tmp_path / "qa.jsonl"
+    no_gold.write_text(f"{first}\n{second}\n", encoding="utf-8")
     with pytest.raises(InputError, match=f"{no_gold}:2: `gold_passage_ids` must name"):
         train_reranker(config(no_gold), Console(quiet=True))
     with pytest.raises(KotaeError, match="needs --data"):
