@@ -11,6 +11,12 @@ copies no real sentence but short ones: copies would be false answers to the QA 
 paragraphs themselves are not in the dump either: index it together with jawiki-paragraphs.jsonl, as
 above, so that they keep their ids and the QA sets' gold passage ids still point at them.
 
+Each stand-in article has topics of its own, as a real one does: a word that only one real article uses
+(a kanji or katakana run, counted by title) is replaced, the same way throughout a stand-in article, by a
+made-up word of the same script and length from a pool of OWN_WORD_VARIANTS per real word, none a real word.
+Words that two or more real articles use stay. Without that (`--shared-topics`, the dumps of sessions 10-15),
+every real article's names are spread over all the stand-in articles at their sample frequency.
+
 Each article has a unique title, a lead and 2-6 sections of 1-3 paragraphs, with the markup kotae's
 cleaner removes or unwraps (links, bold, infoboxes, <ref>, categories, a 脚注 section). A few redirects
 and pages outside the article namespace are mixed in; kotae skips them.
@@ -73,6 +79,9 @@ MAX_SENTENCE_CHARS = 160
 # A drawn sentence ending in a real sentence at least this long is thrown away.
 COPY_CHARS = 20
 
+# Made-up words per real article-specific word: how many stand-in topics one real name turns into.
+OWN_WORD_VARIANTS = 16
+
 # Markup shares: of content words (links, piped links, bold), of sentences (<ref>), of articles.
 LINK_SHARE = 0.06
 PIPED_LINK_SHARE = 0.015
@@ -89,6 +98,7 @@ _TOKEN = re.compile(
     rf"[{_KANJI}]+|[\u3041-\u309f]+|[{_KATAKANA}]+|[A-Za-zＡ-Ｚａ-ｚ]+|[0-9０-９]+|[ \t\u3000]+|.", re.S
 )
 _CONTENT_WORD = re.compile(rf"[{_KANJI}]{{2,8}}|[{_KATAKANA}]{{2,12}}")
+_KATAKANA_WORD = re.compile(rf"[{_KATAKANA}]+")
 # A sentence ends at 。 unless a closing bracket follows (then the 。 ends a quoted sentence inside it).
 _SENTENCE = re.compile(r"(?:[^。]|。(?=[」』）)]))*。")
 # Characters that are markup in wikitext, URLs (parsed as external links) and list markers at the start
@@ -102,6 +112,8 @@ _HEADINGS = (
     "活動", "影響", "背景", "設備", "交通", "産業", "教育", "登場人物", "あらすじ", "施設", "組織", "事業",
 )  # fmt: skip
 _PIPE_TARGETS = ("曖昧さ回避", "映画", "小説", "企業", "人物", "地名", "漫画", "楽曲", "政治家", "駅")
+# A made-up word as plain text, link, piped link and bold, as Model.renderings has the real ones.
+_MARKUP = ("{0}", "[[{0}]]", "[[{0} ({1})|{0}]]", "'''{0}'''")
 _SITEINFO = """  <siteinfo>
     <sitename>Wikipedia</sitename>
     <dbname>jawiki</dbname>
@@ -173,6 +185,10 @@ class Model:
     real_filter: np.ndarray
     """real_hashes' low bits as a bitmap, to check most drawn sentences without a search."""
     real_titles: frozenset[str]
+    own_words: np.ndarray
+    """For each word, its row of `made_up` when only one real article uses it, else -1."""
+    made_up: np.ndarray
+    """OWN_WORD_VARIANTS made-up words (strings) per article-specific word, of its script and length."""
 
 
 @functools.lru_cache(maxsize=2)
@@ -242,6 +258,8 @@ def train(paragraphs: Path) -> Model:
     real_filter = np.zeros(_FILTER_MASK + 1, bool)
     real_filter[(real_hashes & np.uint64(_FILTER_MASK)).astype(np.intp)] = True
 
+    own_words, made_up = _made_up_words(paragraphs, words)
+
     plain = list(words)
     plain[_EOS] = "。\0"
     piped = [
@@ -272,6 +290,8 @@ def train(paragraphs: Path) -> Model:
         real_hashes=real_hashes,
         real_filter=real_filter,
         real_titles=frozenset(real_titles),
+        own_words=own_words,
+        made_up=made_up,
     )
 
 
@@ -291,6 +311,52 @@ def _real_sentences(paragraphs: Path) -> tuple[list[str], set[str]]:
                     if len(sentence) > 1 and not _UNSAFE.search(sentence):
                         sentences.add(sentence)
     return sorted(sentences), titles
+
+
+def _made_up_words(paragraphs: Path, words: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Model.own_words and Model.made_up: the content words that only one real article (title) uses and,
+    for each, OWN_WORD_VARIANTS words of its script and length whose characters are drawn as often as
+    that script's article-specific words use them; none is a real word. Deterministic."""
+    titles: dict[str, set[str]] = {}
+    with paragraphs.open(encoding="utf-8") as lines:
+        for line in lines:
+            if line.strip():
+                row = json.loads(line)
+                for word in _CONTENT_WORD.findall(row["text"]):
+                    titles.setdefault(word, set()).add(row["title"])
+    ids = [
+        number
+        for number, word in enumerate(words)
+        if _CONTENT_WORD.fullmatch(word) and len(titles.get(word, ())) == 1
+    ]
+    own = [words[number] for number in ids]
+    own_words = np.full(len(words), -1, np.int32)
+    own_words[ids] = np.arange(len(ids), dtype=np.int32)
+    made_up = np.empty((len(own), OWN_WORD_VARIANTS), object)
+    real = set(words)
+    rng = np.random.default_rng(0x6B6F746165)
+    katakana = np.array([_KATAKANA_WORD.fullmatch(word) is not None for word in own])
+    lengths = np.array([len(word) for word in own])
+    for script in (False, True):
+        characters, counts = np.unique(
+            list("".join(np.array(own, object)[katakana == script])), return_counts=True
+        )
+        # No made-up word starts with the long vowel mark.
+        starts = characters != "ー"
+        for length in np.unique(lengths[katakana == script]):
+            rows = np.flatnonzero((katakana == script) & (lengths == length))
+            drawn = rng.choice(characters, (len(rows), OWN_WORD_VARIANTS, length), p=counts / counts.sum())
+            drawn[:, :, 0] = rng.choice(
+                characters[starts], drawn.shape[:2], p=counts[starts] / counts[starts].sum()
+            )
+            strings = np.ascontiguousarray(drawn).view(f"<U{length}")[..., 0].astype(object)
+            # A draw that is a real word takes the next character of its script at its end until it is not.
+            following = dict(zip(characters, np.roll(characters, -1), strict=True))
+            for place in zip(*np.nonzero(np.vectorize(real.__contains__)(strings)), strict=True):
+                while strings[place] in real:
+                    strings[place] = strings[place][:-1] + following[strings[place][-1]]
+            made_up[rows] = strings
+    return own_words, made_up
 
 
 def _spread(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -340,9 +406,12 @@ def _draw_rows(model: Model, rng: np.random.Generator, count: int) -> np.ndarray
     return rows
 
 
-def _sentences(model: Model, rng: np.random.Generator, count: int) -> list[str]:
+def _sentences(
+    model: Model, rng: np.random.Generator, count: int, articles: np.ndarray | None = None
+) -> list[str]:
     """`count` generated sentences with word-level markup (links, bold), none ending in a real sentence;
-    drawn a batch at a time so that memory stays small."""
+    drawn a batch at a time so that memory stays small. `articles`: each sentence's article number, whose
+    made-up words replace the article-specific real ones; None keeps the real words."""
     sentences: list[str] = []
     while len(sentences) < count:
         rows = _draw_rows(model, rng, min(DRAW_BATCH, int((count - len(sentences)) * 1.2) + 64))
@@ -359,22 +428,52 @@ def _sentences(model: Model, rng: np.random.Generator, count: int) -> list[str]:
         variant = np.select(
             [draw < LINK_SHARE, draw < LINK_SHARE + PIPED_LINK_SHARE, draw >= 1 - BOLD_SHARE], [1, 2, 3], 0
         )
-        words += len(model.words) * np.where(model.content_mask[words], variant, 0)
-        sentences += "".join(model.renderings[words].tolist()).split("\0")[:-1]
+        markup = np.where(model.content_mask[words], variant, 0)
+        texts = model.renderings[words + len(model.words) * markup]
+        if articles is not None:
+            mine = np.flatnonzero(model.own_words[words] >= 0)
+            sentence_of = np.repeat(np.arange(len(rows)), (rows > 0).sum(axis=1))[mine]
+            own = model.own_words[words[mine]]
+            made = model.made_up[own, _own_variant(articles[len(sentences) + sentence_of], words[mine])]
+            texts[mine] = [
+                _MARKUP[kind].format(word, _PIPE_TARGETS[row % len(_PIPE_TARGETS)])
+                for kind, word, row in zip(markup[mine].tolist(), made.tolist(), own.tolist(), strict=True)
+            ]
+        sentences += "".join(texts.tolist()).split("\0")[:-1]
     return sentences
 
 
-def _title_words(model: Model, rng: np.random.Generator, count: int) -> list[str]:
-    return [model.words[word] for word in rng.choice(model.content, count, p=model.content_weights)]
+def _own_variant(articles: np.ndarray, words: np.ndarray) -> np.ndarray:
+    """Which of its made-up words an article-specific word becomes in each article: the same throughout
+    one article, spread evenly over the articles."""
+    with np.errstate(over="ignore"):
+        mixed = articles.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) ^ words.astype(
+            np.uint64
+        ) * np.uint64(0xBF58476D1CE4E5B9)
+    return ((mixed >> np.uint64(32)) % np.uint64(OWN_WORD_VARIANTS)).astype(np.intp)
 
 
-def make_titles(model: Model, seed: int, count: int) -> list[str]:
+def _title_words(model: Model, rng: np.random.Generator, count: int, own_topics: bool) -> list[str]:
+    """Content words for titles, headings, links and references; with `own_topics`, an article-specific
+    one is one of its made-up words."""
+    drawn = rng.choice(model.content, count, p=model.content_weights)
+    if not own_topics:
+        return [model.words[word] for word in drawn]
+    own = model.own_words[drawn]
+    picks = rng.integers(0, OWN_WORD_VARIANTS, count)
+    return [
+        model.words[word] if row < 0 else model.made_up[row, pick]
+        for word, row, pick in zip(drawn.tolist(), own.tolist(), picks.tolist(), strict=True)
+    ]
+
+
+def make_titles(model: Model, seed: int, count: int, own_topics: bool = True) -> list[str]:
     """`count` distinct titles, none a real article's title: one, two or three words, "AのB" or "A・B",
     with "（2）", "（3）", … after a title already taken."""
     rng = np.random.default_rng([seed, 1 << 32])
-    first = _title_words(model, rng, count)
-    second = _title_words(model, rng, count)
-    third = _title_words(model, rng, count)
+    first = _title_words(model, rng, count, own_topics)
+    second = _title_words(model, rng, count, own_topics)
+    third = _title_words(model, rng, count, own_topics)
     shape = rng.choice(5, count, p=[0.08, 0.5, 0.2, 0.12, 0.1]).tolist()
     taken = set(model.real_titles)
     next_number: dict[str, int] = {}
@@ -400,6 +499,7 @@ class _Block:
     redirect_titles: list[str]
     others: int
     first_page_id: int
+    own_topics: bool
 
 
 def _escape(text: str) -> str:
@@ -444,7 +544,12 @@ def _block_pages(model: Model, block: _Block) -> tuple[str, int]:
     paragraphs[np.arange(SECTION_COUNTS[-1]) >= sections[:, None]] = 0
     lead = rng.choice(LEAD_SENTENCES, count, p=LEAD_WEIGHTS).tolist()
     per_paragraph = rng.choice(SENTENCE_COUNTS, int(paragraphs.sum()), p=SENTENCE_WEIGHTS).tolist()
-    sentences = _sentences(model, rng, sum(lead) + sum(per_paragraph))
+    # Each sentence's article: its lead, then its sections' paragraphs, article after article.
+    paragraph_sentences = np.add.reduceat(
+        per_paragraph, np.cumsum(paragraphs.sum(axis=1)) - paragraphs.sum(axis=1)
+    )
+    articles = np.repeat(block.first_page_id + np.arange(count), np.array(lead) + paragraph_sentences)
+    sentences = _sentences(model, rng, sum(lead) + sum(per_paragraph), articles if block.own_topics else None)
     years = rng.integers(1850, 2025, len(sentences)).tolist()
     refs = np.flatnonzero(rng.random(len(sentences)) < REF_SHARE).tolist()
     headings = rng.choice(len(_HEADINGS) + 1, int(sections.sum())).tolist()
@@ -453,7 +558,7 @@ def _block_pages(model: Model, block: _Block) -> tuple[str, int]:
     categories = rng.integers(1, 4, count).tolist()
     # Words for references, infoboxes, headings not on the list, see-also links and categories.
     needed = 4 * len(refs) + 5 * sum(infobox) + headings.count(len(_HEADINGS)) + 2 * sum(see_also)
-    words = iter(_title_words(model, rng, needed + 2 * sum(categories)))
+    words = iter(_title_words(model, rng, needed + 2 * sum(categories), block.own_topics))
     for index in refs:
         sentences[index] += _ref(words, years[index])
 
@@ -525,10 +630,10 @@ def _compress_block(block: _Block) -> tuple[bytes, int]:
     return bz2.compress(xml.encode()), pages
 
 
-def _blocks(model: Model, articles: int, seed: int, block_articles: int) -> list[_Block]:
+def _blocks(model: Model, articles: int, seed: int, block_articles: int, own_topics: bool) -> list[_Block]:
     sizes = [min(block_articles, articles - start) for start in range(0, articles, block_articles)]
     redirects = [math.ceil(size * REDIRECT_SHARE) for size in sizes]
-    titles = make_titles(model, seed, articles + sum(redirects))
+    titles = make_titles(model, seed, articles + sum(redirects), own_topics)
     blocks = []
     redirect_start = articles
     for number, size in enumerate(sizes):
@@ -542,6 +647,7 @@ def _blocks(model: Model, articles: int, seed: int, block_articles: int) -> list
                 others=min(size, math.ceil(size * OTHER_NAMESPACE_SHARE)),
                 # Room for every page of a block, as real dumps leave gaps between page ids.
                 first_page_id=number * 2 * block_articles + 1,
+                own_topics=own_topics,
             )
         )
         redirect_start += redirects[number]
@@ -555,9 +661,11 @@ def write_dump(
     workers: int = 1,
     paragraphs: Path = DEFAULT_PARAGRAPHS,
     block_articles: int = BLOCK_ARTICLES,
+    own_topics: bool = True,
 ) -> DumpSummary:
     """Writes the dump to `out` (through `out`.tmp): a header stream, one bz2 stream per block of
-    `block_articles` articles, a closing stream. The same bytes for the same arguments whatever `workers`."""
+    `block_articles` articles, a closing stream. The same bytes for the same arguments whatever `workers`.
+    `own_topics`: article-specific real words become made-up ones (see the module's docstring)."""
     if articles < 1 or block_articles < 1:
         raise ValueError("articles and block_articles must be positive")
     model = load_model(paragraphs)
@@ -569,11 +677,11 @@ def write_dump(
             pool = stack.enter_context(
                 multiprocessing.get_context("fork").Pool(workers, _init_worker, (model,))
             )
-            blocks = _blocks(model, articles, seed, block_articles)
+            blocks = _blocks(model, articles, seed, block_articles, own_topics)
             results: Iterator[tuple[bytes, int]] = pool.imap(_compress_block, blocks)
         else:
             _init_worker(model)
-            results = map(_compress_block, _blocks(model, articles, seed, block_articles))
+            results = map(_compress_block, _blocks(model, articles, seed, block_articles, own_topics))
         pages = 0
         with temporary.open("wb") as stream:
             stream.write(bz2.compress(_HEADER.encode()))
@@ -597,10 +705,21 @@ def main(argv: list[str] | None = None) -> int:
         "--paragraphs", type=Path, default=DEFAULT_PARAGRAPHS, help="real paragraphs to learn words from"
     )
     parser.add_argument("--block-articles", type=int, default=BLOCK_ARTICLES, help="articles per bz2 stream")
+    parser.add_argument(
+        "--shared-topics",
+        action="store_true",
+        help="keep every real word, article-specific ones included (the dumps of sessions 10-15)",
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
     summary = write_dump(
-        args.out, args.articles, args.seed, args.workers, args.paragraphs, args.block_articles
+        args.out,
+        args.articles,
+        args.seed,
+        args.workers,
+        args.paragraphs,
+        args.block_articles,
+        own_topics=not args.shared_topics,
     )
     seconds = time.perf_counter() - started
     print(

@@ -4,7 +4,8 @@
 # per-question latency stage by stage, and the real paragraphs alone for the side-by-side recall. Reports
 # go to $R (default /tmp/r); `times.txt` stamps each step. STEPS picks the steps, in this order:
 #   embedding  GPU embedding speed, torch fp16 eager against compiled (then the build compiles if faster)
-#   build      the dump and the 5.5M build
+#   build      the dump (topics of its own per article; DUMP_ARGS=--shared-topics for sessions 10-15's) and
+#              the 5.5M build
 #   query      recall of both QA sets, dense recall and latency by IVF-PQ nprobe (NPROBES), latency with the
 #              questions embedded on the GPU
 #   query-cpu  recall and latency with the questions embedded on the CPUs (faiss on default and 1 thread)
@@ -54,7 +55,7 @@ fi
 echo "KOTAE_EMBEDDER_COMPILE=$KOTAE_EMBEDDER_COMPILE" >> "$R/times.txt"
 if step build; then
   python3 "$repo/benchmarks/jawiki_dump.py" --out /tmp/jawiki-5m.xml.bz2 --workers "$(nproc)" \
-    --articles "${ARTICLES:-1300000}" > "$R/dump.txt" 2>&1
+    --articles "${ARTICLES:-1300000}" ${DUMP_ARGS:-} > "$R/dump.txt" 2>&1
   stamp dumped
   python3 "$repo/benchmarks/index_scale.py" build --out /tmp/idx5m --report "$R/build5m.json" -- \
     /tmp/jawiki-5m.xml.bz2 "$data/jawiki-paragraphs.jsonl" --type ivfpq > "$R/build5m.log" 2>&1

@@ -1,5 +1,6 @@
 """`benchmarks/jawiki_dump.py` on a small dump: the same bytes whatever the workers, bz2 multistream, read
-by kotae's own reader and chunker as the right articles, and no copies of real sentences."""
+by kotae's own reader and chunker as the right articles, no copies of real sentences, and made-up words in
+place of the words that only one real article uses."""
 
 import bz2
 import importlib.util
@@ -8,6 +9,7 @@ import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from kotae.indexer.chunking import chunk_document, split_sentences
@@ -119,6 +121,37 @@ def test_no_real_sentence_is_copied(dump, jawiki_dump):
     ]
     assert len(real) > 10_000
     assert copies == []
+
+
+def passage_text(path: Path) -> str:
+    documents = read_documents(path)
+    return "\n".join(passage.text for document in documents for passage in chunk_document(document, 400))
+
+
+def test_article_specific_words_are_made_up(dump, jawiki_dump, tmp_path):
+    path, _summary = dump
+    model = jawiki_dump.load_model(jawiki_dump.DEFAULT_PARAGRAPHS)
+    own = [model.words[word] for word in np.flatnonzero(model.own_words >= 0)]
+    made_up = set(model.made_up.ravel().tolist())
+    assert len(own) > 50_000 and not made_up & set(model.words)
+    assert len(made_up) > 0.9 * model.made_up.size
+    shared = tmp_path / "shared.xml.bz2"
+    jawiki_dump.write_dump(shared, ARTICLES, seed=3, workers=1, block_articles=BLOCK, own_topics=False)
+    # Words as the chain cuts them (runs of one script), so that a longer real word holding one is not one.
+    own_set = set(own)
+    spread = sum(token in own_set for token in jawiki_dump._TOKEN.findall(passage_text(shared)))
+    kept = sum(token in own_set for token in jawiki_dump._TOKEN.findall(passage_text(path)))
+    assert spread > 500 and kept * 20 < spread
+
+
+def test_a_word_keeps_its_made_up_form_within_an_article(jawiki_dump):
+    articles = np.arange(4_000)
+    words = np.full(4_000, 12_345)
+    variants = jawiki_dump._own_variant(articles, words)
+    assert np.array_equal(variants, jawiki_dump._own_variant(articles, words))
+    counts = np.bincount(variants, minlength=jawiki_dump.OWN_WORD_VARIANTS)
+    assert len(counts) == jawiki_dump.OWN_WORD_VARIANTS and counts.min() > 150
+    assert len(set(jawiki_dump._own_variant(np.full(50, 7), np.arange(50)).tolist())) > 1
 
 
 def test_command_line(jawiki_dump, tmp_path, capsys):
