@@ -14,8 +14,8 @@ above, so that they keep their ids and the QA sets' gold passage ids still point
 Each stand-in article has topics of its own, as a real one does: a word that only one real article uses
 (a kanji or katakana run, counted by title) is replaced, the same way throughout a stand-in article, by a
 made-up word of the same script and length from a pool of OWN_WORD_VARIANTS per real word, none a real word.
-Words that two or more real articles use stay. Without that (`--shared-topics`, the dumps of sessions 10-15),
-every real article's names are spread over all the stand-in articles at their sample frequency.
+Words that two or more real articles use stay. With `--shared-topics`, every real article's names are
+spread over all the stand-in articles at their sample frequency instead.
 
 Each article has a unique title, a lead and 2-6 sections of 1-3 paragraphs, with the markup kotae's
 cleaner removes or unwraps (links, bold, infoboxes, <ref>, categories, a 脚注 section). A few redirects
@@ -708,7 +708,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--shared-topics",
         action="store_true",
-        help="keep every real word, article-specific ones included (the dumps of sessions 10-15)",
+        help="keep every real word, article-specific ones included",
     )
     args = parser.parse_args(argv)
     started = time.perf_counter()

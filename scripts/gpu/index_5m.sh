@@ -4,7 +4,7 @@
 # per-question latency stage by stage, and the real paragraphs alone for the side-by-side recall. Reports
 # go to $R (default /tmp/r); `times.txt` stamps each step. STEPS picks the steps, in this order:
 #   embedding  GPU embedding speed, torch fp16 eager against compiled (then the build compiles if faster)
-#   build      the dump (topics of its own per article; DUMP_ARGS=--shared-topics for sessions 10-15's) and
+#   build      the dump (topics of its own per article; DUMP_ARGS=--shared-topics for one vocabulary) and
 #              the 5.5M build
 #   query      recall of both QA sets, dense recall and latency by IVF-PQ nprobe (NPROBES), latency with the
 #              questions embedded on the GPU

@@ -9,13 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kotae.core.config import DEFAULT_EMBEDDER, Settings
+from kotae.core.config import Settings
 from kotae.core.errors import KotaeError
 from kotae.core.passage import Passage
 from kotae.indexer.build import build_index
 from kotae.indexer.embedder import Embedder
 from kotae.indexer.index import Index, IndexView, KeyRanking
-from kotae.models.store import ModelStore
 from kotae.rag.fusion import min_max, reciprocal_rank_fusion, weighted_fusion
 from kotae.rag.reranker import Reranker
 from kotae.rag.retriever import Retriever
@@ -239,11 +238,8 @@ def test_an_index_without_bm25_serves_dense_only(corpus: Path, tiny: Embedder, t
         retriever.retrieve("灯台", 2, mode="bm25")
 
 
-def test_real_e5_finds_paraphrased_passages(corpus: Path, tmp_path: Path) -> None:
-    store = ModelStore(Settings().home)
-    if not store.is_pulled(DEFAULT_EMBEDDER):
-        pytest.skip(f"{DEFAULT_EMBEDDER} is not pulled (kotae models pull)")
-    e5 = Embedder(store.path(DEFAULT_EMBEDDER))
+def test_real_e5_finds_paraphrased_passages(corpus: Path, e5_small: Path, tmp_path: Path) -> None:
+    e5 = Embedder(e5_small)
     build_index([corpus], tmp_path / "e5", e5)
     retriever = Retriever(Index.open(tmp_path / "e5"), e5, Settings(retrieval="dense"))
     for question, expected in {

@@ -11,7 +11,7 @@ import pytest
 from engine_marker import engine_fixture
 from server_fixtures import BorrowedEngine, LiveServer, run_in_thread, server_settings, wait_ready
 
-from kotae.core.config import DEFAULT_EMBEDDER, Settings
+from kotae.core.config import Settings
 from kotae.rag.abstention import NO_ANSWER
 
 NOT_IN_THE_DEMO = "東京タワーの高さは？"
@@ -22,28 +22,24 @@ IN_THE_DEMO = "日本で最も高い山は何ですか？"
 # engine stopped for them.
 @engine_fixture(scope="session")
 def embedded_default(
-    live: LiveServer, workspace: Path, tmp_path_factory: pytest.TempPathFactory
+    live: LiveServer, workspace: Path, e5_small: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[httpx.Client]:
     from kotae.demo import corpus_path
     from kotae.indexer.build import build_index
     from kotae.indexer.embedder import Embedder
     from kotae.indexer.index import Index
-    from kotae.models.store import ModelStore
     from kotae.rag.collections import Collections
     from kotae.rag.pipeline import Pipeline
     from kotae.rag.retriever import Retriever
     from kotae.server.app import create_app
 
-    store = ModelStore(Settings().home)
-    if not store.is_pulled(DEFAULT_EMBEDDER):
-        pytest.skip(f"{DEFAULT_EMBEDDER} is not pulled (kotae models pull)")
-    embedder = Embedder(store.path(DEFAULT_EMBEDDER))
+    embedder = Embedder(e5_small)
     root = tmp_path_factory.mktemp("embedded-default")
     build_index([corpus_path()], root / "index", embedder)
     settings = server_settings(
         workspace,
         index=root / "index",
-        embedder=str(store.path(DEFAULT_EMBEDDER)),
+        embedder=str(e5_small),
         adapter_dir=tmp_path_factory.mktemp("no-adapters"),
         index_watch_s=0,
         abstain_min_cosine=Settings.model_fields["abstain_min_cosine"].default,
