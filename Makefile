@@ -19,8 +19,10 @@ lint: bootstrap
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
 
+# Two workers (pytest-xdist), each taking whole test packages: the CI machine has two cores, and more
+# workers would each hold a package's vLLM engines in memory at once.
 test: lint
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n 2
 
 test-fast: lint
 	$(VENV)/bin/pytest -m "not engine and not slow"

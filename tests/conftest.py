@@ -1,5 +1,6 @@
 """Marks `engine` every test that uses a fixture declared with `engine_marker.engine_fixture`; keeps absl's
-log handler off pytest's capture streams; the models that tests of several packages share."""
+log handler off pytest's capture streams; gives each pytest-xdist worker whole packages; the models that
+tests of several packages share."""
 
 import sys
 from pathlib import Path
@@ -35,6 +36,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if needs_engine(item):
             item.add_marker(pytest.mark.engine)
     items.sort(key=lambda item: item.path.name not in VLLM_METRICS_READERS)
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist, which `make test` runs under
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Whole test packages to each worker: a package's session engines and servers start once, in one
+    process, and two packages' engines at most run side by side."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class PackageScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            # "tests/server/test_x.py::test" -> "tests/server"; the files directly under tests/ share one.
+            return nodeid.split("::", 1)[0].rsplit("/", 1)[0]
+
+    return PackageScheduling(config, log)
 
 
 def _tiny_model(name: str) -> Any:
