@@ -19,8 +19,8 @@ lint: bootstrap
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
 
-# Two pytest-xdist workers (scheduled by tests/conftest.py): the CI machine has two cores, and more workers
-# would each hold a package's vLLM engines in memory at once.
+# Two workers (pytest-xdist), each taking whole test packages: the CI machine has two cores, and more
+# workers would each hold a package's vLLM engines in memory at once.
 test: lint
 	$(VENV)/bin/pytest -n 2
 

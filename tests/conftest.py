@@ -1,6 +1,6 @@
 """Marks `engine` every test that uses a fixture declared with `engine_marker.engine_fixture`; keeps absl's
-log handler off pytest's capture streams; schedules pytest-xdist workers (whole packages where those share
-session engines); the models that tests of several packages share."""
+log handler off pytest's capture streams; gives each pytest-xdist worker whole packages; the models that
+tests of several packages share."""
 
 import sys
 from pathlib import Path
@@ -38,21 +38,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.path.name not in VLLM_METRICS_READERS)
 
 
-PACKAGES_HELD_WHOLE = ("tests/adapters", "tests/server")
-"""Test packages whose conftest starts session engines or servers: each goes whole to one xdist worker, so
-that they start once. Every other test module is scheduled on its own."""
-
-
 @pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist, which `make test` runs under
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """PACKAGES_HELD_WHOLE to one worker each, the other modules one by one to whichever worker is free."""
+    """Whole test packages to each worker: a package's session engines and servers start once, in one
+    process, and two packages' engines at most run side by side."""
     from xdist.scheduler import LoadScopeScheduling
 
     class PackageScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            module = nodeid.split("::", 1)[0]
-            package = module.rsplit("/", 1)[0]
-            return package if package in PACKAGES_HELD_WHOLE else module
+            # "tests/server/test_x.py::test" -> "tests/server"; the files directly under tests/ share one.
+            return nodeid.split("::", 1)[0].rsplit("/", 1)[0]
 
     return PackageScheduling(config, log)
 
