@@ -202,7 +202,8 @@ def load_model(paragraphs: Path) -> Model:
 
 def train(paragraphs: Path) -> Model:
     """The chain of the real paragraphs' sentences (those without characters that are wiki markup)."""
-    sentences, real_titles = _real_sentences(paragraphs)
+    paragraph_rows = _read_paragraphs(paragraphs)
+    sentences, real_titles = _real_sentences(paragraph_rows)
     tokenized = [_TOKEN.findall(sentence[:-1]) for sentence in sentences]
     words = ["", "。", *sorted({word for tokens in tokenized for word in tokens})]
     ids = {word: number for number, word in enumerate(words)}
@@ -258,7 +259,7 @@ def train(paragraphs: Path) -> Model:
     real_filter = np.zeros(_FILTER_MASK + 1, bool)
     real_filter[(real_hashes & np.uint64(_FILTER_MASK)).astype(np.intp)] = True
 
-    own_words, made_up = _made_up_words(paragraphs, words)
+    own_words, made_up = _made_up_words(paragraph_rows, words)
 
     plain = list(words)
     plain[_EOS] = "。\0"
@@ -295,35 +296,32 @@ def train(paragraphs: Path) -> Model:
     )
 
 
-def _real_sentences(paragraphs: Path) -> tuple[list[str], set[str]]:
+def _read_paragraphs(paragraphs: Path) -> list[tuple[str, str]]:
+    """Each paragraph's title and text."""
+    with paragraphs.open(encoding="utf-8") as lines:
+        return [(row["title"], row["text"]) for row in map(json.loads, filter(str.strip, lines))]
+
+
+def _real_sentences(rows: list[tuple[str, str]]) -> tuple[list[str], set[str]]:
     """The distinct sentences of the paragraphs that hold no markup characters, sorted; and the titles."""
     sentences: set[str] = set()
-    titles: set[str] = set()
-    with paragraphs.open(encoding="utf-8") as lines:
-        for line in lines:
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            titles.add(row["title"])
-            for text_line in row["text"].splitlines():
-                for sentence in _SENTENCE.findall(text_line):
-                    sentence = sentence.strip()
-                    if len(sentence) > 1 and not _UNSAFE.search(sentence):
-                        sentences.add(sentence)
-    return sorted(sentences), titles
+    for _title, text in rows:
+        for text_line in text.splitlines():
+            for sentence in _SENTENCE.findall(text_line):
+                sentence = sentence.strip()
+                if len(sentence) > 1 and not _UNSAFE.search(sentence):
+                    sentences.add(sentence)
+    return sorted(sentences), {title for title, _text in rows}
 
 
-def _made_up_words(paragraphs: Path, words: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def _made_up_words(rows: list[tuple[str, str]], words: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Model.own_words and Model.made_up: the content words that only one real article (title) uses and,
     for each, OWN_WORD_VARIANTS words of its script and length whose characters are drawn as often as
     that script's article-specific words use them; none is a real word. Deterministic."""
     titles: dict[str, set[str]] = {}
-    with paragraphs.open(encoding="utf-8") as lines:
-        for line in lines:
-            if line.strip():
-                row = json.loads(line)
-                for word in _CONTENT_WORD.findall(row["text"]):
-                    titles.setdefault(word, set()).add(row["title"])
+    for title, text in rows:
+        for word in _CONTENT_WORD.findall(text):
+            titles.setdefault(word, set()).add(title)
     ids = [
         number
         for number, word in enumerate(words)
@@ -339,23 +337,24 @@ def _made_up_words(paragraphs: Path, words: list[str]) -> tuple[np.ndarray, np.n
     lengths = np.array([len(word) for word in own])
     for script in (False, True):
         characters, counts = np.unique(
-            list("".join(np.array(own, object)[katakana == script])), return_counts=True
+            list("".join(word for word, kind in zip(own, katakana, strict=True) if kind == script)),
+            return_counts=True,
         )
         # No made-up word starts with the long vowel mark.
         starts = characters != "ー"
+        # A draw that is a real word takes the next character of its script at its end until it is not.
+        following = dict(zip(characters, np.roll(characters, -1), strict=True))
         for length in np.unique(lengths[katakana == script]):
-            rows = np.flatnonzero((katakana == script) & (lengths == length))
-            drawn = rng.choice(characters, (len(rows), OWN_WORD_VARIANTS, length), p=counts / counts.sum())
+            group = np.flatnonzero((katakana == script) & (lengths == length))
+            drawn = rng.choice(characters, (len(group), OWN_WORD_VARIANTS, length), p=counts / counts.sum())
             drawn[:, :, 0] = rng.choice(
                 characters[starts], drawn.shape[:2], p=counts[starts] / counts[starts].sum()
             )
             strings = np.ascontiguousarray(drawn).view(f"<U{length}")[..., 0].astype(object)
-            # A draw that is a real word takes the next character of its script at its end until it is not.
-            following = dict(zip(characters, np.roll(characters, -1), strict=True))
             for place in zip(*np.nonzero(np.vectorize(real.__contains__)(strings)), strict=True):
                 while strings[place] in real:
                     strings[place] = strings[place][:-1] + following[strings[place][-1]]
-            made_up[rows] = strings
+            made_up[group] = strings
     return own_words, made_up
 
 
@@ -545,9 +544,8 @@ def _block_pages(model: Model, block: _Block) -> tuple[str, int]:
     lead = rng.choice(LEAD_SENTENCES, count, p=LEAD_WEIGHTS).tolist()
     per_paragraph = rng.choice(SENTENCE_COUNTS, int(paragraphs.sum()), p=SENTENCE_WEIGHTS).tolist()
     # Each sentence's article: its lead, then its sections' paragraphs, article after article.
-    paragraph_sentences = np.add.reduceat(
-        per_paragraph, np.cumsum(paragraphs.sum(axis=1)) - paragraphs.sum(axis=1)
-    )
+    article_paragraphs = paragraphs.sum(axis=1)
+    paragraph_sentences = np.add.reduceat(per_paragraph, np.cumsum(article_paragraphs) - article_paragraphs)
     articles = np.repeat(block.first_page_id + np.arange(count), np.array(lead) + paragraph_sentences)
     sentences = _sentences(model, rng, sum(lead) + sum(per_paragraph), articles if block.own_topics else None)
     years = rng.integers(1850, 2025, len(sentences)).tolist()
