@@ -25,7 +25,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,6 +35,7 @@ import psutil
 if TYPE_CHECKING:
     from kotae.core.passage import Hit
     from kotae.core.qa_jsonl import QAItem
+    from kotae.indexer.index import KeyRanking
     from kotae.rag.retriever import Retriever
 
 
@@ -141,7 +142,7 @@ def query(args: argparse.Namespace) -> dict:
             "passages": len(index),
             "open_seconds": round(open_seconds, 2),
             "retrieval": retriever.describe(),
-            "recall": {path.stem: recall(retriever, sets[path]) for path in args.data},
+            "recall": {path.stem: recall(retriever, sets[path], args.rerank_depth) for path in args.data},
         }
         questions = [item.question for item in sets[args.data[0]]][: args.latency_questions]
         if args.nprobe and isinstance(index.manifest.dense, IvfPqSpec):
@@ -160,31 +161,38 @@ def query(args: argparse.Namespace) -> dict:
     return results
 
 
-def recall(retriever: "Retriever", items: "Iterable[QAItem]") -> dict:
+def recall(retriever: "Retriever", items: "Iterable[QAItem]", rerank_depths: Sequence[int] = ()) -> dict:
     """Recall of the gold passage at 5 and at DEPTH for dense, BM25 and fused rankings (for IVF-PQ also with
-    the dense half searched exhaustively; with the retriever's reranker also the fused hits re-ordered by
-    it, "hybrid reranked"), and the share of questions whose fused top 5 holds an answer string in any
-    passage (gold or not)."""
+    the dense half searched exhaustively), and the share of questions whose fused top 5 holds an answer
+    string in any passage (gold or not). With the retriever's reranker also the fused hits re-ordered by
+    it: "hybrid reranked" at its settings' `rerank_depth` and "hybrid reranked top D" at each other depth
+    of `rerank_depths`, each fused as deep as the retriever fuses for that depth."""
     items = [item for item in items if item.gold_passage_ids]
+    questions = [item.question for item in items]
     view = retriever.index.view()
-    vectors = retriever.embedder.embed_queries([item.question for item in items])
-    dense = view.rank_dense(vectors, DEPTH)
-    lexical = view.rank_bm25([item.question for item in items], DEPTH)
-    rankings = {
-        "dense": dense,
-        "bm25": lexical,
-        "hybrid": [retriever.fuse(d, b) for d, b in zip(dense, lexical, strict=True)],
-    }
+    served_depth = retriever.settings.rerank_depth
+    depths = sorted({served_depth, *rerank_depths}) if retriever.reranker is not None else []
+    deepest = max([DEPTH, *depths])
+    vectors = retriever.embedder.embed_queries(questions)
+    dense = view.rank_dense(vectors, deepest)
+    lexical = view.rank_bm25(questions, deepest)
+
+    def fused(depth: int) -> "list[KeyRanking]":
+        return [retriever.fuse(d[:depth], b[:depth]) for d, b in zip(dense, lexical, strict=True)]
+
+    rankings = {"dense": dense, "bm25": lexical, "hybrid": fused(DEPTH)}
     if retriever.index.manifest.dense.type == "ivfpq":
         # What an ANN search that missed nothing would give: every exact vector scanned.
         exhaustive = view.rank_dense(vectors, DEPTH, exhaustive=True)
         rankings["dense exhaustive"] = exhaustive
         rankings["hybrid exhaustive"] = [
-            retriever.fuse(d, b) for d, b in zip(exhaustive, lexical, strict=True)
+            retriever.fuse(d, b) for d, b in zip(exhaustive, lexical[:DEPTH], strict=True)
         ]
-    found = {mode: view.hits(ranked) for mode, ranked in rankings.items()}
-    if retriever.reranker is not None:
-        found["hybrid reranked"] = retriever.rerank([item.question for item in items], found["hybrid"])
+    found = {mode: view.hits([ranking[:DEPTH] for ranking in ranked]) for mode, ranked in rankings.items()}
+    for depth in depths:
+        mode = "hybrid reranked" if depth == served_depth else f"hybrid reranked top {depth}"
+        candidates = view.hits([ranking[:depth] for ranking in fused(max(depth, DEPTH))])
+        found[mode] = retriever.rerank(questions, candidates, depth)
     return recall_report(found, items)
 
 
@@ -204,8 +212,8 @@ def recall_report(found: "dict[str, list[list[Hit]]]", items: "list[QAItem]") ->
                 for ranked, item in zip(ids, items, strict=True)
             ]
             report[f"{mode}@{k}"] = round(statistics.fmean(hit_rate), 4)
-    for mode in ("hybrid", "hybrid reranked"):
-        if mode not in found:
+    for mode in found:
+        if mode != "hybrid" and not mode.startswith("hybrid reranked"):
             continue
         holding = [
             any(answer in hit.passage.text for hit in hits[:5] for answer in item.answers)
@@ -315,6 +323,14 @@ def main() -> None:
         type=Path,
         help="reranker folder (`kotae train reranker`), run on --device: adds the reranked hybrid recall "
         "and a rerank stage to the latency",
+    )
+    query_parser.add_argument(
+        "--rerank-depth",
+        type=int,
+        nargs="*",
+        default=[],
+        help="with --reranker: also the recall with the fused top D re-ordered, for each of these D "
+        "(the served depth is KOTAE_RERANK_DEPTH's)",
     )
     query_parser.add_argument("--report", type=Path, required=True)
     args = parser.parse_args()

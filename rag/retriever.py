@@ -161,13 +161,15 @@ class Retriever:
         best = [ranking[0][1] if ranking else None for ranking in dense] if dense else [None] * len(questions)
         return [Retrieval(hits, cosine) for hits, cosine in zip(hit_lists, best, strict=True)]
 
-    def rerank(self, questions: Sequence[str], hit_lists: Sequence[list[Hit]]) -> list[list[Hit]]:
-        """Each question's first `rerank_depth` hits re-ordered by the reranker's scores (which become
-        their scores), best first; hits beyond them follow as they were. All pairs of the batch are scored
-        in one call. Without a reranker, the hits as they were."""
+    def rerank(
+        self, questions: Sequence[str], hit_lists: Sequence[list[Hit]], depth: int | None = None
+    ) -> list[list[Hit]]:
+        """Each question's first `depth` (default: `rerank_depth`) hits re-ordered by the reranker's
+        scores (which become their scores), best first; hits beyond them follow as they were. All pairs of
+        the batch are scored in one call. Without a reranker, the hits as they were."""
         if self.reranker is None:
             return [list(hits) for hits in hit_lists]
-        depth = self.settings.rerank_depth
+        depth = depth or self.settings.rerank_depth
         pairs = [
             (question, hit.passage)
             for question, hits in zip(questions, hit_lists, strict=True)

@@ -12,8 +12,11 @@
 #   pruning    BM25 alone, pruned against every posting read
 #   upsert     100-document upserts into the 5.5M index
 #   real       the real paragraphs alone: build and query
-#   reranker   `kotae train reranker` on jaquad-train + jsquad-valid-train, negatives from the real
-#              paragraphs alone (needs `real`), then recall and latency of the 5.5M and 18k indexes with it
+#   reranker   `kotae train reranker` on jaquad-train + jsquad-valid-train into /tmp/reranker, negatives
+#              from the real paragraphs alone (needs `real`); RERANKER_ARGS adds options (`--max-steps N`)
+#   reranked   recall and latency with /tmp/reranker of each index of RERANKED (default: idx5m idx13k),
+#              reranking the fused top 50 and the top RERANK_DEPTHS (default 100)
+# `real reranker` can run in a second copy of this script (R=/tmp/r2) while this one builds the 5.5M.
 # Run it detached and keep a call alive while it works (the machine goes back 30 s after a call ends):
 #   setsid nohup bash scripts/gpu/index_5m.sh "$PWD" > /tmp/index_5m.log 2>&1 &
 #   sleep 540; cat /tmp/r/times.txt; cp /tmp/r/*.json /tmp/r/times.txt "$OUT"/     (repeat until "done")
@@ -94,12 +97,14 @@ if step reranker; then
   # Negatives from the real paragraphs alone: a reranker that learnt the stand-in's text would not say
   # what one does on a real corpus.
   python3 -m kotae train reranker --data "$data/qa/jaquad-train.jsonl" --data "$data/qa/jsquad-valid-train.jsonl" \
-    --index /tmp/idx13k --out /tmp/reranker > "$R/reranker-train.log" 2>&1
+    --index /tmp/idx13k --out /tmp/reranker ${RERANKER_ARGS:-} > "$R/reranker-train.log" 2>&1
   stamp trained-reranker
-  for index in idx5m idx13k; do
+fi
+if step reranked; then
+  for index in ${RERANKED:-idx5m idx13k}; do
     python3 "$repo/benchmarks/index_scale.py" query --index "/tmp/$index" --device cuda --faiss-threads 0 \
-      --reranker /tmp/reranker --latency-questions "${LATENCY_QUESTIONS:-300}" --report "$R/query-$index-reranked.json" \
-      > "$R/query-$index-reranked.log" 2>&1
+      --reranker /tmp/reranker --rerank-depth ${RERANK_DEPTHS:-100} --latency-questions "${LATENCY_QUESTIONS:-300}" \
+      --report "$R/query-$index-reranked.json" > "$R/query-$index-reranked.log" 2>&1
     stamp "queried $index reranked"
   done
 fi

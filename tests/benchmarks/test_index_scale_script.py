@@ -101,3 +101,18 @@ def test_with_a_reranker_the_reranked_hybrid_figures_and_stage_are_reported(
     assert "hybrid reranked@5" not in script.recall(flat, ITEMS) and "rerank" not in script.stage_latencies(
         flat, ["富士山の標高は？"]
     )
+
+
+def test_reranked_recall_at_other_depths_is_reported_beside_the_served_one(
+    script: ModuleType, flat: Retriever
+) -> None:
+    reranked = Retriever(flat.index, flat.embedder, Settings(rerank_depth=3), reranker=GoldLast())
+
+    report = script.recall(reranked, ITEMS, [1, 3, 5])
+
+    # Depth 3 is the served one; 1 and 5 get names of their own.
+    assert {key for key in report if key.startswith("hybrid reranked") and key.endswith("@5")} == {
+        "hybrid reranked@5",
+        "hybrid reranked top 1@5",
+        "hybrid reranked top 5@5",
+    }

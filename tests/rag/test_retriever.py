@@ -331,6 +331,9 @@ def test_only_the_rerank_depth_is_reordered_and_other_modes_never(index: Index, 
             question, 4, mode=mode
         )
     assert retriever.describe() == "hybrid weighted 0.4 reranked top 3"
+    # A depth given to rerank() overrides the settings': the fifth now counts and comes first.
+    deeper = retriever.rerank([question], [fused], depth=5)[0]
+    assert [hit.passage.id for hit in deeper] == [ids[4], ids[2], ids[0], ids[1], ids[3], ids[5]]
 
 
 def test_the_tiny_cross_encoder_reorders_hybrid_retrieval(
