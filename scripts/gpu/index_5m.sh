@@ -16,7 +16,7 @@
 #              from the real paragraphs alone (needs `real`); RERANKER_ARGS adds options (`--max-steps N`)
 #   reranked   recall and latency with /tmp/reranker of each index of RERANKED (default: idx5m idx13k),
 #              reranking the fused top 50 and the top RERANK_DEPTHS (default 100)
-# `real reranker` can run in a second copy of this script (R=/tmp/r2) while this one builds the 5.5M.
+# scripts/gpu/index_5m_reranked.sh runs `real reranker` in a second copy beside the 5.5M build.
 # Run it detached and keep a call alive while it works (the machine goes back 30 s after a call ends):
 #   setsid nohup bash scripts/gpu/index_5m.sh "$PWD" > /tmp/index_5m.log 2>&1 &
 #   sleep 540; cat /tmp/r/times.txt; cp /tmp/r/*.json /tmp/r/times.txt "$OUT"/     (repeat until "done")
