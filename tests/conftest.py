@@ -12,6 +12,10 @@ from engine_marker import needs_engine
 if TYPE_CHECKING:
     from kotae.indexer.embedder import Embedder
 
+LONGEST_PACKAGES = ("tests/server", "tests/adapters")
+"""The packages that start the most engines and train models, given to the pytest-xdist workers first: a long
+package handed out last would leave one worker running it alone (xdist would order packages by test count)."""
+
 VLLM_METRICS_READERS = ("test_cancellation.py", "test_dashboard_metrics.py", "test_prometheus_dashboard.py")
 """Test modules that read the session engine's `vllm:` metrics. vLLM unregisters every `vllm:` collector
 when an engine starts in the process, so these run before any test that starts an engine of its own."""
@@ -40,14 +44,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist, which `make test` runs under
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """Whole test packages to each worker: a package's session engines and servers start once, in one
-    process, and two packages' engines at most run side by side."""
+    """Whole test packages to each worker, the longest first: a package's session engines and servers start
+    once, in one process, and two packages' engines at most run side by side."""
     from xdist.scheduler import LoadScopeScheduling
 
     class PackageScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             # "tests/server/test_x.py::test" -> "tests/server"; the files directly under tests/ share one.
             return nodeid.split("::", 1)[0].rsplit("/", 1)[0]
+
+        def _assign_work_unit(self, node: Any) -> None:
+            for package in reversed(LONGEST_PACKAGES):
+                if package in self.workqueue:
+                    self.workqueue.move_to_end(package, last=False)
+            super()._assign_work_unit(node)
 
     return PackageScheduling(config, log)
 
