@@ -30,6 +30,17 @@ def test_scores_one_float_per_pair_whatever_the_batch(tiny_reranker: Path) -> No
     assert reranker.score([]) == []
 
 
+def test_bf16_scores_are_the_fp32_ones_rounded_and_off_by_default_on_the_cpu(tiny_reranker: Path) -> None:
+    pairs = [(QUESTION, passage) for passage in PASSAGES]
+    full = Reranker(tiny_reranker, device="cpu")
+    half = Reranker(tiny_reranker, device="cpu", bf16=True)
+
+    scores, rounded = full.score(pairs), half.score(pairs)
+
+    assert not full.bf16 and half.bf16
+    assert rounded == pytest.approx(scores, abs=0.05) and rounded != scores  # bf16 keeps 8 bits of mantissa
+
+
 def test_a_folder_without_a_model_is_refused(tmp_path: Path) -> None:
     with pytest.raises(KotaeError, match="not a reranker folder"):
         Reranker(tmp_path)
