@@ -186,7 +186,7 @@ def recall(retriever: "Retriever", items: "Iterable[QAItem]", rerank_depths: Seq
         exhaustive = view.rank_dense(vectors, DEPTH, exhaustive=True)
         rankings["dense exhaustive"] = exhaustive
         rankings["hybrid exhaustive"] = [
-            retriever.fuse(d, b) for d, b in zip(exhaustive, lexical[:DEPTH], strict=True)
+            retriever.fuse(d, b[:DEPTH]) for d, b in zip(exhaustive, lexical, strict=True)
         ]
     found = {mode: view.hits([ranking[:DEPTH] for ranking in ranked]) for mode, ranked in rankings.items()}
     for depth in depths:

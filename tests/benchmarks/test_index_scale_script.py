@@ -80,6 +80,17 @@ def test_ivfpq_recall_by_nprobe_and_searched_exhaustively(script: ModuleType, iv
     assert sweep["2"]["dense@50"] == 1.0 and set(sweep["2"]["dense_ms"]) == {"p50", "p99"}
 
 
+def test_every_question_is_scored_when_there_are_more_questions_than_candidates(
+    script: ModuleType, ivfpq: Retriever, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(script, "DEPTH", 1)
+    second = QAItem("q2", "富士山の標高は？", ("3776",), gold_passage_ids=("fuji",))
+
+    report = script.recall(ivfpq, [*ITEMS, second])
+
+    assert report["questions"] == 2 and "hybrid exhaustive@1" in report
+
+
 class GoldLast:
     """A reranker that puts the gold paragraph's chunks below every other passage."""
 
