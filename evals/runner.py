@@ -331,6 +331,7 @@ def _speed_metrics(run: TargetRun, load_s: float | None, n: int) -> SpeedMetrics
     return SpeedMetrics(
         load_s=load_s,
         wall_s=run.wall_s,
+        retrieved_s=run.retrieved_s,
         questions_per_s=n / run.wall_s if run.wall_s > 0 else 0.0,
         retrieve=stage("retrieve"),
         generate=stage("generate"),

@@ -86,6 +86,9 @@ class SpeedMetrics(BaseModel):
     runs elsewhere (HTTP)."""
     wall_s: float
     """From the first question submitted to the last answer received: the `runtime` column."""
+    retrieved_s: float | None = None
+    """In process, from the first question submitted to the last retrieval batch's prompts reaching the
+    engine: the rest of `wall_s` is generation that no retrieval overlaps."""
     questions_per_s: float
     retrieve: StageStats | None
     generate: StageStats | None
@@ -96,7 +99,8 @@ class SpeedMetrics(BaseModel):
     completion_tokens_mean: float | None
     batch_stages_ms: dict[str, float] = Field(default_factory=dict)
     """In process, the stages of retrieving and writing prompts (`embed`, `dense`, `tokenize`, `bm25`,
-    `fuse`, `read`, `prompt`), each one call per batch: milliseconds summed over the run's batches."""
+    `fuse`, `read`, `prompt`), each one call per batch: milliseconds summed over the run's batches. `embed`
+    is one call for the whole run, before the first batch."""
     batches: int | None = None
     """Batches the questions were retrieved in (in process)."""
 

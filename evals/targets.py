@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import httpx
+import numpy as np
 from pydantic import ValidationError
 
 from kotae.core.errors import KotaeError
@@ -76,6 +77,8 @@ class TargetRun:
     device: str
     retrieval_mode: str | None
     retrieval_depth: int | None
+    retrieved_s: float | None = None
+    """First question submitted to the last retrieval batch's prompts reaching the engine (in process)."""
     stage_ms: dict[str, list[float]] = field(default_factory=dict)
     """Samples per stage (`retrieve`, `generate`, `first_token`, `request`), not tied to questions."""
     stage_notes: dict[str, str] = field(default_factory=dict)
@@ -110,15 +113,23 @@ class InProcessTarget:
         prepared: list[PreparedQuestion] = []
         ranked: list[list[str]] | None = None if ask.contexts == "given" else []
         generating: list[asyncio.Task[list[Answer]]] = []
+        retrieved_s: float | None = None
         try:
-            for batch in self._batches(items):
+            vectors = await asyncio.to_thread(self._embed_questions, items, ask, times)
+            for batch in self._batches(len(items)):
                 batch_prepared, batch_ranked = await asyncio.to_thread(
-                    self._prepare, batch, ask, prompt_format, times
+                    self._prepare,
+                    items[batch],
+                    ask,
+                    prompt_format,
+                    times,
+                    None if vectors is None else vectors[batch],
                 )
                 generating.append(submit(batch_prepared))
                 prepared += batch_prepared
                 if ranked is not None and batch_ranked is not None:
                     ranked += batch_ranked
+            retrieved_s = time.perf_counter() - started
             answered = await asyncio.gather(*generating)
         except BaseException:
             for task in generating:  # a failed batch or retrieval: nothing else keeps generating
@@ -142,6 +153,7 @@ class InProcessTarget:
         return TargetRun(
             answers=answers,
             wall_s=wall_s,
+            retrieved_s=retrieved_s,
             model=self.pipeline.engine.model_name,
             adapter=adapter,
             quantization=self._weights_format(),
@@ -161,15 +173,40 @@ class InProcessTarget:
             },
         )
 
-    def _batches(self, items: Sequence[QAItem]) -> list[Sequence[QAItem]]:
-        size = self.pipeline.settings.eval_retrieval_batch or len(items) or 1
-        return [items[start : start + size] for start in range(0, len(items), size)]
+    def _batches(self, count: int) -> list[slice]:
+        """The retrieval batches of `count` questions: `eval_retrieval_batch` each, after a first of a quarter
+        of that and a second of half, so that the engine gets its first prompts sooner. One batch when the
+        setting is 0."""
+        size = self.pipeline.settings.eval_retrieval_batch
+        if not size:
+            return [slice(0, count)]
+        batches, start, step = [], 0, max(1, size // 4)
+        while start < count:
+            batches.append(slice(start, start + step))
+            start, step = start + step, min(2 * step, size)
+        return batches
+
+    def _embed_questions(
+        self, items: Sequence[QAItem], ask: AskOptions, times: StageTimes
+    ) -> np.ndarray | None:
+        """Every question's query embedding in one call before the first batch, when retrieval embeds them:
+        the GPU is still idle then, where each batch's embedding would wait for the engine's steps."""
+        retriever = self.pipeline.retriever
+        if ask.contexts == "given" or not retriever.embeds_questions():
+            return None
+        with times.stage("embed"):
+            return retriever.embedder.embed_queries([item.question for item in items])
 
     def _prepare(
-        self, items: Sequence[QAItem], ask: AskOptions, prompt_format: PromptFormat, times: StageTimes
+        self,
+        items: Sequence[QAItem],
+        ask: AskOptions,
+        prompt_format: PromptFormat,
+        times: StageTimes,
+        vectors: np.ndarray | None,
     ) -> tuple[list[PreparedQuestion], list[list[str]] | None]:
         """The batch's prompts, with the dataset's passages or retrieved ones (then also each question's
-        ranking, for recall)."""
+        ranking, for recall). `vectors`: the questions' embeddings, when they were embedded beforehand."""
         if ask.contexts == "given":
             given = [_given(item, ask.top_k) for item in items]
             questions = [item.question for item in items]
@@ -178,7 +215,7 @@ class InProcessTarget:
                     questions, ask.top_k, prompt_format=prompt_format, given=given
                 )
             return prepared, None
-        return self._retrieve(items, ask, prompt_format, times)
+        return self._retrieve(items, ask, prompt_format, times, vectors)
 
     async def _adapter(self, ask: AskOptions) -> str | None:
         """The adapter to answer with, loaded with the others of the adapter root."""
@@ -197,7 +234,12 @@ class InProcessTarget:
         return weights_format(engine.model_path, None if settings.replicas else settings.quantization)
 
     def _retrieve(
-        self, items: Sequence[QAItem], ask: AskOptions, prompt_format: PromptFormat, times: StageTimes
+        self,
+        items: Sequence[QAItem],
+        ask: AskOptions,
+        prompt_format: PromptFormat,
+        times: StageTimes,
+        vectors: np.ndarray | None,
     ) -> tuple[list[PreparedQuestion], list[list[str]]]:
         """Rank `retrieval_depth` passages once per question; the first `top_k` make the prompt, the
         rest only serve recall. An unanswerable question is asked without the article of its gold
@@ -211,7 +253,9 @@ class InProcessTarget:
                 frozenset() if item.answerable else retriever.titles_of(item.gold_passage_ids)
                 for item in items
             ]
-        found = retriever.search_many(questions, ask.retrieval_depth, excluded_titles=excluded, times=times)
+        found = retriever.search_many(
+            questions, ask.retrieval_depth, excluded_titles=excluded, times=times, query_vectors=vectors
+        )
         retrieve_ms = (time.perf_counter() - started) * 1000 / len(questions)
         top = [Retrieval(r.hits[: ask.top_k], r.best_cosine) for r in found]
         with times.stage("prompt"):

@@ -29,6 +29,10 @@ PASSAGE_PROMPT = "passage"
 QUERY_PROMPT = "query"
 
 
+WARM_UP_QUERY = "日本で一番高い山は？"
+"""Embedded once at load."""
+
+
 class Embedder:
     """Normalized float32 embeddings of passages and queries, with the prompts the folder configures
     (E5: "passage: " / "query: "); a folder without those prompts embeds texts as they are. One backend
@@ -85,6 +89,9 @@ class Embedder:
         self._token_budget = token_budget
         self._model = model if self.choice.backend == "torch" else None
         """The sentence-transformers model (torch backend only; OpenVINO runs its own copy)."""
+        # The runtime's one-time set-up (a GPU's cuBLAS handles and kernel choice, compiled graphs) happens
+        # here rather than in the first question's batch.
+        self.embed_queries([WARM_UP_QUERY])
 
     @property
     def device(self) -> str:

@@ -28,6 +28,7 @@ from kotae.rag.token_counter import TokenCounter
 
 if TYPE_CHECKING:
     from vllm import RequestOutput, SamplingParams
+    from vllm.inputs import TokensPrompt
     from vllm.lora.request import LoRARequest
     from vllm.sampling_params import RequestOutputKind
     from vllm.v1.engine.async_llm import AsyncLLM
@@ -122,8 +123,15 @@ def unserved_architecture(model: Path, settings: Settings) -> str | None:
 def gpu_engine_args(
     model: Path, settings: Settings, limits: SchedulerLimits, device_bytes: int
 ) -> dict[str, object]:
-    """Engine arguments that only a GPU reads: its memory and the CUDA graphs captured at start."""
-    graphs = {"max_cudagraph_capture_size": limits.cuda_graph_max_batch}
+    """Engine arguments that only a GPU reads: its memory and the CUDA graphs captured at start.
+
+    The graphs are captured once for batches with a LoRA and not again for those without (vLLM's default
+    captures both): kotae answers with an adapter, and a base-model step in a LoRA graph only multiplies
+    by empty adapter slots."""
+    graphs = {
+        "cudagraph_capture_sizes": limits.cuda_graph_sizes,
+        "compilation_config": {"cudagraph_specialize_lora": False},
+    }
     if settings.gpu_memory_utilization is not None:
         logger.info(
             "GPU memory: %.0f%% of the card (KOTAE_GPU_MEMORY_UTILIZATION)",
@@ -262,6 +270,8 @@ class VLLMEngine:
     ) -> list[Completion]:
         """All prompts go to vLLM at once, so its scheduler batches them.
 
+        The prompts reach vLLM as token ids, encoded in one batched call off the event loop: vLLM would
+        encode each text on the loop, one at a time, while the loop also carries every request's output.
         Each answer comes back once, finished: streaming a thousand answers token by token costs a
         Python wake-up per token and request. The loop guard then cuts each text where `stream` would
         have stopped it (greedy decoding generates the same text either way); only the token count
@@ -272,8 +282,9 @@ class VLLMEngine:
         self._raise_if_dead()
         lora = self._lora_for(adapter)
         params = _sampling_params(sampling, RequestOutputKind.FINAL_ONLY)
+        tokenized = await asyncio.to_thread(self._tokens_prompts, prompts)
 
-        async def one(prompt: str) -> Completion:
+        async def one(prompt: "TokensPrompt") -> Completion:
             final = None
             async with aclosing(self._outputs(prompt, params, lora)) as outputs:
                 async for output in outputs:
@@ -284,7 +295,20 @@ class VLLMEngine:
                 on_done()
             return _finished_completion(final)
 
-        return list(await asyncio.gather(*(one(p) for p in prompts)))
+        return list(await asyncio.gather(*(one(p) for p in tokenized)))
+
+    def _tokens_prompts(self, prompts: list[str]) -> list["TokensPrompt"]:
+        """The prompts as vLLM itself would tokenize them (special tokens added; kotae's prompts never
+        reach its truncation length), with their texts."""
+        from vllm.inputs import TokensPrompt
+
+        if not prompts:
+            return []
+        ids = self.count_tokens.tokenizer(prompts, add_special_tokens=True)["input_ids"]
+        return [
+            TokensPrompt(prompt_token_ids=list(row), prompt=text)
+            for row, text in zip(ids, prompts, strict=True)
+        ]
 
     # -- adapters -------------------------------------------------------------------------------
 
@@ -319,7 +343,7 @@ class VLLMEngine:
         return adapter_record(self._adapters, adapter).request
 
     async def _outputs(
-        self, prompt: str, params: "SamplingParams", lora: "LoRARequest | None"
+        self, prompt: "str | TokensPrompt", params: "SamplingParams", lora: "LoRARequest | None"
     ) -> AsyncIterator["RequestOutput"]:
         """vLLM's outputs for one request, counted against its adapter (for deferred removal). A request
         left before it finished (the caller stopped reading, the client went away) is aborted; a failure

@@ -4,6 +4,8 @@ from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import numpy as np
+
 from kotae.core.config import FusionMethod, RetrievalMode, Settings
 from kotae.core.errors import KotaeError
 from kotae.core.passage import Hit
@@ -103,6 +105,7 @@ class Retriever:
         fusion: FusionMethod | None = None,
         excluded_titles: Sequence[Collection[str]] | None = None,
         times: StageTimes | None = None,
+        query_vectors: np.ndarray | None = None,
     ) -> list[Retrieval]:
         """`retrieve_many` with each question's best cosine, searched even in BM25 mode when the
         abstention gate is on. `excluded_titles`, one collection per question: passages of those titles
@@ -111,10 +114,13 @@ class Retriever:
         passages' read), timed into `times` when given: `embed`, `dense`, `tokenize`, `bm25`, `fuse`,
         `read`, and `rerank` with a reranker. In hybrid mode the BM25 half (`tokenize`, `bm25`) runs in a
         thread beside the dense half (`embed`, `dense`), so their times overlap; with a reranker the fused
-        top `rerank_depth` are read and re-ordered before the top `top_k` are kept."""
+        top `rerank_depth` are read and re-ordered before the top `top_k` are kept. `query_vectors`: the
+        questions' `embedder.embed_queries`, when the caller embedded them beforehand."""
         mode = mode or self.settings.retrieval
         if not questions:
             return []
+        if query_vectors is not None and len(query_vectors) != len(questions):
+            raise ValueError(f"{len(query_vectors)} query vectors for {len(questions)} questions")
         reranking = self.reranker is not None and mode == "hybrid"
         kept = max(top_k, self.settings.rerank_depth) if reranking else top_k
         depth = max(kept, self.fusion_depth) if mode == "hybrid" else top_k
@@ -132,12 +138,14 @@ class Retriever:
 
         dense: list[KeyRanking] | None = None
         lexical: list[KeyRanking] | None = None
-        if mode != "bm25" or self.settings.abstain_min_cosine > 0:
+        if self.embeds_questions(mode):
             # BM25 runs on the CPU while the questions are embedded and searched densely: a question
             # waits for the slower of the two, not for both.
             pending = _lexical_pool().submit(rank_lexically) if mode != "dense" else None
-            with clock.stage("embed"):
-                vectors = self.embedder.embed_queries(list(questions))
+            vectors = query_vectors
+            if vectors is None:
+                with clock.stage("embed"):
+                    vectors = self.embedder.embed_queries(list(questions))
             with clock.stage("dense"):
                 dense = view.rank_dense(vectors, depth)
                 if excluded_titles is not None:
@@ -160,6 +168,11 @@ class Retriever:
                 hit_lists = [hits[:top_k] for hits in self.rerank(questions, hit_lists)]
         best = [ranking[0][1] if ranking else None for ranking in dense] if dense else [None] * len(questions)
         return [Retrieval(hits, cosine) for hits, cosine in zip(hit_lists, best, strict=True)]
+
+    def embeds_questions(self, mode: RetrievalMode | None = None) -> bool:
+        """Whether `search_many` embeds the questions in `mode` (default: the settings'): to search
+        densely, or for the best cosine the abstention gate reads."""
+        return (mode or self.settings.retrieval) != "bm25" or self.settings.abstain_min_cosine > 0
 
     def rerank(
         self, questions: Sequence[str], hit_lists: Sequence[list[Hit]], depth: int | None = None

@@ -161,7 +161,8 @@ def test_given_contexts_on_a_pipeline_built_by_the_caller(workspace):
         stopped = await evaluate(
             EvalConfig(mixed, out=root / "mixed-stopped"), configured(abstain_min_cosine=1.0)
         )
-        # Retrieval in batches of 3, each generating while the next is retrieved, against all 8 at once.
+        # Retrieval in batches of 1, 2, 3 and 2, each generating while the next is retrieved, against all 8
+        # at once.
         overlapped = await evaluate(
             EvalConfig(mixed, out=root / "overlapped"),
             configured(abstain_min_cosine=0.0, eval_retrieval_batch=3),
@@ -196,7 +197,10 @@ def test_given_contexts_on_a_pipeline_built_by_the_caller(workspace):
     assert split is not None and (split.no_ans_accuracy, split.has_ans_abstained) == (1.0, 1.0)
     assert stopped.metrics.answer.exact == 0.5, "every NoAns question right, every HasAns one wrong"
 
-    assert (overlapped.metrics.speed.batches, together.metrics.speed.batches) == (3, 1)
+    assert (overlapped.metrics.speed.batches, together.metrics.speed.batches) == (4, 1)
+    for run in (overlapped, together):
+        retrieved_s = run.metrics.speed.retrieved_s
+        assert retrieved_s is not None and 0 < retrieved_s < run.metrics.speed.wall_s
     assert [row.prediction for row in together.predictions] == [row.prediction for row in asked.predictions]
     for batched, whole in zip(overlapped.predictions, together.predictions, strict=True):
         assert (batched.qid, batched.retrieved_ids, batched.sources) == (

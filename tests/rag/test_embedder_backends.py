@@ -133,6 +133,21 @@ def test_a_failed_conversion_leaves_nothing_and_auto_falls_back_to_torch(
     assert "conversion failed" in caplog.text
 
 
+def test_loading_embeds_one_query_before_the_first_caller_does(
+    tiny_e5: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows: list[int] = []
+    run_block = embedding_backends.TorchRunner.run_block
+
+    def counting(runner: embedding_backends.TorchRunner, block: batching.Block, features: dict) -> np.ndarray:
+        rows.append(len(block.rows))
+        return run_block(runner, block, features)
+
+    monkeypatch.setattr(embedding_backends.TorchRunner, "run_block", counting)
+    Embedder(tiny_e5, device="cpu", backend="torch", precision="fp32")
+    assert rows == [1]
+
+
 def test_length_sorted_batches_return_vectors_in_input_order(torch_fp32: Embedder) -> None:
     inputs = texts(40)
     one_by_one = np.concatenate([torch_fp32.embed_passages([text]) for text in inputs])

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from engine_marker import engine_fixture
@@ -59,6 +60,8 @@ class Answers:
     """All prompts in one `complete_many` call."""
     done_calls: int
     """Calls of that call's `on_done`."""
+    handed_to_vllm: list[Any]
+    """What that call handed vLLM's `generate` as prompts."""
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +75,19 @@ def answers(served: EngineOnLoop) -> Answers:
             [batched] = await engine.complete_many([prompt], SAMPLING)
             alone.append((streamed, batched))
         done: list[int] = []
-        together = await engine.complete_many(PROMPTS, SAMPLING, on_done=lambda: done.append(1))
-        return Answers(alone, together, len(done))
+        handed: list[Any] = []
+        generate = engine._llm.generate  # type: ignore[union-attr]
+
+        def recording(prompt: Any, *args: Any, **kwargs: Any) -> Any:
+            handed.append(prompt)
+            return generate(prompt, *args, **kwargs)
+
+        engine._llm.generate = recording  # type: ignore[union-attr, method-assign]
+        try:
+            together = await engine.complete_many(PROMPTS, SAMPLING, on_done=lambda: done.append(1))
+        finally:
+            del engine._llm.generate  # type: ignore[union-attr]
+        return Answers(alone, together, len(done), handed)
 
     return served.loop.run_until_complete(ask())
 
@@ -95,6 +109,14 @@ def test_a_batch_of_many_gives_each_request_its_own_finished_answer(answers: Ans
         assert completion.finish_reason in {"stop", "length", "repetition"}
         assert completion.completion_tokens <= SAMPLING.max_tokens
     assert any(c.text for c in together)
+
+
+def test_a_batch_reaches_vllm_as_the_token_ids_vllm_would_have_made(answers: Answers) -> None:
+    # The streaming path hands vLLM the text, and the prompt token count it reports is vLLM's own.
+    handed = sorted(answers.handed_to_vllm, key=lambda prompt: len(prompt["prompt_token_ids"]))
+    assert [prompt["prompt"] for prompt in handed] == PROMPTS
+    lengths = [len(prompt["prompt_token_ids"]) for prompt in handed]
+    assert lengths == [streamed.prompt_tokens for streamed, _ in answers.alone]
 
 
 # Last in the module: it stops the module's engine.

@@ -181,6 +181,23 @@ def test_retrieve_many_embeds_once_and_matches_retrieve(index: Index, tiny: Coun
     assert retriever.retrieve_many([], 4) == []
 
 
+@pytest.mark.parametrize("mode", ["hybrid", "dense"])
+def test_questions_embedded_beforehand_are_searched_as_if_embedded_there(
+    index: Index, tiny: CountingEmbedder, mode: str
+) -> None:
+    retriever = Retriever(index, tiny, Settings(retrieval=mode))
+    questions = list(QUESTIONS)
+    assert retriever.embeds_questions()
+    vectors = tiny.embed_queries(questions)
+    times = StageTimes()
+    tiny.query_batches.clear()
+    given = retriever.search_many(questions, 4, query_vectors=vectors, times=times)
+    assert tiny.query_batches == [] and "embed" not in times.ms
+    assert given == retriever.search_many(questions, 4)
+    with pytest.raises(ValueError, match="2 query vectors for 3 questions"):
+        retriever.search_many(questions[:3], 4, query_vectors=vectors[:2])
+
+
 class WaitingEmbedder(CountingEmbedder):
     """The real embedder, which embeds only once BM25 has ranked (or after a timeout)."""
 
@@ -274,6 +291,7 @@ def test_excluded_titles_are_searched_as_if_absent(index: Index, tiny: Embedder,
 
 def test_best_cosine_is_left_out_of_bm25_retrieval_with_the_gate_off(index: Index, tiny: Embedder) -> None:
     retriever = Retriever(index, tiny, Settings(retrieval="bm25", abstain_min_cosine=0))
+    assert not retriever.embeds_questions()
     assert retriever.search_many(["灯台"], 3)[0].best_cosine is None
     assert retriever.titles_of(["toudai", "nowhere"]) == {"白浜灯台"}
 

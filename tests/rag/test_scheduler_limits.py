@@ -1,7 +1,12 @@
 """vLLM's per-step limits by workload: throughput for a batch, latency for a server, vLLM's own on a CPU."""
 
 from kotae.core.config import Settings
-from kotae.rag.scheduler_limits import CUDA_GRAPH_MAX_BATCH, SchedulerLimits, scheduler_limits
+from kotae.rag.scheduler_limits import (
+    CUDA_GRAPH_MAX_BATCH,
+    CUDA_GRAPH_SIZES,
+    SchedulerLimits,
+    scheduler_limits,
+)
 
 
 def test_a_gpu_gets_the_workloads_limits() -> None:
@@ -27,6 +32,31 @@ def test_the_overrides_win_for_every_workload() -> None:
 
 
 def test_cuda_graphs_are_captured_up_to_the_batch_a_step_holds() -> None:
-    assert SchedulerLimits(256, 8192).cuda_graph_max_batch == 256
-    assert SchedulerLimits(1024, 65536).cuda_graph_max_batch == CUDA_GRAPH_MAX_BATCH
-    assert SchedulerLimits(None, None).cuda_graph_max_batch is None
+    assert SchedulerLimits(256, 8192).cuda_graph_sizes == [
+        1,
+        2,
+        4,
+        6,
+        8,
+        12,
+        16,
+        24,
+        32,
+        48,
+        64,
+        96,
+        128,
+        192,
+        256,
+    ]
+    assert SchedulerLimits(1024, 65536).cuda_graph_sizes == list(CUDA_GRAPH_SIZES)
+    assert SchedulerLimits(100, 8192).cuda_graph_sizes[-3:] == [64, 96, 100]  # type: ignore[index]
+    assert SchedulerLimits(None, None).cuda_graph_sizes is None
+
+
+def test_a_step_pads_its_decode_batch_by_at_most_half() -> None:
+    sizes = SchedulerLimits(1024, 65536).cuda_graph_sizes
+    assert sizes is not None and sizes[-1] == CUDA_GRAPH_MAX_BATCH
+    for rows in range(1, CUDA_GRAPH_MAX_BATCH + 1):
+        graph = next(size for size in sizes if size >= rows)
+        assert graph <= max(rows * 1.5, rows + 1)
