@@ -12,7 +12,9 @@
 #   setsid nohup bash scripts/gpu/gpu_path.sh "$PWD" > /tmp/gpu_path.log 2>&1 &
 #   sleep 540; cat /tmp/r/progress.log; cp -r /tmp/r/. "$OUT"/      (repeat until "done")
 # Environment: DATA (a copy of ../shared/data; default beside the repository), LIMIT (980), ADAPTER
-# (default), W4 (0 skips quantizing and the 4-bit eval), HTTP (0 skips step 4).
+# (default), W4 (0 skips quantizing and the 4-bit eval), HTTP (0 skips step 4), VARIANTS (after everything
+# else, the warm bf16 eval again under other settings: space-separated "LABEL:VAR=VALUE[,VAR=VALUE]", e.g.
+# "b256:KOTAE_EVAL_RETRIEVAL_BATCH=256", each into $R/variant-LABEL).
 # Run python from outside the repository: there the source folder kotae/ would shadow the installed package.
 set -u
 export PYTHONPATH=/tmp/site VLLM_USE_FLASHINFER_SAMPLER=0 HF_HUB_OFFLINE=1 JAX_PLATFORMS=cpu PYTHONUNBUFFERED=1 \
@@ -64,6 +66,9 @@ stages=(eval-adapter)
 seed warm "${stages[@]}"
 KOTAE_EVAL_RETRIEVAL_BATCH=0 seed no-overlap eval-adapter
 [ "${HTTP:-1}" = 1 ] && seed http prompts serve vllm
+for variant in ${VARIANTS:-}; do
+  (IFS=, && export ${variant#*:} && seed "variant-${variant%%:*}" eval-adapter)
+done
 find "$KOTAE_HOME/cache/vllm" -maxdepth 3 -type d > "$R/cache-tree.txt" 2>&1
 du -sh "$KOTAE_HOME/cache/vllm" >> "$R/cache.txt" 2>&1
 # The overlap must not change an answer: 2.'s predictions against 3.'s.
