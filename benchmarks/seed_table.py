@@ -291,15 +291,17 @@ def scored(stage: str, predictions: Sequence[str], rows: Sequence[dict], **figur
 
 def stage_prompts(args: argparse.Namespace) -> StageResult:
     """As `kotae eval` builds them (evals/targets.py): max(20, top_k) passages ranked, the first top_k
-    in the prompt."""
+    in the prompt, in the format `--adapter` was trained in."""
     from transformers import AutoTokenizer
 
+    from kotae.adapters.metadata import read_metadata
     from kotae.core.config import get_settings
     from kotae.core.durable import atomic_text
     from kotae.evals.datasets import load_dataset
     from kotae.models.store import ModelStore
     from kotae.rag.metrics import RECALL_KS
     from kotae.rag.pipeline import make_prompt
+    from kotae.rag.prompt import DEFAULT_PROMPT_FORMAT, Prompter
     from kotae.runtime import open_retriever
 
     settings = get_settings()
@@ -312,6 +314,10 @@ def stage_prompts(args: argparse.Namespace) -> StageResult:
     def count_tokens(text: str) -> int:  # as VLLMEngine.count_tokens counts
         return len(tokenizer.encode(text, add_special_tokens=False))
 
+    # In the format the adapter was trained in, as the server writes its prompts.
+    prompt_format = read_metadata(settings.adapter_dir / args.adapter).prompt_format if args.adapter else None
+    prompter = Prompter(prompt_format or DEFAULT_PROMPT_FORMAT, tokenizer)
+
     started = time.perf_counter()
     rankings = retriever.retrieve_many([i.question for i in items], max(RECALL_KS[-1], settings.top_k))
     prompts = [
@@ -320,6 +326,7 @@ def stage_prompts(args: argparse.Namespace) -> StageResult:
             [h.passage for h in hits[: settings.top_k]],
             count_tokens,
             settings.context_token_budget,
+            prompter,
         )
         for i, hits in zip(items, rankings, strict=True)
     ]

@@ -7,6 +7,7 @@ corpus indexed on first use, and the adapters shipped in `adapters/trained/`.
 import asyncio
 import hashlib
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from kotae.adapters.catalog import AdapterCatalog, ServedBase
@@ -15,7 +16,7 @@ from kotae.demo import corpus_path
 from kotae.indexer.build import build_index
 from kotae.indexer.embedder import Embedder
 from kotae.indexer.index import Index
-from kotae.indexer.manifest import FORMAT_VERSION
+from kotae.indexer.manifest import FORMAT_VERSION, read_manifest
 from kotae.models.quantized import read_quantize_record
 from kotae.models.store import ModelStore, model_hash
 from kotae.rag.collections import Collections
@@ -79,9 +80,21 @@ def open_collections(settings: Settings) -> Collections:
 
 
 def build_pipeline(settings: Settings, workload: Workload = "serve") -> Pipeline:
-    """The indexes are opened before the engine starts, so a missing or corrupt index fails in seconds."""
-    collections = open_collections(settings)
-    engine = start_engine(ModelStore(settings.home).generator(settings.generator), settings, workload)
+    """The collections open in a worker thread while the engine starts: on a GPU machine each takes tens of
+    seconds (the embedder and CUDA here, the engine's own process there) and neither needs the other. A
+    configured index's manifest is read first, so a missing or unreadable index fails before the engine
+    starts; one that fails to open later stops the started engine."""
+    if settings.index is not None:
+        read_manifest(settings.index)
+    model = ModelStore(settings.home).generator(settings.generator)
+    with ThreadPoolExecutor(1, thread_name_prefix="open-collections") as pool:
+        opening = pool.submit(open_collections, settings)
+        engine = start_engine(model, settings, workload)
+        try:
+            collections = opening.result()
+        except BaseException:
+            engine.shutdown()
+            raise
     return Pipeline(collections, engine, settings)
 
 

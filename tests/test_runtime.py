@@ -1,12 +1,15 @@
 """What `kotae serve`, `kotae ask` and `kotae eval` retrieve with: the configured index and reranker."""
 
 import json
+import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from kotae import runtime
 from kotae.core.config import Settings
+from kotae.core.errors import KotaeError
 from kotae.indexer.build import build_index
 from kotae.indexer.embedder import Embedder
 from kotae.rag.reranker import Reranker
@@ -30,3 +33,68 @@ def test_the_configured_reranker_comes_with_the_retriever(
     assert isinstance(retriever.reranker, Reranker) and retriever.reranker.folder == tiny_reranker
     assert retriever.describe() == "hybrid weighted 0.4 reranked top 50"
     assert Settings().reranker is None  # off by default
+
+
+class StubEngine:
+    def __init__(self) -> None:
+        self.stopped = False
+
+    def shutdown(self) -> None:
+        self.stopped = True
+
+
+@pytest.fixture
+def stub_models(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A model store that finds the generator without pulling it."""
+    monkeypatch.setattr(runtime, "ModelStore", lambda home: SimpleNamespace(generator=lambda name: tmp_path))
+
+
+@pytest.mark.usefixtures("stub_models")
+def test_the_collections_open_while_the_engine_starts(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    opening, starting = threading.Event(), threading.Event()
+    saw: dict[str, bool] = {}
+
+    def open_collections(settings: Settings) -> str:
+        opening.set()
+        saw["engine starting while the collections open"] = starting.wait(timeout=30)
+        return "collections"
+
+    def start_engine(model: Path, settings: Settings, workload: str) -> StubEngine:
+        starting.set()
+        saw["collections opening while the engine starts"] = opening.wait(timeout=30)
+        return StubEngine()
+
+    monkeypatch.setattr(runtime, "open_collections", open_collections)
+    monkeypatch.setattr(runtime, "start_engine", start_engine)
+    pipeline = runtime.build_pipeline(Settings(home=tmp_path / "home"))
+    assert saw == dict.fromkeys(saw, True) and len(saw) == 2
+    assert pipeline.collections == "collections" and isinstance(pipeline.engine, StubEngine)
+
+
+@pytest.mark.usefixtures("stub_models")
+def test_a_missing_index_fails_before_the_engine_starts(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    started: list[StubEngine] = []
+    monkeypatch.setattr(runtime, "start_engine", lambda *args: started.append(StubEngine()))
+    with pytest.raises(KotaeError, match=r"index .*nowhere not found: build it with `kotae index build"):
+        runtime.build_pipeline(Settings(home=tmp_path / "home", index=tmp_path / "nowhere"))
+    assert started == []
+
+
+@pytest.mark.usefixtures("stub_models")
+def test_collections_that_fail_to_open_stop_the_started_engine(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    engine = StubEngine()
+
+    def open_collections(settings: Settings) -> None:
+        raise KotaeError("damaged index")
+
+    monkeypatch.setattr(runtime, "open_collections", open_collections)
+    monkeypatch.setattr(runtime, "start_engine", lambda *args: engine)
+    with pytest.raises(KotaeError, match="damaged index"):
+        runtime.build_pipeline(Settings(home=tmp_path / "home"))
+    assert engine.stopped

@@ -1,9 +1,12 @@
 """`benchmarks/seed_table.py`'s table and resume logic on recorded stage results (the shape each stage
 process writes); the measurements themselves are the lead's, on the GPU."""
 
+import argparse
 import importlib.util
 import json
 from pathlib import Path
+
+import pytest
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "seed_table.py"
 
@@ -78,3 +81,66 @@ def test_finished_stages_are_not_run_again(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert printed.count("already done") == len(seed_table.STAGES)
     assert "| (6) vLLM OpenAI server" in printed
+
+
+def test_the_prompts_stage_writes_the_prompts_the_server_would(
+    tmp_path: Path, embedder, tiny_e5: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from transformers import AutoTokenizer
+
+    from kotae import runtime
+    from kotae.core.config import get_settings
+    from kotae.core.passage import Passage
+    from kotae.indexer.build import build_index
+    from kotae.models.testing import build_tiny_gemma
+    from kotae.rag.pipeline import make_prompt
+    from kotae.rag.prompt import Prompter
+
+    monkeypatch.setattr(runtime, "Embedder", lambda folder: embedder)  # the session's, loaded once
+    passages = [("p1", "富士山", "富士山は日本一高い山である。"), ("p2", "琵琶湖", "琵琶湖は滋賀県にある。")]
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text(
+        "".join(
+            json.dumps({"id": i, "title": t, "text": x}, ensure_ascii=False) + "\n" for i, t, x in passages
+        )
+    )
+    build_index([corpus], tmp_path / "index", embedder, workers=0)
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text(
+        json.dumps({"qid": "q1", "question": "日本一高い山は？", "answers": ["富士山"]}, ensure_ascii=False)
+        + "\n"
+    )
+    gemma = build_tiny_gemma(tmp_path / "tiny-gemma")
+    shipped = SCRIPT.parents[1] / "adapters" / "trained"
+    for name, value in {
+        "KOTAE_HOME": tmp_path / "home", "KOTAE_INDEX": tmp_path / "index", "KOTAE_EMBEDDER": tiny_e5,
+        "KOTAE_GENERATOR": gemma, "KOTAE_ADAPTER_DIR": shipped, "KOTAE_TOP_K": 2,
+    }.items():  # fmt: skip
+        monkeypatch.setenv(name, str(value))
+    get_settings.cache_clear()
+    try:
+        result = load_script().stage_prompts(
+            argparse.Namespace(data=qa, limit=1, out=tmp_path, adapter="default")
+        )
+        settings = get_settings()
+    finally:
+        get_settings.cache_clear()
+
+    [row] = [
+        json.loads(line) for line in (tmp_path / "prompts.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
+    tokenizer = AutoTokenizer.from_pretrained(gemma)
+    retrieved = {pid: Passage(pid, title, text) for pid, title, text in passages}
+    expected = {
+        make_prompt(
+            "日本一高い山は？",
+            [retrieved[first], retrieved[second]],
+            lambda text: len(tokenizer.encode(text, add_special_tokens=False)),
+            settings.context_token_budget,
+            Prompter(tokenizer=tokenizer),
+        )
+        for first, second in (("p1", "p2"), ("p2", "p1"))
+    }
+    assert result.status == "done" and result.n == 1
+    assert (row["qid"], row["question"], row["answers"]) == ("q1", "日本一高い山は？", ["富士山"])
+    assert row["prompt"] in expected
