@@ -522,6 +522,8 @@ def stage_http(args: argparse.Namespace, stage: str) -> StageResult:
         client = httpx.AsyncClient(base_url=base, timeout=REQUEST_TIMEOUT_S, limits=limits)
         prompt_tokens: list[int] = []
         errors: list[str] = []
+        server_ms: dict[str, list[float]] = {"retrieve_ms": [], "generate_ms": []}
+        """What kotae's server says each answer took (its `timings`)."""
 
         async def post(index: int) -> str:
             """The answer text; a failed request counts as an empty (wrong) answer."""
@@ -539,12 +541,18 @@ def stage_http(args: argparse.Namespace, stage: str) -> StageResult:
                 errors.append(f"{type(error).__name__}: {error}")
                 return ""
             prompt_tokens.append(reply["usage"].get("prompt_tokens") or 0)
-            return reply["answer"] if stage == "serve" else clean_answer(reply["choices"][0]["text"])
+            if stage != "serve":
+                return clean_answer(reply["choices"][0]["text"])
+            for name, samples in server_ms.items():
+                samples.append(reply["timings"][name])
+            return reply["answer"]
 
         async def measure() -> tuple[list[str], list[float], float]:
             async with client:
                 await post(0)  # warm-up: one-time costs (first LoRA use, kernels) are not load
                 prompt_tokens.clear()
+                for samples in server_ms.values():
+                    samples.clear()
                 return await send_all(len(rows), args.concurrency, post)
 
         predictions, latencies, wall_s = asyncio.run(measure())
@@ -563,6 +571,11 @@ def stage_http(args: argparse.Namespace, stage: str) -> StageResult:
         latency_p99_ms=percentile(latencies, 99),
         prompt_tokens_mean=sum(prompt_tokens) / len(prompt_tokens) if prompt_tokens else None,
         note=f"adapter {args.adapter!r}; start = process start to {ready} answering"
+        + "".join(
+            f"; server {name} p50 {percentile(samples, 50):.0f} / p99 {percentile(samples, 99):.0f}"
+            for name, samples in server_ms.items()
+            if samples
+        )
         + (f"; {len(errors)} requests failed, first: {errors[0]}" if errors else ""),
     )
 
