@@ -205,17 +205,34 @@ class InProcessTarget:
         times: StageTimes,
         vectors: np.ndarray | None,
     ) -> tuple[list[PreparedQuestion], list[list[str]] | None]:
-        """The batch's prompts, with the dataset's passages or retrieved ones (then also each question's
-        ranking, for recall). `vectors`: the questions' embeddings, when they were embedded beforehand."""
+        """The batch's prompts, with the dataset's passages or retrieved ones. Retrieval ranks
+        `retrieval_depth` passages once per question (`vectors`: the questions' embeddings, when they were
+        embedded beforehand); the first `top_k` make the prompt, and the ranking is returned for recall. An
+        unanswerable question is asked without the article of its gold passages."""
+        questions = [item.question for item in items]
         if ask.contexts == "given":
             given = [_given(item, ask.top_k) for item in items]
-            questions = [item.question for item in items]
             with times.stage("prompt"):
                 prepared = self.pipeline.prepare_many(
                     questions, ask.top_k, prompt_format=prompt_format, given=given
                 )
             return prepared, None
-        return self._retrieve(items, ask, prompt_format, times, vectors)
+        retriever = self.pipeline.retriever
+        started = time.perf_counter()
+        excluded = None
+        if any(not item.answerable for item in items):
+            excluded = [
+                frozenset() if item.answerable else retriever.titles_of(item.gold_passage_ids)
+                for item in items
+            ]
+        found = retriever.search_many(
+            questions, ask.retrieval_depth, excluded_titles=excluded, times=times, query_vectors=vectors
+        )
+        retrieve_ms = (time.perf_counter() - started) * 1000 / len(questions)
+        top = [Retrieval(r.hits[: ask.top_k], r.best_cosine) for r in found]
+        with times.stage("prompt"):
+            prepared = self.pipeline.prepared(questions, top, retrieve_ms, prompt_format)
+        return prepared, [[hit.passage.id for hit in r.hits] for r in found]
 
     async def _adapter(self, ask: AskOptions) -> str | None:
         """The adapter to answer with, loaded with the others of the adapter root."""
@@ -232,35 +249,6 @@ class InProcessTarget:
             return None
         # Replicas quantize as their own command line says, not as kotae's settings do.
         return weights_format(engine.model_path, None if settings.replicas else settings.quantization)
-
-    def _retrieve(
-        self,
-        items: Sequence[QAItem],
-        ask: AskOptions,
-        prompt_format: PromptFormat,
-        times: StageTimes,
-        vectors: np.ndarray | None,
-    ) -> tuple[list[PreparedQuestion], list[list[str]]]:
-        """Rank `retrieval_depth` passages once per question; the first `top_k` make the prompt, the
-        rest only serve recall. An unanswerable question is asked without the article of its gold
-        passages."""
-        retriever = self.pipeline.retriever
-        questions = [item.question for item in items]
-        started = time.perf_counter()
-        excluded = None
-        if any(not item.answerable for item in items):
-            excluded = [
-                frozenset() if item.answerable else retriever.titles_of(item.gold_passage_ids)
-                for item in items
-            ]
-        found = retriever.search_many(
-            questions, ask.retrieval_depth, excluded_titles=excluded, times=times, query_vectors=vectors
-        )
-        retrieve_ms = (time.perf_counter() - started) * 1000 / len(questions)
-        top = [Retrieval(r.hits[: ask.top_k], r.best_cosine) for r in found]
-        with times.stage("prompt"):
-            prepared = self.pipeline.prepared(questions, top, retrieve_ms, prompt_format)
-        return prepared, [[hit.passage.id for hit in r.hits] for r in found]
 
 
 def _given(item: QAItem, top_k: int) -> list[Passage]:
