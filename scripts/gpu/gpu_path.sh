@@ -2,7 +2,8 @@
 # On the GPU machine, after scripts/gpu/setup.sh: the issue-20 run on one H200. In one go, each step with
 # benchmarks/seed_table.py (one process per engine, GPU memory sampled by nvidia-smi):
 #   1. `kotae eval --limit 980` bf16 + default adapter with vLLM's compile cache emptied (the first start),
-#   2. the same again (the warm start: the cache under $KOTAE_HOME/cache/vllm reused), then GPTQ W4A16 + adapter,
+#   2. the same again (the warm start: the cache under $KOTAE_HOME/cache/vllm reused), then the base model
+#      without the adapter (what the LoRA costs), then GPTQ W4A16 + adapter,
 #   3. the same bf16 eval without the overlap (KOTAE_EVAL_RETRIEVAL_BATCH=0): its answers must equal 2.'s,
 #   4. `kotae serve` under 64 clients against vLLM's own OpenAI server on the same prompts.
 # Every engine runs with kotae's defaults: scheduler limits by workload, GPU memory sized to the model (the
@@ -61,7 +62,7 @@ PY
 rm -rf "$KOTAE_HOME/cache/vllm"  # the next engine start is the first one
 seed cold eval-adapter
 du -sh "$KOTAE_HOME/cache/vllm" > "$R/cache.txt" 2>&1
-stages=(eval-adapter)
+stages=(eval-adapter eval-bf16)
 [ "${W4:-1}" = 1 ] && stages+=(eval-w4-adapter)
 seed warm "${stages[@]}"
 KOTAE_EVAL_RETRIEVAL_BATCH=0 seed no-overlap eval-adapter
