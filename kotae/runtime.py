@@ -81,14 +81,17 @@ def open_collections(settings: Settings) -> Collections:
 
 def build_pipeline(settings: Settings, workload: Workload = "serve") -> Pipeline:
     """The collections open in a worker thread while the engine starts: on a GPU machine each takes tens of
-    seconds (the embedder and CUDA here, the engine's own process there) and neither needs the other. A
-    configured index's manifest is read first, so a missing or unreadable index fails before the engine
-    starts; one that fails to open later stops the started engine."""
+    seconds (the embedder and CUDA here, vLLM's own process there) and neither needs the other. A configured
+    index's manifest is read first, so a missing or unreadable index fails before the engine starts; one
+    that fails to open later stops the started engine. An engine that builds its model in this process
+    (transformers) starts after the collections: loading a model patches torch for the whole process."""
     if settings.index is not None:
         read_manifest(settings.index)
     model = ModelStore(settings.home).generator(settings.generator)
     with ThreadPoolExecutor(1, thread_name_prefix="open-collections") as pool:
         opening = pool.submit(open_collections, settings)
+        if builds_model_here(model, settings):
+            opening.result()
         engine = start_engine(model, settings, workload)
         try:
             collections = opening.result()
@@ -96,6 +99,12 @@ def build_pipeline(settings: Settings, workload: Workload = "serve") -> Pipeline
             engine.shutdown()
             raise
     return Pipeline(collections, engine, settings)
+
+
+def builds_model_here(model: Path, settings: Settings) -> bool:
+    """Whether `start_engine` builds the model in this process: transformers does, for an architecture vLLM
+    does not serve; vLLM and the replicas build theirs in processes of their own."""
+    return not settings.replicas and unserved_architecture(model, settings) is not None
 
 
 def served_base(name: str, folder: Path | None) -> ServedBase:

@@ -2,6 +2,7 @@
 
 import json
 import threading
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -45,8 +46,10 @@ class StubEngine:
 
 @pytest.fixture
 def stub_models(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """A model store that finds the generator without pulling it."""
+    """A model store that finds the generator without pulling it; its engine (vLLM, say) builds the model in
+    a process of its own."""
     monkeypatch.setattr(runtime, "ModelStore", lambda home: SimpleNamespace(generator=lambda name: tmp_path))
+    monkeypatch.setattr(runtime, "builds_model_here", lambda model, settings: False)
 
 
 @pytest.mark.usefixtures("stub_models")
@@ -71,6 +74,39 @@ def test_the_collections_open_while_the_engine_starts(
     pipeline = runtime.build_pipeline(Settings(home=tmp_path / "home"))
     assert saw == dict.fromkeys(saw, True) and len(saw) == 2
     assert pipeline.collections == "collections" and isinstance(pipeline.engine, StubEngine)
+
+
+@pytest.mark.usefixtures("stub_models")
+def test_an_engine_that_builds_its_model_here_starts_after_the_collections(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    order: list[str] = []
+
+    def open_collections(settings: Settings) -> str:
+        time.sleep(0.5)  # long enough for an engine started beside it to come first
+        order.append("collections")
+        return "collections"
+
+    def start_engine(model: Path, settings: Settings, workload: str) -> StubEngine:
+        order.append("engine")
+        return StubEngine()
+
+    monkeypatch.setattr(runtime, "builds_model_here", lambda model, settings: True)
+    monkeypatch.setattr(runtime, "open_collections", open_collections)
+    monkeypatch.setattr(runtime, "start_engine", start_engine)
+    runtime.build_pipeline(Settings(home=tmp_path / "home"))
+    assert order == ["collections", "engine"]
+
+
+def test_only_transformers_builds_its_model_in_this_process(
+    tiny_gpt_neox_japanese: Path, tmp_path: Path
+) -> None:
+    from kotae.models.testing import build_tiny_gemma
+
+    settings = Settings(home=tmp_path / "home")
+    assert not runtime.builds_model_here(build_tiny_gemma(tmp_path / "tiny-gemma"), settings)
+    assert runtime.builds_model_here(tiny_gpt_neox_japanese, settings)
+    assert not runtime.builds_model_here(tiny_gpt_neox_japanese, Settings(replicas=["http://127.0.0.1:1"]))
 
 
 @pytest.mark.usefixtures("stub_models")
