@@ -302,9 +302,7 @@ class VLLMEngine:
         reach its truncation length), with their texts."""
         from vllm.inputs import TokensPrompt
 
-        if not prompts:
-            return []
-        ids = self.count_tokens.tokenizer(prompts, add_special_tokens=True)["input_ids"]
+        ids = self.count_tokens.encode_many(prompts, add_special_tokens=True)
         return [
             TokensPrompt(prompt_token_ids=list(row), prompt=text)
             for row, text in zip(ids, prompts, strict=True)

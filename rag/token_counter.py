@@ -15,11 +15,15 @@ class TokenCounter:
         return len(self.tokenizer.encode(text, add_special_tokens=False))
 
     def many(self, texts: Sequence[str]) -> list[int]:
-        """One batched call: the Rust tokenizer encodes the batch in parallel, outside the GIL, where
-        one call per text holds the server's event loop thread."""
+        """The counts of `encode_many`."""
+        return [len(ids) for ids in self.encode_many(texts)]
+
+    def encode_many(self, texts: Sequence[str], add_special_tokens: bool = False) -> list[list[int]]:
+        """Each text's token ids, in one batched call: the Rust tokenizer encodes the batch in parallel,
+        outside the GIL, where one call per text holds the server's event loop thread."""
         if not texts:
             return []
-        return [len(ids) for ids in self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+        return self.tokenizer(list(texts), add_special_tokens=add_special_tokens)["input_ids"]
 
     def knowing(self, texts: Sequence[str]) -> Callable[[str], int]:
         """A counter that answers `texts` from one `many` call and anything else one by one."""
