@@ -8,6 +8,8 @@ Precision: where the hardware computes in bf16 (a GPU that supports it, a CPU wi
 the frozen base loads in bf16 and the forward runs under bf16 autocast, while the LoRA weights stay fp32
 (PEFT upcasts them): a 7B base then fits in half the memory. A run that trains modules in full (CPT's
 embeddings) loads the base in fp32, since those modules need fp32 master weights. Elsewhere all is fp32.
+A 4-bit base from `kotae quantize` loads decompressed: an adapter continued on it learns against the rounded
+weights it will be served on.
 
 LoRA goes on every linear layer of the model's blocks unless `lora.target_modules` names them: the names
 are read from the model (`q_proj`… for Llama and Gemma, `query_key_value`/`dense*` for GPT-NeoX,
@@ -43,7 +45,9 @@ from kotae.adapters.report import KnowledgeReport, LossPoint, RunReport, write_r
 from kotae.adapters.reporting import Reporters, choose_reporters
 from kotae.core.durable import file_sha256
 from kotae.core.errors import KotaeError
+from kotae.models.quantized import read_quantize_record
 from kotae.models.store import model_hash
+from kotae.models.weights import weights_format
 from kotae.rag.prompt import DEFAULT_PROMPT_FORMAT, PROMPT_VERSION, Prompter, PromptFormat
 
 if TYPE_CHECKING:
@@ -269,7 +273,7 @@ def _trainer_args(
         fp16=False,
         use_cpu=not cuda,  # without it, the Trainer refuses bf16 where no GPU is
         # A model passed in (a continued adapter) is already loaded.
-        model_init_kwargs=None if config.init_adapter else {"dtype": dtype},
+        model_init_kwargs=None if config.init_adapter else base_load_options(config.base, dtype),
         gradient_checkpointing=config.gradient_checkpointing,
         max_length=config.max_length,
         packing=config.packing,
@@ -311,12 +315,18 @@ def _lora_config(spec: LoraSpec) -> "LoraConfig":
 
 def _continue_from(config: TrainingConfig, adapter: Path) -> tuple[TrainingConfig, AdapterRef]:
     """The config with the adapter's own shape, and what the metadata records of it; refuses an adapter
-    trained on another base (its deltas would apply to other weights)."""
+    trained on another base (its deltas would apply to other weights), but not one trained on the model a
+    GPTQ base was quantized from: it reads the same activations, so training goes on against the rounded
+    weights."""
     metadata = read_metadata(adapter)
-    if metadata.base_model.hash != model_hash(config.base):
+    base_hash = model_hash(config.base)
+    record = read_quantize_record(config.base)
+    source = record.model_hash if record is not None and record.keeps_activations else None
+    if metadata.base_model.hash not in {base_hash, source}:
+        made_from = f", quantized by {record.method.upper()} from it" if record is not None else ""
         raise KotaeError(
             f"--init-adapter {adapter} was trained on {metadata.base_model.name} "
-            f"({metadata.base_model.hash[:12]}), not on {config.base} ({model_hash(config.base)[:12]})"
+            f"({metadata.base_model.hash[:12]}), not on {config.base} ({base_hash[:12]}){made_from}"
         )
     reference = AdapterRef(
         path=str(adapter.resolve()), sha256=file_sha256(adapter / "adapter_model.safetensors")
@@ -324,12 +334,24 @@ def _continue_from(config: TrainingConfig, adapter: Path) -> tuple[TrainingConfi
     return replace(config, lora=metadata.lora), reference
 
 
+def base_load_options(base: Path, dtype: str) -> dict[str, Any]:
+    """`from_pretrained` options for the frozen base: `dtype`, and for a compressed-tensors checkpoint
+    (`kotae quantize`) its weights decompressed into plain linear layers, so that LoRA trains against the
+    rounded weights vLLM serves."""
+    options: dict[str, Any] = {"dtype": dtype}
+    if weights_format(base) == "compressed-tensors":
+        from transformers.utils.quantization_config import CompressedTensorsConfig
+
+        options["quantization_config"] = CompressedTensorsConfig(run_compressed=False)
+    return options
+
+
 def _peft_model(base: Path, adapter: AdapterRef, dtype: str) -> Any:
     """The base in `dtype` (as TRL loads a fresh run's) with the adapter's weights, trainable, in fp32."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(base, **base_load_options(base, dtype))
     return PeftModel.from_pretrained(model, adapter.path, is_trainable=True, autocast_adapter_dtype=True)
 
 

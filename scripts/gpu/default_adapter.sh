@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# On the GPU machine, after scripts/gpu/setup.sh: the issue-18 adapter run on one H200. It
+#   1. pulls the models, indexes jawiki-paragraphs and quantizes the base (GPTQ W4A16) beside;
+#   2. builds SFT examples of jsquad-valid-train continuing the shipped default, once per share of negatives
+#      in SHARES (questions asked again without their gold article, taught to abstain; the same seed, so
+#      every set holds the same positives), and jsquad-valid-dev's unanswerable twins (benchmarks/noans_set.py);
+#   3. trains one adapter per share (`negN` for N% negatives; neg0 is the same recipe with abstention off),
+#      two at a time, then continues the second share's against the 4-bit weights (`negN-w4`, its base the
+#      W4A16 model);
+#   4. scores every adapter on jsquad-valid-dev with its twins and on jaquad-dev, bf16 and W4A16, with
+#      benchmarks/adapter_table.py: one engine per base, the shipped default first, while the others train.
+# Reports go to $R (default /tmp/r): bf16/table.md, w4/table.md, times.txt, progress.log, logs/; adapters
+# to $R/adapters, examples to $R/ex. Run it detached and keep a call alive while it works:
+#   setsid nohup bash scripts/gpu/default_adapter.sh "$PWD" > /tmp/default_adapter.log 2>&1 &
+# Environment: DATA (a copy of ../shared/data; default beside the repository), SHARES ("0 0.5 0.25": the
+# control first, then the share also tuned on 4 bits, then any others), EPOCHS (2), LR (1e-4), W4_EPOCHS (1),
+# W4_LR (5e-5), SEED (47).
+# Run python from outside the repository: there the source folder kotae/ would shadow the installed package.
+set -u
+export PYTHONPATH=/tmp/site VLLM_USE_FLASHINFER_SAMPLER=0 HF_HUB_OFFLINE=1 JAX_PLATFORMS=cpu PYTHONUNBUFFERED=1 \
+  TOKENIZERS_PARALLELISM=false KOTAE_HOME=${KOTAE_HOME:-/tmp/kotae-home}
+repo=${1:?usage: default_adapter.sh REPO}
+R=${R:-/tmp/r}
+DATA=${DATA:-$repo/../shared/data}
+SHARES=${SHARES:-0 0.5 0.25} EPOCHS=${EPOCHS:-2} LR=${LR:-1e-4} SEED=${SEED:-47}
+W4_EPOCHS=${W4_EPOCHS:-1} W4_LR=${W4_LR:-5e-5}
+# Two engines and two trainings share the card: each engine gets a fifth of it (KV for far more than 980
+# prompts of Gemma 3 270M), each training about as much.
+export KOTAE_INDEX=$KOTAE_HOME/indexes/jawiki KOTAE_ADAPTER_DIR=$R/adapters KOTAE_GPU_MEMORY_UTILIZATION=0.2
+base=$KOTAE_HOME/models/gemma-3-270m
+w4=$KOTAE_HOME/models/gemma-3-270m-w4a16
+sets=("$R/sets/jsquad-valid-dev-mixed.jsonl" "$DATA/qa/jaquad-dev.jsonl")
+mkdir -p "$R/ex" "$R/sets" "$R/logs" "$KOTAE_ADAPTER_DIR"
+cd /tmp || exit 1
+stamp() { echo "$(date +%s) $*" >> "$R/times.txt"; echo "[$(date +%T)] $*" >> "$R/progress.log"; }
+name() { echo "neg$(awk "BEGIN { print int($1 * 100 + 0.5) }")"; }
+examples() {  # examples SHARE
+  python3 -m kotae train examples --base "$base" --data "$DATA/qa/jsquad-valid-train.jsonl" --index "$KOTAE_INDEX" \
+    --contexts 3 --negatives "$1" --seed "$SEED" --out "$R/ex/$(name "$1").jsonl.gz" > "$R/logs/ex-$(name "$1").log" 2>&1
+  stamp "examples $(name "$1") (exit $?)"
+}
+train() {  # train SHARE [BASE]: negN continues the default; with BASE, negN-w4 continues negN there
+  local run=$(name "$1") init=default epochs=$EPOCHS lr=$LR
+  [ -n "${2:-}" ] && { init=$run; run=$run-w4; epochs=$W4_EPOCHS; lr=$W4_LR; }
+  stamp "train $run"
+  KOTAE_BASE=${2:-gemma-3-270m} bash "$repo/adapters/gpu/train_default.sh" "$R/ex/$(name "$1").jsonl.gz" \
+    "$KOTAE_ADAPTER_DIR/$run" --init-adapter "$KOTAE_ADAPTER_DIR/$init" --epochs "$epochs" --learning-rate "$lr" \
+    --seed "$SEED" > "$R/logs/train-$run.log" 2>&1
+  stamp "trained $run (exit $?)"
+}
+table() {  # table OUT GENERATOR ADAPTER...
+  local out=$1 generator=$2; shift 2
+  stamp "table $out: $*"
+  KOTAE_GENERATOR=$generator python3 "$repo/benchmarks/adapter_table.py" --adapter "$@" --data "${sets[@]}" \
+    --out "$R/$out" > "$R/logs/table-$out-$#.log" 2>&1
+  stamp "table $out done (exit $?)"
+}
+
+stamp start
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader > "$R/gpu.txt"
+cp -r "$repo/adapters/trained/default" "$KOTAE_ADAPTER_DIR/default"
+python3 -m kotae models pull > "$R/logs/pull.log" 2>&1; stamp pulled
+( KOTAE_QUANT_SITE=/tmp/site_q python3 -m kotae quantize --model "$base" --out "$w4" \
+    --calib "$DATA/jawiki-paragraphs.jsonl" > "$R/logs/quantize.log" 2>&1; stamp "quantized (exit $?)"
+  touch "$R/quantize.done" ) &
+quantizing=$!
+quantized() { until [ -e "$R/quantize.done" ]; do sleep 5; done; }  # a subshell cannot wait for its sibling
+python3 -m kotae index build "$DATA/jawiki-paragraphs.jsonl" --out "$KOTAE_INDEX" > "$R/logs/index.log" 2>&1
+stamp "indexed (exit $?)"
+for share in $SHARES; do examples "$share" & done
+python3 "$repo/benchmarks/noans_set.py" --data "$DATA/qa/jsquad-valid-dev.jsonl" --index "$KOTAE_INDEX" \
+  --out "${sets[0]}" --with-answerable > "$R/logs/noans.log" 2>&1
+stamp "noans set (exit $?)"
+wait $(jobs -p | grep -vx "$quantizing")
+
+# The shipped default on both bases while the new adapters train (it also fills each base's compile cache).
+( table bf16 "$base" default; quantized; table w4 "$w4" default ) &
+defaults=$!
+set -- $SHARES
+main=$(name "$2")
+( train "$1"; shift 2; for share in "$@"; do train "$share"; done ) &  # the control, then the shares after the second
+others=$!
+train "$2"
+quantized
+train "$2" "$w4"
+wait $others $defaults
+runs=()
+for share in $SHARES; do runs+=("$(name "$share")"); done
+table bf16 "$base" default "${runs[@]}" &
+table w4 "$w4" default "$main" "$main-w4"
+wait
+cat "$R/bf16/table.md" "$R/w4/table.md" > "$R/table.md" 2>/dev/null
+stamp done
