@@ -14,7 +14,6 @@ from pathlib import Path
 
 from kotae.core.config import get_settings
 from kotae.evals.compare import BASE_MODEL, MISSING, load_run
-from kotae.evals.runner import EvalConfig, evaluate
 from kotae.evals.schema import EvalMetrics
 
 HEADER = (
@@ -36,6 +35,9 @@ async def run_all(
     adapters: list[str], sets: list[Path], out: Path, top_k: int | None, limit: int | None
 ) -> list[EvalMetrics]:
     """Every adapter on every set, in that order, one pipeline for all (started only if a run is left)."""
+    # Imported here, not at the top: vLLM's CPU workers re-import this script, and the pipeline's numba
+    # (llvmlite) then breaks their kernel registration.
+    from kotae.evals.runner import EvalConfig, evaluate
     from kotae.runtime import build_pipeline
 
     wanted = [
