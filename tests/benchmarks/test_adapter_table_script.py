@@ -1,19 +1,16 @@
 """`benchmarks/adapter_table.py` runs every adapter on every set over one engine, HasAns and NoAns apart where
 a set has unanswerable questions, and reads finished runs instead of running them again."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from benchmark_scripts import run_script
 
-from kotae.core.config import get_settings
 from kotae.indexer.build import build_index
 from kotae.models.testing import build_random_lora, build_tiny_gemma
 
 pytestmark = pytest.mark.engine
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "adapter_table.py"
 PASSAGES = [
     {"id": "fuji", "title": "富士山", "text": "富士山の標高は3776メートルである。"},
     {"id": "biwa", "title": "琵琶湖", "text": "琵琶湖は滋賀県にある日本最大の湖である。"},
@@ -35,20 +32,6 @@ NOANS = {
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
     return path
-
-
-def run_script(argv: list[str], monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(sys, "argv", ["adapter_table.py", *argv])
-    spec = importlib.util.spec_from_file_location("kotae_adapter_table", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    get_settings.cache_clear()
-    try:
-        script.main()
-    finally:
-        get_settings.cache_clear()
-    return script
 
 
 def test_every_adapter_on_every_set_in_one_table(tiny_e5, embedder, tmp_path, monkeypatch):
@@ -76,7 +59,7 @@ def test_every_adapter_on_every_set_in_one_table(tiny_e5, embedder, tmp_path, mo
     out = tmp_path / "runs"
     argv = ["--adapter", "", "tuned", "--data", str(mixed), str(plain), "--out", str(out), "--top-k", "2"]
 
-    run_script(argv, monkeypatch)
+    run_script("adapter_table", argv, monkeypatch)
 
     folders = ["base-mixed", "base-plain", "tuned-mixed", "tuned-plain"]
     assert sorted(path.name for path in out.iterdir() if path.is_dir()) == folders
@@ -100,5 +83,5 @@ def test_every_adapter_on_every_set_in_one_table(tiny_e5, embedder, tmp_path, mo
 
     monkeypatch.setattr("kotae.runtime.build_pipeline", no_engine)
     (out / "table.md").unlink()
-    run_script(argv, monkeypatch)
+    run_script("adapter_table", argv, monkeypatch)
     assert (out / "table.md").read_text().splitlines()[2:] == rows

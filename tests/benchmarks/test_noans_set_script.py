@@ -1,18 +1,15 @@
 """`benchmarks/noans_set.py` writes each question's unanswerable twin: asked without its gold article, in the
 QA JSONL that `kotae eval` reads."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from benchmark_scripts import run_script
 
-from kotae.core.config import get_settings
 from kotae.evals.datasets import load_dataset
 from kotae.indexer.embedder import Embedder
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "noans_set.py"
 PASSAGES = [
     {"id": "fuji-1", "title": "富士山", "text": "富士山は日本で最も高い山である。"},
     {"id": "fuji-2", "title": "富士山", "text": "富士山の標高は3776メートルである。"},
@@ -57,17 +54,8 @@ def test_noans_twins_lack_the_gold_article(
     out = tmp_path / "mixed.jsonl"
     monkeypatch.setenv("KOTAE_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("KOTAE_EMBEDDER", str(tiny_e5))
-    argv = ["noans_set.py", "--data", str(qa), "--index", str(tmp_path / "index"), "--out", str(out)]
-    monkeypatch.setattr(sys, "argv", [*argv, "--top-k", "3", "--with-answerable"])
-    spec = importlib.util.spec_from_file_location("kotae_noans_set", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    get_settings.cache_clear()
-    try:
-        script.main()
-    finally:
-        get_settings.cache_clear()
+    args = ["--data", str(qa), "--index", str(tmp_path / "index"), "--out", str(out)]
+    run_script("noans_set", [*args, "--top-k", "3", "--with-answerable"], monkeypatch)
 
     items = load_dataset(out)
     assert [(item.qid, item.answerable) for item in items] == [
