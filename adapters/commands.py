@@ -57,6 +57,12 @@ GradAccumulation = Annotated[int, typer.Option(help="Forward passes per optimize
 MaxLength = Annotated[int, typer.Option(help="Longest tokenized example (packed row length).")]
 Packing = Annotated[bool, typer.Option(help="Pack examples into max-length rows.")]
 Checkpointing = Annotated[bool, typer.Option(help="Recompute activations in backward: less memory, slower.")]
+LoadIn4bit = Annotated[
+    bool,
+    typer.Option(
+        help="QLoRA: load the frozen base in 4-bit NF4 (bitsandbytes); the adapter serves on the base."
+    ),
+]
 Neftune = Annotated[float | None, typer.Option(help="NEFTune noise alpha (e.g. 5); off when unset.")]
 EvalFraction = Annotated[float, typer.Option(help="Share of examples held out for eval loss and probes.")]
 EvalSteps = Annotated[int, typer.Option(help="Evaluate every this many steps.")]
@@ -104,6 +110,7 @@ _TRAINER_KNOBS: dict[str, Any] = {
     "max_length": MaxLength,
     "packing": Packing,
     "gradient_checkpointing": Checkpointing,
+    "load_in_4bit": LoadIn4bit,
     "neftune_noise_alpha": Neftune,
     "eval_fraction": EvalFraction,
     "eval_steps": EvalSteps,

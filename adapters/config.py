@@ -76,6 +76,10 @@ class TrainingConfig:
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass instead of keeping them: less memory for a slower step,
     what 7B-class bases need on one GPU; a 270M model does not."""
+    load_in_4bit: bool = False
+    """QLoRA: the frozen base loads in 4-bit NF4 (bitsandbytes, double quantization, computing in the
+    training dtype), a quarter of its 16-bit memory. The adapter still belongs to the 16-bit base: it serves
+    there, or on vLLM's bitsandbytes quantization of it (`KOTAE_QUANTIZATION=bitsandbytes`)."""
     eval_fraction: float = 0.02
     """Share of the examples held out for evaluation loss and the probes (0 for none)."""
     eval_steps: int = 200

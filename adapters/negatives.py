@@ -60,7 +60,8 @@ def negative_examples(
     return examples
 
 
-def with_negatives(built: BuiltExamples, negatives: list[ExampleRow]) -> BuiltExamples:
-    """The examples with the negatives after them (training shuffles them together)."""
+def with_negatives(built: BuiltExamples, negatives: list[ExampleRow], share: float) -> BuiltExamples:
+    """The examples with the negatives after them (training shuffles them together), made for `share` of
+    the questions."""
     rows = built.rows + negatives
-    return BuiltExamples(rows, built.info.model_copy(update={"examples": len(rows)}))
+    return BuiltExamples(rows, built.info.model_copy(update={"examples": len(rows), "negatives": share}))

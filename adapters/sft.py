@@ -1,7 +1,7 @@
 """`kotae train sft`: LoRA SFT on QA and instruction records in the adapter's prompt format, loss on the
 answer only."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rich.console import Console
@@ -47,6 +47,12 @@ def train_sft(config: SFTRunConfig, console: Console, overwrite: bool = False) -
                 f"{config.examples} was built in prompt format {built.info.prompt_format!r}: "
                 f"train it with --prompt-format {built.info.prompt_format}"
             )
+        if config.negatives:
+            raise KotaeError(
+                f"--negatives builds negative examples from --data; {config.examples} holds its own "
+                f"(share {built.info.negatives:g}, set by `kotae train examples --negatives`)"
+            )
+        config = replace(config, negatives=built.info.negatives)  # recorded in the adapter's metadata
         ref = DataRef(
             path=str(config.examples.resolve()), sha256=file_sha256(config.examples), rows=len(built.rows)
         )
@@ -135,7 +141,7 @@ def build_sft_examples(
             found = negative_examples(
                 items, retriever, count_tokens, prompter, contexts, budget, negatives, seed
             )
-            built = with_negatives(built, found)
+            built = with_negatives(built, found, negatives)
             console.print(f"{len(found)} negative examples (the gold article left out, answer: {NO_ANSWER})")
     finally:
         opened.close()

@@ -63,6 +63,9 @@ class ExamplesInfo(BaseModel):
     prompt_format: PromptFormat = DEFAULT_PROMPT_FORMAT
     contexts: ContextsRef
     examples: int
+    negatives: float = 0.0
+    """Share of the questions also asked without their gold article, to abstain (`kotae.adapters.negatives`);
+    an adapter trained on the examples records it."""
 
 
 @dataclass(frozen=True, slots=True)

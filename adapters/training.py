@@ -9,7 +9,8 @@ the frozen base loads in bf16 and the forward runs under bf16 autocast, while th
 (PEFT upcasts them): a 7B base then fits in half the memory. A run that trains modules in full (CPT's
 embeddings) loads the base in fp32, since those modules need fp32 master weights. Elsewhere all is fp32.
 A 4-bit base from `kotae quantize` loads decompressed: an adapter continued on it learns against the rounded
-weights it will be served on.
+weights it will be served on. With `load_in_4bit` (QLoRA), bitsandbytes quantizes a 16-bit base to NF4 as it
+loads.
 
 LoRA goes on every linear layer of the model's blocks unless `lora.target_modules` names them: the names
 are read from the model (`q_proj`… for Llama and Gemma, `query_key_value`/`dense*` for GPT-NeoX,
@@ -100,6 +101,7 @@ def train_adapter(
     continued_from = None
     if config.init_adapter is not None:
         config, continued_from = _continue_from(config, config.init_adapter)
+    _check_quantized_training(config)
     import torch
     from datasets import Dataset
     from trl import SFTTrainer
@@ -123,7 +125,7 @@ def train_adapter(
         else None
     )
     trainer = SFTTrainer(
-        model=_peft_model(config.base, continued_from, dtype) if continued_from else str(config.base),
+        model=_peft_model(config, continued_from, dtype) if continued_from else str(config.base),
         args=_trainer_args(config, work, cuda, bf16, dtype, reporters, has_eval=bool(run.eval)),
         train_dataset=Dataset.from_list(run.train),
         eval_dataset=Dataset.from_list(run.eval) if run.eval else None,
@@ -135,7 +137,8 @@ def train_adapter(
         trainer.optimizer = _optimizer(trainer.model, config)
     console.print(
         f"[bold]{run.kind}[/] {len(run.train)} train / {len(run.eval)} eval examples on "
-        f"{_device_name(torch)} ({'bf16 autocast' if bf16 else 'fp32'}, base in {dtype}), LoRA on "
+        f"{_device_name(torch)} ({'bf16 autocast' if bf16 else 'fp32'}, base in "
+        f"{'4-bit NF4' if config.load_in_4bit else dtype}), LoRA on "
         f"{', '.join(config.lora.target_modules)}"
     )
 
@@ -228,7 +231,11 @@ def save_adapter(model: Any, folder: Path, bf16: bool) -> None:
     if bf16:
         import torch
 
-        model = model.to(torch.bfloat16)  # training is over: nothing reads the fp32 weights again
+        # Training is over: nothing reads the fp32 weights again. Only the trained weights are cast: a 4-bit
+        # base cannot be.
+        for parameter in model.parameters():
+            if parameter.requires_grad:
+                parameter.data = parameter.data.to(torch.bfloat16)
     model.save_pretrained(folder)
 
 
@@ -273,7 +280,9 @@ def _trainer_args(
         fp16=False,
         use_cpu=not cuda,  # without it, the Trainer refuses bf16 where no GPU is
         # A model passed in (a continued adapter) is already loaded.
-        model_init_kwargs=None if config.init_adapter else base_load_options(config.base, dtype),
+        model_init_kwargs=None
+        if config.init_adapter
+        else base_load_options(config.base, dtype, config.load_in_4bit),
         gradient_checkpointing=config.gradient_checkpointing,
         max_length=config.max_length,
         packing=config.packing,
@@ -334,24 +343,46 @@ def _continue_from(config: TrainingConfig, adapter: Path) -> tuple[TrainingConfi
     return replace(config, lora=metadata.lora), reference
 
 
-def base_load_options(base: Path, dtype: str) -> dict[str, Any]:
-    """`from_pretrained` options for the frozen base: `dtype`, and for a compressed-tensors checkpoint
-    (`kotae quantize`) its weights decompressed into plain linear layers, so that LoRA trains against the
-    rounded weights vLLM serves."""
+def base_load_options(base: Path, dtype: str, load_in_4bit: bool = False) -> dict[str, Any]:
+    """`from_pretrained` options for the frozen base: `dtype`; with `load_in_4bit`, bitsandbytes NF4
+    (QLoRA); for a compressed-tensors checkpoint (`kotae quantize`) its weights decompressed into plain
+    linear layers, so that LoRA trains against the rounded weights vLLM serves."""
     options: dict[str, Any] = {"dtype": dtype}
-    if weights_format(base) == "compressed-tensors":
+    if load_in_4bit:
+        from transformers import BitsAndBytesConfig
+
+        options["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=dtype,
+        )
+    elif weights_format(base) == "compressed-tensors":
         from transformers.utils.quantization_config import CompressedTensorsConfig
 
         options["quantization_config"] = CompressedTensorsConfig(run_compressed=False)
     return options
 
 
-def _peft_model(base: Path, adapter: AdapterRef, dtype: str) -> Any:
+def _check_quantized_training(config: TrainingConfig) -> None:
+    """QLoRA trains LoRA alone, on a 16-bit base."""
+    if not config.load_in_4bit:
+        return
+    if config.lora.modules_to_save:
+        raise KotaeError("--load-in-4bit trains LoRA only: modules trained in full need a 16-bit base")
+    if weights_format(config.base) not in {"bf16", "fp16", "fp32", None}:
+        raise KotaeError(f"--load-in-4bit quantizes a 16-bit base; {config.base} is quantized already")
+
+
+def _peft_model(config: TrainingConfig, adapter: AdapterRef, dtype: str) -> Any:
     """The base in `dtype` (as TRL loads a fresh run's) with the adapter's weights, trainable, in fp32."""
-    from peft import PeftModel
+    from peft import PeftModel, prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(base, **base_load_options(base, dtype))
+    base = config.base
+    model = AutoModelForCausalLM.from_pretrained(base, **base_load_options(base, dtype, config.load_in_4bit))
+    if config.load_in_4bit:  # as TRL prepares a fresh run's 4-bit model
+        model = prepare_model_for_kbit_training(model, config.gradient_checkpointing)
     return PeftModel.from_pretrained(model, adapter.path, is_trainable=True, autocast_adapter_dtype=True)
 
 

@@ -31,13 +31,23 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-STAGES = ("prompts", "hf", "eval-bf16", "eval-adapter", "eval-w4-adapter", "serve", "vllm")
+STAGES = (
+    "prompts",
+    "hf",
+    "eval-bf16",
+    "eval-adapter",
+    "eval-w4-adapter",
+    "eval-bnb-adapter",
+    "serve",
+    "vllm",
+)
 TITLES = {
     "prompts": "(0) retrieval + prompts (kotae's pipeline), once for all stages",
     "hf": "(1) HF transformers, one question at a time, bf16 + adapter (merged)",
     "eval-bf16": "(2) `kotae eval` bf16, no adapter",
     "eval-adapter": "(3) `kotae eval` bf16 + default adapter",
     "eval-w4-adapter": "(4) `kotae eval` 4-bit W4A16 + default adapter",
+    "eval-bnb-adapter": "(4b) `kotae eval` bitsandbytes NF4 (vLLM quantizes at load) + default adapter",
     "serve": "(5) `kotae serve` /v1/qa over HTTP + default adapter",
     "vllm": "(6) vLLM OpenAI server /v1/completions + same adapter, kotae's prompts",
 }
@@ -138,13 +148,13 @@ def target_lines(done: dict[str, StageResult]) -> list[str]:
     else:
         lines.append("- (5) against (6): not measured")
     bf16 = done.get("eval-adapter")
-    if w4 and bf16 and w4.exact is not None and bf16.exact is not None:
-        points = (w4.exact - bf16.exact) * 100
-        lines.append(
-            f"- 4-bit within 1 point of bf16 (exact, (4) − (3)): {points:+.1f} — " + verdict(abs(points) <= 1)
-        )
-    else:
-        lines.append("- 4-bit within 1 point of bf16: not measured")
+    for quantized, row in ((w4, "(4)"), (done.get("eval-bnb-adapter"), "(4b)")):
+        what = f"- {row} 4-bit within 1 point of bf16"
+        if quantized and bf16 and quantized.exact is not None and bf16.exact is not None:
+            points = (quantized.exact - bf16.exact) * 100
+            lines.append(f"{what} (exact, {row} − (3)): {points:+.1f} — {verdict(abs(points) <= 1)}")
+        else:
+            lines.append(f"{what}: not measured")
     return lines
 
 
@@ -180,6 +190,8 @@ def stage_env(args: argparse.Namespace, stage: str) -> dict[str, str]:
         env["KOTAE_GPU_MEMORY_UTILIZATION"] = str(args.gpu_memory_utilization)
     if stage == "eval-w4-adapter":
         env["KOTAE_GENERATOR"] = str(args.w4_model)
+    if stage == "eval-bnb-adapter":
+        env["KOTAE_QUANTIZATION"] = "bitsandbytes"
     return env
 
 

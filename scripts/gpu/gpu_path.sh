@@ -3,7 +3,7 @@
 # benchmarks/seed_table.py (one process per engine, GPU memory sampled by nvidia-smi):
 #   1. `kotae eval --limit 980` bf16 + default adapter with vLLM's compile cache emptied (the first start),
 #   2. the same again (the warm start: the cache under $KOTAE_HOME/cache/vllm reused), then the base model
-#      without the adapter (what the LoRA costs), then GPTQ W4A16 + adapter,
+#      without the adapter (what the LoRA costs), then GPTQ W4A16 + adapter, then bitsandbytes NF4 + adapter,
 #   3. the same bf16 eval without the overlap (KOTAE_EVAL_RETRIEVAL_BATCH=0): its answers must equal 2.'s,
 #   4. `kotae serve` under 64 clients against vLLM's own OpenAI server on the same prompts.
 # Every engine runs with kotae's defaults: scheduler limits by workload, GPU memory sized to the model (the
@@ -13,9 +13,9 @@
 #   setsid nohup bash scripts/gpu/gpu_path.sh "$PWD" > /tmp/gpu_path.log 2>&1 &
 #   sleep 540; cat /tmp/r/progress.log; cp -r /tmp/r/. "$OUT"/      (repeat until "done")
 # Environment: DATA (a copy of ../shared/data; default beside the repository), LIMIT (980), ADAPTER
-# (default), W4 (0 skips quantizing and the 4-bit eval), HTTP (0 skips step 4), VARIANTS (after everything
-# else, the warm bf16 eval again under other settings: space-separated "LABEL:VAR=VALUE[,VAR=VALUE]", e.g.
-# "b256:KOTAE_EVAL_RETRIEVAL_BATCH=256", each into $R/variant-LABEL).
+# (default), W4 (0 skips quantizing and the 4-bit eval), BNB (0 skips the bitsandbytes eval), HTTP (0 skips
+# step 4), VARIANTS (after everything else, the warm bf16 eval again under other settings: space-separated
+# "LABEL:VAR=VALUE[,VAR=VALUE]", e.g. "b256:KOTAE_EVAL_RETRIEVAL_BATCH=256", each into $R/variant-LABEL).
 # Run python from outside the repository: there the source folder kotae/ would shadow the installed package.
 set -u
 export PYTHONPATH=/tmp/site VLLM_USE_FLASHINFER_SAMPLER=0 HF_HUB_OFFLINE=1 JAX_PLATFORMS=cpu PYTHONUNBUFFERED=1 \
@@ -64,6 +64,7 @@ seed cold eval-adapter
 du -sh "$KOTAE_HOME/cache/vllm" > "$R/cache.txt" 2>&1
 stages=(eval-adapter eval-bf16)
 [ "${W4:-1}" = 1 ] && stages+=(eval-w4-adapter)
+[ "${BNB:-1}" = 1 ] && stages+=(eval-bnb-adapter)
 seed warm "${stages[@]}"
 KOTAE_EVAL_RETRIEVAL_BATCH=0 seed no-overlap eval-adapter
 [ "${HTTP:-1}" = 1 ] && seed http prompts serve vllm

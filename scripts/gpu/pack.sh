@@ -10,6 +10,7 @@ root=$(pwd)
 stage=$(mktemp -d); trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/wheels"
 plat=(--only-binary=:all: --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64
+      --platform manylinux_2_24_x86_64
       --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux_2_5_x86_64
       --platform manylinux1_x86_64)
 python3 -m pip download -q --no-deps "${plat[@]}" -d "$stage/wheels" -r scripts/gpu/wheels.txt

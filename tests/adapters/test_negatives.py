@@ -2,6 +2,7 @@
 the fixed abstention text."""
 
 import pytest
+from brief_runs import brief_sft
 
 from kotae.adapters.negatives import negative_examples
 from kotae.core.errors import KotaeError
@@ -46,6 +47,7 @@ def test_the_share_of_negatives_is_a_fraction(data_dir, retriever, count_tokens)
         negative_examples(items, retriever, count_tokens, DEFAULT_PROMPTER, 3, 200, 1.5, seed=0)
 
 
+@pytest.mark.slow  # trains briefly on the CPU
 def test_train_examples_command_mixes_in_negatives(tiny_gemma, data_dir, index_dir, tmp_path, invoke_train):
     from kotae.adapters.sft_examples import read_examples
 
@@ -56,3 +58,10 @@ def test_train_examples_command_mixes_in_negatives(tiny_gemma, data_dir, index_d
     negatives = [row for row in built.rows if row.qid and row.qid.endswith(NOANS_SUFFIX)]
     assert (len(built.rows), len(negatives), built.info.examples) == (5 + 3, 3, 8)
     assert all(row.completion == NO_ANSWER + "\n\n" for row in negatives)
+    assert built.info.negatives == 0.5
+
+    # The adapter trained on them records the share; asking for negatives again is refused.
+    metadata = brief_sft(tiny_gemma, tmp_path / "abstains", out)
+    assert metadata.hyperparameters["negatives"] == 0.5
+    with pytest.raises(KotaeError, match="holds its own"):
+        brief_sft(tiny_gemma, tmp_path / "again", out, negatives=0.2)

@@ -36,6 +36,14 @@ def gptq_pair(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> tuple
     return base, w4
 
 
+@pytest.fixture(scope="module")
+def source_adapter(gptq_pair, examples_file, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A brief run on the 16-bit base the 4-bit one was quantized from."""
+    source = tmp_path_factory.mktemp("source") / "source"
+    brief_sft(gptq_pair[0], source, examples_file)
+    return source
+
+
 def test_the_4bit_base_trains_decompressed_to_its_rounded_weights(gptq_pair):
     import torch
     from transformers import AutoModelForCausalLM
@@ -47,30 +55,28 @@ def test_the_4bit_base_trains_decompressed_to_its_rounded_weights(gptq_pair):
     assert all(group.unique().numel() <= 16 for group in layer.weight.detach().reshape(-1, GROUP))
 
 
-def test_an_adapter_continued_on_the_gptq_base_serves_there_only(gptq_pair, examples_file, tmp_path):
+def test_an_adapter_continued_on_the_gptq_base_serves_there_only(
+    gptq_pair, source_adapter, examples_file, tmp_path
+):
     base, w4 = gptq_pair
-    source = tmp_path / "source"
-    brief_sft(base, source, examples_file)
-
-    tuned = brief_sft(w4, tmp_path / "tuned", examples_file, init_adapter=source)
+    tuned = brief_sft(w4, tmp_path / "tuned", examples_file, init_adapter=source_adapter)
 
     assert tuned.base_model.hash == model_hash(w4) and tuned.base_model.name == "w4a16"
-    assert tuned.continued_from is not None and tuned.continued_from.path == str(source.resolve())
-    assert tuned.lora == read_metadata(source).lora
+    assert tuned.continued_from is not None and tuned.continued_from.path == str(source_adapter.resolve())
+    assert tuned.lora == read_metadata(source_adapter).lora
     adapter_config = json.loads((tmp_path / "tuned" / "adapter_config.json").read_text())
     assert served_base("w4a16", w4).check_adapter(adapter_config, tuned, "tuned") == "w4a16"
     with pytest.raises(AdapterRejected, match="another build"):
         served_base("base", base).check_adapter(adapter_config, tuned, "tuned")
 
 
-def test_an_adapter_is_not_continued_on_an_awq_base(gptq_pair, examples_file, tmp_path):
+def test_an_adapter_is_not_continued_on_an_awq_base(gptq_pair, source_adapter, examples_file, tmp_path):
     """AWQ rescales the activations a source adapter reads: it is no start for training there."""
-    base, w4 = gptq_pair
-    brief_sft(base, tmp_path / "source", examples_file)
+    _, w4 = gptq_pair
     awq = tmp_path / "awq"
     shutil.copytree(w4, awq)
     record = json.loads((awq / RECORD_FILE).read_text())
     (awq / RECORD_FILE).write_text(json.dumps({**record, "method": "awq"}))
 
     with pytest.raises(KotaeError, match="quantized by AWQ from it"):
-        brief_sft(awq, tmp_path / "tuned", examples_file, init_adapter=tmp_path / "source")
+        brief_sft(awq, tmp_path / "tuned", examples_file, init_adapter=source_adapter)

@@ -24,6 +24,9 @@ RECORDED = {
     "eval-w4-adapter": {"stage": "eval-w4-adapter", "n": 980, "exact": 0.31, "partial": 0.395,
                         "char_f1": 0.42, "wall_s": 2.8, "questions_per_s": 350.0, "start_s": 65.0,
                         "gpu_peak_mb": 42800.0},
+    "eval-bnb-adapter": {"stage": "eval-bnb-adapter", "n": 980, "exact": 0.3, "partial": 0.39,
+                         "char_f1": 0.41, "wall_s": 3.4, "questions_per_s": 288.2, "start_s": 70.0,
+                         "gpu_peak_mb": 42000.0},
     "serve": {"stage": "serve", "n": 980, "exact": 0.318, "partial": 0.399, "char_f1": 0.429, "wall_s": 8.0,
               "questions_per_s": 122.5, "start_s": 80.0, "latency_p50_ms": 480.0, "latency_p99_ms": 1500.0},
     "vllm": {"stage": "vllm", "n": 980, "exact": 0.32, "partial": 0.4, "char_f1": 0.43, "wall_s": 6.0,
@@ -50,7 +53,16 @@ def test_table_has_a_row_per_stage_and_judges_each_target(tmp_path):
     table = seed_table.write_report(tmp_path, "2026-11-21, 1× H100")
     assert (tmp_path / "table.md").read_text() == table
     rows = [line for line in table.splitlines() if line.startswith("| (")]
-    assert [row.split(")")[0] for row in rows] == [f"| ({i}" for i in range(7)]
+    assert [row.split(")")[0] for row in rows] == [
+        "| (0",
+        "| (1",
+        "| (2",
+        "| (3",
+        "| (4",
+        "| (4b",
+        "| (5",
+        "| (6",
+    ]
     hf = next(row for row in rows if row.startswith("| (1)"))
     assert "109.50 (→ 715 for all, extrapolated from 150)" in hf and "| 1.37 |" in hf
     assert "| 480 / 1,500 |" in table and "| 43,100 |" in table
@@ -58,7 +70,8 @@ def test_table_has_a_row_per_stage_and_judges_each_target(tmp_path):
     assert "- (4) ≥ 200× (1): 255× (q/s against q/s) — met" in table
     assert "- (5) ≥ 90% of (6)'s throughput: 75% — **missed**" in table
     assert "- (5) p99 ≤ 1.5× (6)'s: 1.67× — **missed**" in table
-    assert "- 4-bit within 1 point of bf16 (exact, (4) − (3)): -0.8 — met" in table
+    assert "- (4) 4-bit within 1 point of bf16 (exact, (4) − (3)): -0.8 — met" in table
+    assert "- (4b) 4-bit within 1 point of bf16 (exact, (4b) − (3)): -1.8 — **missed**" in table
     saved = json.loads((tmp_path / "results.json").read_text())
     assert [r["stage"] for r in saved] == list(seed_table.STAGES)
 
@@ -71,7 +84,8 @@ def test_missing_and_skipped_stages_say_not_measured(tmp_path):
     table = seed_table.write_report(tmp_path, "context")
     assert "**skipped**: no 4-bit model" in table
     assert "- (4) ≤ 3 s: not measured" in table and "- (5) against (6): not measured" in table
-    assert "- 4-bit within 1 point of bf16: not measured" in table
+    assert "- (4) 4-bit within 1 point of bf16: not measured" in table
+    assert "- (4b) 4-bit within 1 point of bf16: not measured" in table
 
 
 def test_finished_stages_are_not_run_again(tmp_path, capsys):
