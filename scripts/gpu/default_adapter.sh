@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
 # On the GPU machine, after scripts/gpu/setup.sh: the issue-18 adapter run on one H200. It
 #   1. pulls the models, indexes jawiki-paragraphs and quantizes the base (GPTQ W4A16) beside;
-#   2. builds SFT examples of jsquad-valid-train continuing the shipped default, once per share of negatives
+#   2. holds HOLD_OUT articles of jsquad-valid-train out (chosen by the sha256 of their ids): the runs are
+#      compared on those, never on the dev sets; builds SFT examples of the rest, once per share of negatives
 #      in SHARES (questions asked again without their gold article, taught to abstain; the same seed, so
-#      every set holds the same positives), and jsquad-valid-dev's unanswerable twins (benchmarks/noans_set.py);
+#      every set holds the same positives), and the unanswerable twins of the held-out questions and of
+#      jsquad-valid-dev (benchmarks/noans_set.py);
 #   3. trains one adapter per share (`negN` for N% negatives; neg0 is the same recipe with abstention off),
 #      two at a time, then continues the second share's against the 4-bit weights (`negN-w4`, its base the
 #      W4A16 model);
-#   4. scores every adapter on jsquad-valid-dev with its twins and on jaquad-dev, bf16 and W4A16, with
+#   4. scores every adapter on the held-out questions and on jsquad-valid-dev with their twins and on
+#      jaquad-dev, bf16 and W4A16, with
 #      benchmarks/adapter_table.py: one engine per base, the shipped default first, while the others train.
 # Reports go to $R (default /tmp/r): bf16/table.md, w4/table.md, times.txt, progress.log, logs/; adapters
 # to $R/adapters, examples to $R/ex. Run it detached and keep a call alive while it works:
 #   setsid nohup bash scripts/gpu/default_adapter.sh "$PWD" > /tmp/default_adapter.log 2>&1 &
 # Environment: DATA (a copy of ../shared/data; default beside the repository), SHARES ("0 0.5 0.25": the
-# control first, then the share also tuned on 4 bits, then any others), EPOCHS (2), LR (1e-4), W4_EPOCHS (1),
+# control first, then the share also tuned on 4 bits, then any others), HOLD_OUT (10 of the 44 articles, 610 questions; 0
+# trains on all of them and compares on nothing but the dev sets), EPOCHS (2), LR (1e-4), W4_EPOCHS (1),
 # W4_LR (5e-5), SEED (47).
 # Run python from outside the repository: there the source folder kotae/ would shadow the installed package.
 set -u
@@ -29,13 +33,16 @@ W4_EPOCHS=${W4_EPOCHS:-1} W4_LR=${W4_LR:-5e-5}
 export KOTAE_INDEX=$KOTAE_HOME/indexes/jawiki KOTAE_ADAPTER_DIR=$R/adapters KOTAE_GPU_MEMORY_UTILIZATION=0.2
 base=$KOTAE_HOME/models/gemma-3-270m
 w4=$KOTAE_HOME/models/gemma-3-270m-w4a16
+HOLD_OUT=${HOLD_OUT:-10}
+train_set=$DATA/qa/jsquad-valid-train.jsonl
 sets=("$R/sets/jsquad-valid-dev-mixed.jsonl" "$DATA/qa/jaquad-dev.jsonl")
+[ "$HOLD_OUT" -gt 0 ] && { train_set=$R/sets/train-part.jsonl; sets=("$R/sets/held-out-mixed.jsonl" "${sets[@]}"); }
 mkdir -p "$R/ex" "$R/sets" "$R/logs" "$KOTAE_ADAPTER_DIR"
 cd /tmp || exit 1
 stamp() { echo "$(date +%s) $*" >> "$R/times.txt"; echo "[$(date +%T)] $*" >> "$R/progress.log"; }
 name() { echo "neg$(awk "BEGIN { print int($1 * 100 + 0.5) }")"; }
 examples() {  # examples SHARE
-  python3 -m kotae train examples --base "$base" --data "$DATA/qa/jsquad-valid-train.jsonl" --index "$KOTAE_INDEX" \
+  python3 -m kotae train examples --base "$base" --data "$train_set" --index "$KOTAE_INDEX" \
     --contexts 3 --negatives "$1" --seed "$SEED" --out "$R/ex/$(name "$1").jsonl.gz" > "$R/logs/ex-$(name "$1").log" 2>&1
   stamp "examples $(name "$1") (exit $?)"
 }
@@ -67,10 +74,26 @@ quantizing=$!
 quantized() { until [ -e "$R/quantize.done" ]; do sleep 5; done; }  # a subshell cannot wait for its sibling
 python3 -m kotae index build "$DATA/jawiki-paragraphs.jsonl" --out "$KOTAE_INDEX" > "$R/logs/index.log" 2>&1
 stamp "indexed (exit $?)"
+if [ "$HOLD_OUT" -gt 0 ]; then  # the held-out articles' questions, and the rest to train on
+  python3 - "$DATA/qa/jsquad-valid-train.jsonl" "$R/sets" "$HOLD_OUT" <<'PY'
+import hashlib, json, sys
+from pathlib import Path
+source, out, count = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+rows = [json.loads(line) for line in source.read_text(encoding="utf-8").splitlines() if line.strip()]
+def article(row): return row["qid"].rsplit("p", 1)[0]  # jsquad:a3949p0q1 -> jsquad:a3949
+held = set(sorted({article(row) for row in rows}, key=lambda a: hashlib.sha256(a.encode()).hexdigest())[:count])
+for name, wanted in (("held-out", True), ("train-part", False)):
+    lines = [json.dumps(row, ensure_ascii=False) + "\n" for row in rows if (article(row) in held) == wanted]
+    (out / f"{name}.jsonl").write_text("".join(lines), encoding="utf-8")
+PY
+  stamp "held out $HOLD_OUT articles: $(wc -l < "$R/sets/held-out.jsonl") questions"
+  python3 "$repo/benchmarks/noans_set.py" --data "$R/sets/held-out.jsonl" --index "$KOTAE_INDEX" \
+    --out "$R/sets/held-out-mixed.jsonl" --with-answerable > "$R/logs/noans-held-out.log" 2>&1
+fi
 for share in $SHARES; do examples "$share" & done
 python3 "$repo/benchmarks/noans_set.py" --data "$DATA/qa/jsquad-valid-dev.jsonl" --index "$KOTAE_INDEX" \
-  --out "${sets[0]}" --with-answerable > "$R/logs/noans.log" 2>&1
-stamp "noans set (exit $?)"
+  --out "$R/sets/jsquad-valid-dev-mixed.jsonl" --with-answerable > "$R/logs/noans.log" 2>&1
+stamp "noans sets (exit $?)"
 wait $(jobs -p | grep -vx "$quantizing")
 
 # The shipped default on both bases while the new adapters train (it also fills each base's compile cache).
