@@ -13,7 +13,7 @@ import asyncio
 from pathlib import Path
 
 from kotae.core.config import get_settings
-from kotae.evals.compare import BASE_MODEL, MISSING, load_run
+from kotae.evals.compare import BASE_MODEL, MISSING, load_run, quality
 from kotae.evals.schema import EvalMetrics
 
 HEADER = (
@@ -34,7 +34,7 @@ def main() -> None:
 async def run_all(
     adapters: list[str], sets: list[Path], out: Path, top_k: int | None, limit: int | None
 ) -> list[EvalMetrics]:
-    """Every adapter on every set, in that order, one pipeline for all (started only if a run is left)."""
+    """Every adapter on every set, in that order; the runs not yet finished share one pipeline."""
     # Imported here, not at the top: vLLM's CPU workers re-import this script, and the pipeline's numba
     # (llvmlite) then breaks their kernel registration.
     from kotae.evals.runner import EvalConfig, evaluate
@@ -43,41 +43,36 @@ async def run_all(
     wanted = [
         (adapter, data, out / f"{adapter or BASE_MODEL}-{data.stem}") for adapter in adapters for data in sets
     ]
-    if all((folder / "metrics.json").is_file() for _, _, folder in wanted):
-        return [load_run(folder) for _, _, folder in wanted]
-    pipeline = build_pipeline(get_settings(), workload="batch")
-    runs = []
-    try:
-        for adapter, data, folder in wanted:
-            if (folder / "metrics.json").is_file():
-                runs.append(load_run(folder))
-                continue
-            config = EvalConfig(data=data, adapter=adapter, top_k=top_k, limit=limit, out=folder)
-            runs.append((await evaluate(config, pipeline)).metrics)
-            print(row(runs[-1]), flush=True)
-    finally:
-        pipeline.engine.shutdown()
-    return runs
+    left = [run for run in wanted if not (run[2] / "metrics.json").is_file()]
+    if left:
+        pipeline = build_pipeline(get_settings(), workload="batch")
+        try:
+            for adapter, data, folder in left:
+                config = EvalConfig(data=data, adapter=adapter, top_k=top_k, limit=limit, out=folder)
+                print(row((await evaluate(config, pipeline)).metrics), flush=True)
+        finally:
+            pipeline.engine.shutdown()
+    return [load_run(folder) for _, _, folder in wanted]
 
 
 def row(metrics: EvalMetrics) -> str:
     """One run as a table row."""
-    run, answer, split = metrics.run, metrics.answer, metrics.abstention
+    run, split = metrics.run, metrics.abstention
     has_ans = split.has_ans if split is not None and split.no_ans_n else None
     no_ans = split.no_ans_accuracy if split is not None and split.no_ans_n else None
-    recall = metrics.retrieval.recall_at.get(5) if metrics.retrieval else None
+    scores = {name: MISSING if value is None else f"{value:.3f}" for name, value in quality(metrics).items()}
     cells = [
         run.adapter or BASE_MODEL,
         run.dataset,
         run.model,
         run.quantization or MISSING,
         str(run.n),
-        f"{answer.exact:.3f}",
-        f"{answer.partial:.3f}",
-        f"{answer.char_f1:.3f}",
+        scores["exact"],
+        scores["partial"],
+        scores["char-F1"],
         MISSING if has_ans is None else f"{has_ans.exact:.3f} / {has_ans.partial:.3f}",
         MISSING if no_ans is None else f"{no_ans:.3f}",
-        MISSING if recall is None else f"{recall:.3f}",
+        scores["recall@5"],
         f"{metrics.speed.wall_s:.1f}",
     ]
     return "| " + " | ".join(cells) + " |"
