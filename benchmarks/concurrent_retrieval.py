@@ -52,8 +52,8 @@ async def run(
 
 
 def batched(retriever: Retriever, top_k: int) -> RetrievalBatcher:
-    def prepare_many(questions, _top_k, mode, _collection, _prompt_format) -> list[PreparedQuestion]:
-        found = retriever.search_many(list(questions), top_k, mode)
+    def prepare_many(questions, _top_k, mode, _collection, _format, times) -> list[PreparedQuestion]:
+        found = retriever.search_many(list(questions), top_k, mode, times=times)
         return [
             PreparedQuestion(q, r.hits, False, "", 0.0, r.best_cosine)
             for q, r in zip(questions, found, strict=True)

@@ -568,6 +568,7 @@ def stage_http(args: argparse.Namespace, stage: str) -> StageResult:
                 return await send_all(len(rows), args.concurrency, post)
 
         predictions, latencies, wall_s = asyncio.run(measure())
+        batches = retrieval_batches_note(httpx.get(base + "/metrics").text) if stage == "serve" else ""
     finally:
         stop_server(process)
     from kotae.evals.speed import percentile
@@ -588,7 +589,36 @@ def stage_http(args: argparse.Namespace, stage: str) -> StageResult:
             for name, samples in server_ms.items()
             if samples
         )
+        + batches
         + (f"; {len(errors)} requests failed, first: {errors[0]}" if errors else ""),
+    )
+
+
+def retrieval_batches_note(exposition: str) -> str:
+    """What the server's shared retrieval batches cost over its life (warm-up included), from its
+    `kotae_retrieval_*` metrics: batches, mean size, mean queue wait, and each stage's mean ms a batch."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    sums: dict[tuple[str, str], float] = {}
+    for family in text_string_to_metric_families(exposition):
+        for sample in family.samples:
+            if sample.name.startswith("kotae_retrieval_") and sample.name.endswith(("_sum", "_count")):
+                sums[sample.name, sample.labels.get("stage", "")] = sample.value
+    batches = sums.get(("kotae_retrieval_batch_size_count", ""), 0)
+    if not batches:
+        return ""
+    size = sums[("kotae_retrieval_batch_size_sum", "")] / batches
+    queued = (
+        sums[("kotae_retrieval_queue_seconds_sum", "")] / sums[("kotae_retrieval_queue_seconds_count", "")]
+    )
+    stages = ", ".join(
+        f"{stage} {1000 * total / sums[('kotae_retrieval_stage_seconds_count', stage)]:.1f}"
+        for (name, stage), total in sums.items()
+        if name == "kotae_retrieval_stage_seconds_sum"
+    )
+    mean_wait_ms = 1000 * queued
+    return (
+        f"; {batches:.0f} retrieval batches of {size:.1f}, queued {mean_wait_ms:.0f} ms; ms a batch: {stages}"
     )
 
 

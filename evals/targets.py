@@ -212,10 +212,9 @@ class InProcessTarget:
         questions = [item.question for item in items]
         if ask.contexts == "given":
             given = [_given(item, ask.top_k) for item in items]
-            with times.stage("prompt"):
-                prepared = self.pipeline.prepare_many(
-                    questions, ask.top_k, prompt_format=prompt_format, given=given
-                )
+            prepared = self.pipeline.prepare_many(
+                questions, ask.top_k, prompt_format=prompt_format, times=times, given=given
+            )
             return prepared, None
         retriever = self.pipeline.retriever
         started = time.perf_counter()

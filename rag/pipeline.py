@@ -21,8 +21,9 @@ from kotae.rag.prompt import (
     fit_conversation,
     fit_prompt,
 )
-from kotae.rag.retrieval_batcher import RetrievalBatcher
+from kotae.rag.retrieval_batcher import OnBatch, RetrievalBatcher
 from kotae.rag.retriever import Retrieval, Retriever
+from kotae.rag.stage_times import StageTimes
 
 PromptFormatOf = Callable[[str | None], PromptFormat]
 """The prompt format an adapter was trained in (None: the base model)."""
@@ -93,6 +94,10 @@ class Pipeline:
         self.prompt_format_of: PromptFormatOf = lambda adapter: DEFAULT_PROMPT_FORMAT
         """Set from the adapter catalog once adapters are loaded (`kotae.runtime.load_adapters`)."""
 
+    def observe_retrieval_batches(self, on_batch: OnBatch) -> None:
+        """Call `on_batch` with what each shared retrieval batch of `prepare_batched` cost."""
+        self._batcher.on_batch = on_batch
+
     @property
     def retriever(self) -> Retriever:
         """The default collection's retriever."""
@@ -155,18 +160,22 @@ class Pipeline:
         mode: RetrievalMode | None = None,
         collection: str | None = None,
         prompt_format: PromptFormat = DEFAULT_PROMPT_FORMAT,
+        times: StageTimes | None = None,
         given: Sequence[Sequence[Passage]] | None = None,
     ) -> list[PreparedQuestion]:
         """Batched retrieval from `collection` (None: the default one; one embedding batch for all
-        questions), or the given passages as they are; prompts in `prompt_format`."""
+        questions), or the given passages as they are; prompts in `prompt_format`. Each stage is timed
+        into `times` when given (`Retriever.search_many`'s, then `prompt`)."""
+        clock = times or StageTimes()
         started = time.perf_counter()
         if given is None:
             retriever = self.collections.get(collection)
-            found = retriever.search_many(list(questions), top_k or self.settings.top_k, mode)
+            found = retriever.search_many(list(questions), top_k or self.settings.top_k, mode, times=clock)
         else:
             found = [Retrieval([Hit(p, 1.0) for p in passages], None) for passages in given]
         retrieve_ms = (time.perf_counter() - started) * 1000 / max(len(questions), 1)
-        return self.prepared(questions, found, retrieve_ms, prompt_format)
+        with clock.stage("prompt"):
+            return self.prepared(questions, found, retrieve_ms, prompt_format)
 
     def prepared(
         self,

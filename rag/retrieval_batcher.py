@@ -16,17 +16,37 @@ from typing import TYPE_CHECKING
 
 from kotae.core.config import RetrievalMode
 from kotae.rag.prompt import DEFAULT_PROMPT_FORMAT, PromptFormat
+from kotae.rag.stage_times import StageTimes
 
 if TYPE_CHECKING:
     from kotae.rag.pipeline import PreparedQuestion
 
 PrepareMany = Callable[
-    [Sequence[str], int | None, RetrievalMode | None, str | None, PromptFormat], list["PreparedQuestion"]
+    [Sequence[str], int | None, RetrievalMode | None, str | None, PromptFormat, StageTimes],
+    list["PreparedQuestion"],
 ]
-"""`Pipeline.prepare_many`: questions, top_k, mode, collection, prompt format."""
+"""`Pipeline.prepare_many`: questions, top_k, mode, collection, prompt format, the stage clock."""
 GroupKey = tuple[str | None, int | None, RetrievalMode | None, PromptFormat]
 """Questions are retrieved together when they ask the same collection, top_k and mode, and are written
 into the same prompt format."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetrievalBatch:
+    """What one shared batch cost: where a server's retrieval time goes under load."""
+
+    size: int
+    """Questions retrieved together."""
+    queued_ms: list[float]
+    """Each question's wait, from its arrival to its batch's start."""
+    run_ms: float
+    """The batch's wall time, from its start to its prompts (a worker thread's start included)."""
+    stage_ms: dict[str, float]
+    """Wall time of each retrieval stage (`Retriever.search_many`'s, and `prompt`); BM25's overlap the
+    dense stages'."""
+
+
+OnBatch = Callable[[RetrievalBatch], None]
 
 
 @dataclass(slots=True)
@@ -46,6 +66,8 @@ class RetrievalBatcher:
         self._max_batch = max_batch
         self._waiting: list[_Waiting] = []
         self._worker: asyncio.Task | None = None
+        self.on_batch: OnBatch | None = None
+        """Called with each finished batch (the server's metrics)."""
 
     async def prepare(
         self,
@@ -83,9 +105,11 @@ class RetrievalBatcher:
     async def _prepare_group(self, members: list[_Waiting], key: GroupKey) -> None:
         collection, top_k, mode, prompt_format = key
         questions = [member.question for member in members]
+        times = StageTimes()
+        started = time.perf_counter()
         try:
             prepared = await asyncio.to_thread(
-                self._prepare_many, questions, top_k, mode, collection, prompt_format
+                self._prepare_many, questions, top_k, mode, collection, prompt_format, times
             )
         except Exception as error:  # every request of the batch gets the error (bad mode, broken index)
             for member in members:
@@ -93,6 +117,10 @@ class RetrievalBatcher:
                     member.future.set_exception(error)
             return
         done_at = time.perf_counter()
+        if self.on_batch is not None:
+            queued_ms = [(started - member.queued_at) * 1000 for member in members]
+            stage_ms = {name: sum(samples) for name, samples in times.ms.items()}
+            self.on_batch(RetrievalBatch(len(members), queued_ms, (done_at - started) * 1000, stage_ms))
         for member, result in zip(members, prepared, strict=True):
             if not member.future.done():
                 waited_ms = (done_at - member.queued_at) * 1000

@@ -14,8 +14,10 @@
 #   sleep 540; cat /tmp/r/progress.log; cp -r /tmp/r/. "$OUT"/      (repeat until "done")
 # Environment: DATA (a copy of ../shared/data; default beside the repository), LIMIT (980), ADAPTER
 # (default), W4 (0 skips quantizing and the 4-bit eval), BNB (0 skips the bitsandbytes eval), HTTP (0 skips
-# step 4), VARIANTS (after everything else, the warm bf16 eval again under other settings: space-separated
-# "LABEL:VAR=VALUE[,VAR=VALUE]", e.g. "b256:KOTAE_EVAL_RETRIEVAL_BATCH=256", each into $R/variant-LABEL).
+# step 4), OVERLAP (0 skips step 3), VARIANTS (after everything else, the warm bf16 eval again under other
+# settings: space-separated "LABEL:VAR=VALUE[,VAR=VALUE]", e.g. "b256:KOTAE_EVAL_RETRIEVAL_BATCH=256", each
+# into $R/variant-LABEL), SERVE_VARIANTS (the same for step 4's `kotae serve` alone, on step 4's prompts,
+# each into $R/serve-LABEL, e.g. "cpuq:KOTAE_EMBEDDER_BACKEND=openvino").
 # Run python from outside the repository: there the source folder kotae/ would shadow the installed package.
 set -u
 export PYTHONPATH=/tmp/site VLLM_USE_FLASHINFER_SAMPLER=0 HF_HUB_OFFLINE=1 JAX_PLATFORMS=cpu PYTHONUNBUFFERED=1 \
@@ -66,15 +68,19 @@ stages=(eval-adapter eval-bf16)
 [ "${W4:-1}" = 1 ] && stages+=(eval-w4-adapter)
 [ "${BNB:-1}" = 1 ] && stages+=(eval-bnb-adapter)
 seed warm "${stages[@]}"
-KOTAE_EVAL_RETRIEVAL_BATCH=0 seed no-overlap eval-adapter
+[ "${OVERLAP:-1}" = 1 ] && KOTAE_EVAL_RETRIEVAL_BATCH=0 seed no-overlap eval-adapter
 [ "${HTTP:-1}" = 1 ] && seed http prompts serve vllm
+for variant in ${SERVE_VARIANTS:-}; do
+  mkdir -p "$R/serve-${variant%%:*}" && cp "$R/http/prompts.jsonl" "$R/serve-${variant%%:*}/" &&
+    (IFS=, && export ${variant#*:} && seed "serve-${variant%%:*}" serve)
+done
 for variant in ${VARIANTS:-}; do
   (IFS=, && export ${variant#*:} && seed "variant-${variant%%:*}" eval-adapter)
 done
 find "$KOTAE_HOME/cache/vllm" -maxdepth 3 -type d > "$R/cache-tree.txt" 2>&1
 du -sh "$KOTAE_HOME/cache/vllm" >> "$R/cache.txt" 2>&1
 # The overlap must not change an answer: 2.'s predictions against 3.'s.
-python3 - "$R" > "$R/overlap-check.txt" 2>&1 <<'PY'
+[ "${OVERLAP:-1}" = 1 ] && python3 - "$R" > "$R/overlap-check.txt" 2>&1 <<'PY'
 import json, sys
 def answers(out):
     rows = open(f"{sys.argv[1]}/{out}/runs/eval-adapter/predictions.jsonl", encoding="utf-8")

@@ -14,6 +14,7 @@ from typing import Literal
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from kotae.rag.engine_protocol import Completion
+from kotae.rag.retrieval_batcher import RetrievalBatch
 
 BASE_LABEL = "base"
 """The `adapter` label of requests answered by the base model."""
@@ -24,6 +25,7 @@ Outcome = Literal["ok", "error", "cancelled"]
 # Request latency on CPU spans milliseconds (health, errors) to minutes (long answers under load).
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160)
 RETRIEVAL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 
 
 class Metrics:
@@ -43,6 +45,25 @@ class Metrics:
         self.retrieval_seconds = Histogram(
             "kotae_retrieval_duration_seconds",
             "Retrieval (embedding, search, fusion) per question.",
+            buckets=RETRIEVAL_BUCKETS,
+            registry=registry,
+        )
+        self.retrieval_batch_size = Histogram(
+            "kotae_retrieval_batch_size",
+            "Questions retrieved together in one shared batch.",
+            buckets=BATCH_SIZE_BUCKETS,
+            registry=registry,
+        )
+        self.retrieval_queue_seconds = Histogram(
+            "kotae_retrieval_queue_seconds",
+            "Per question: the wait from its arrival to the start of its retrieval batch.",
+            buckets=RETRIEVAL_BUCKETS,
+            registry=registry,
+        )
+        self.retrieval_stage_seconds = Histogram(
+            "kotae_retrieval_stage_seconds",
+            "Per retrieval batch: each stage's wall time (embed, dense, tokenize, bm25, fuse, read, prompt).",
+            ["stage"],
             buckets=RETRIEVAL_BUCKETS,
             registry=registry,
         )
@@ -91,6 +112,13 @@ class Metrics:
             self.time_to_first_token.labels(label).observe(completion.first_token_s)
         self.prompt_tokens.labels(label).inc(completion.prompt_tokens)
         self.completion_tokens.labels(label).inc(completion.completion_tokens)
+
+    def record_retrieval_batch(self, batch: RetrievalBatch) -> None:
+        self.retrieval_batch_size.observe(batch.size)
+        for queued_ms in batch.queued_ms:
+            self.retrieval_queue_seconds.observe(queued_ms / 1000)
+        for stage, ms in batch.stage_ms.items():
+            self.retrieval_stage_seconds.labels(stage).observe(ms / 1000)
 
     def record_request(self, adapter: str | None, seconds: float, outcome: Outcome) -> None:
         label = adapter or BASE_LABEL

@@ -131,6 +131,7 @@ class ServiceState:
         self.reason = "ready"
         self.metrics.ready.set(1)
         self.metrics.adapters_loaded.set_function(lambda: len(pipeline.engine.adapters))
+        pipeline.observe_retrieval_batches(self.metrics.record_retrieval_batch)
 
     def set_failed(self, failure: str) -> None:
         self.phase = Phase.FAILED

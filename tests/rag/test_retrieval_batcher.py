@@ -7,7 +7,8 @@ import time
 import pytest
 
 from kotae.rag.pipeline import PreparedQuestion
-from kotae.rag.retrieval_batcher import RetrievalBatcher
+from kotae.rag.retrieval_batcher import RetrievalBatch, RetrievalBatcher
+from kotae.rag.stage_times import StageTimes
 
 
 class RecordingPrepare:
@@ -18,10 +19,13 @@ class RecordingPrepare:
         self.seconds = seconds
         self.lock = threading.Lock()
 
-    def __call__(self, questions, top_k, mode, collection, prompt_format) -> list[PreparedQuestion]:
+    def __call__(
+        self, questions, top_k, mode, collection, prompt_format, times: StageTimes
+    ) -> list[PreparedQuestion]:
         with self.lock:
             self.batches.append((list(questions), top_k, mode, collection, prompt_format))
-        time.sleep(self.seconds)
+        with times.stage("embed"):
+            time.sleep(self.seconds)
         if mode == "bm25":
             raise ValueError("this index has no BM25 part")
         return [
@@ -55,6 +59,27 @@ def test_requests_that_arrive_during_a_batch_wait_for_the_next_one_up_to_the_bat
     results = asyncio.run(two_waves())
     assert [r.question for r in results] == ["early", *(f"late{i}" for i in range(6))]
     assert [len(questions) for questions, *_ in prepare.batches] == [1, 4, 2]
+
+
+def test_each_batch_reports_its_size_its_questions_wait_and_its_stages():
+    prepare = RecordingPrepare()
+    batcher = RetrievalBatcher(prepare, max_batch=4)
+    reports: list[RetrievalBatch] = []
+    batcher.on_batch = reports.append
+
+    async def two_waves():
+        first = asyncio.ensure_future(batcher.prepare("early", None, None))
+        await asyncio.sleep(0.01)
+        await asyncio.gather(first, *(batcher.prepare(f"late{i}", None, None) for i in range(3)))
+
+    asyncio.run(two_waves())
+    assert [report.size for report in reports] == [1, 3]
+    assert [len(report.queued_ms) for report in reports] == [1, 3]
+    assert reports[0].queued_ms[0] < 30  # an idle batcher starts at once
+    assert all(wait >= 25 for wait in reports[1].queued_ms)  # the late ones waited for the first batch
+    for report in reports:
+        assert report.stage_ms["embed"] >= 45
+        assert report.run_ms >= report.stage_ms["embed"]
 
 
 def test_settings_split_a_batch_and_an_error_reaches_only_its_own_group():

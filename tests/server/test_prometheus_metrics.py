@@ -1,5 +1,6 @@
 """`/metrics` counts what the server did, with the labels the dashboard sums by: latency by route and
-status, requests, tokens, time to first token and generation time per adapter, retrieval per question."""
+status, requests, tokens, time to first token and generation time per adapter, retrieval per question and
+per shared retrieval batch."""
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -39,6 +40,12 @@ def test_requests_are_counted_by_route_status_and_adapter(client):
     assert delta(latency, route="/v1/qa", method="POST", status="422") == 1
     assert delta(latency, route="/v1/chat/completions", method="POST", status="200") == 1
     assert delta("kotae_retrieval_duration_seconds_count") == 2
+    # The two requests came one after the other: two batches of one, each timed stage by stage.
+    assert delta("kotae_retrieval_batch_size_count") == 2
+    assert delta("kotae_retrieval_batch_size_sum") == 2
+    assert delta("kotae_retrieval_queue_seconds_count") == 2
+    for stage in ("embed", "dense", "tokenize", "bm25", "fuse", "read", "prompt"):
+        assert delta("kotae_retrieval_stage_seconds_count", stage=stage) == 2, stage
     usage = {"b": qa.json()["usage"], "base": chat.json()["usage"]}
     for adapter, tokens in usage.items():
         assert delta("kotae_adapter_requests_total", adapter=adapter, outcome="ok") == 1
