@@ -106,6 +106,9 @@ def train_adapter(
     from datasets import Dataset
     from trl import SFTTrainer
 
+    from kotae.adapters.compact_lm_head import project_only_labelled_positions
+
+    project_only_labelled_positions()
     started = datetime.now(UTC)
     clock = time.perf_counter()
     cuda = torch.cuda.is_available()
