@@ -96,7 +96,7 @@ class Settings(BaseSettings):
     without asking the model. The default is calibrated for multilingual-e5-small (docs/RESULTS.md,
     Abstention); set it anew for another embedder. 0 turns the gate off (the model may still abstain)."""
 
-    eval_retrieval_batch: int = Field(128, ge=0)
+    eval_retrieval_batch: int = Field(64, ge=0)
     """Questions an in-process `kotae eval` retrieves per batch. Each batch's prompts go to the engine as
     soon as the batch is retrieved, while the next one is retrieved, so generation starts after the first
     batch rather than after every question's retrieval. 0: all questions in one batch, then generation (no

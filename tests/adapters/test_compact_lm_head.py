@@ -1,7 +1,6 @@
 """On a CPU, TRL's fused LM head projects only the labelled positions once kotae chooses its compact path,
 and gives the same log-probabilities and gradients as when it projects every position."""
 
-import pytest
 import torch
 import trl.trainer.utils as trl_utils
 from transformers import AutoModelForCausalLM
@@ -17,9 +16,10 @@ def fused_pass(model_dir, compact: bool, monkeypatch) -> tuple[list[int], torch.
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     trl_utils.add_fused_lm_head(model)
     with monkeypatch.context() as patched:
+        # TRL's own choice first: a training earlier in this process chose the compact path for it.
+        patched.setattr(trl_utils, "_use_triton", chunked_logprob._use_triton)
         if compact:
-            patched.setattr(trl_utils, "_use_triton", trl_utils._use_triton)  # restored on leaving
-            project_only_labelled_positions()
+            project_only_labelled_positions()  # undone with the rest on leaving the context
         projected: list[int] = []
         apply = trl_utils._ChunkedLogProbFunction.apply
 
@@ -50,14 +50,8 @@ def test_the_cpu_projects_only_the_labelled_positions_with_the_same_results(tiny
 
 
 def test_gpus_keep_trls_own_choice(monkeypatch):
-    monkeypatch.setattr(trl_utils, "_use_triton", trl_utils._use_triton)
+    monkeypatch.setattr(trl_utils, "_use_triton", chunked_logprob._use_triton)
     project_only_labelled_positions()
     cuda = torch.device("cuda")
     assert trl_utils._use_triton(cuda) == chunked_logprob._use_triton(cuda)
     assert trl_utils._use_triton(torch.device("cpu"))
-
-
-@pytest.fixture(autouse=True)
-def _restore(monkeypatch):
-    """kotae's training sets the compact path for its process; these tests leave TRL as they found it."""
-    monkeypatch.setattr(trl_utils, "_use_triton", trl_utils._use_triton)
