@@ -212,8 +212,11 @@ def sft(
         Path | None, typer.Option(help="Index with the gold passages; gives the distractors.")
     ] = None,
     examples: Annotated[
-        Path | None,
-        typer.Option(help="Examples built by `kotae train examples` (instead of --data/--index)."),
+        list[Path] | None,
+        typer.Option(
+            help="Examples built by `kotae train examples` (instead of --data/--index; repeatable: trained "
+            "together)."
+        ),
     ] = None,
     contexts: Annotated[int, typer.Option(help="Passages per prompt: gold + distractors.")] = SFT["contexts"],
     prompt_format: PromptFormatOption = SFT["prompt_format"],
@@ -231,7 +234,7 @@ def sft(
         data=data,
         mix=tuple(mix or ()),
         index=index,
-        examples=examples,
+        examples=tuple(examples or ()),
         contexts=contexts,
         prompt_format=prompt_format,
         context_token_budget=get_settings().context_token_budget,

@@ -131,8 +131,9 @@ class SFTRunConfig(TrainingConfig):
     """More QA or instruction JSONL files, trained together with `data`."""
     index: Path | None = None
     """Index holding the gold passages of the QA files and giving the distractors."""
-    examples: Path | None = None
-    """Prompt/completion JSONL written by `kotae train examples` (instead of `data` + `index`)."""
+    examples: tuple[Path, ...] = ()
+    """Prompt/completion JSONL files written by `kotae train examples` (instead of `data` + `index`), trained
+    together: e.g. two QA sets' examples, each with its own share of negatives."""
     prompt_format: PromptFormat = DEFAULT_PROMPT_FORMAT
     """Format of the prompts (`kotae.rag.prompt`): alpaca-ja (指示/入力/応答), chat-template (the base
     model's own), rwkv (`+qa`/`+gen` prefixes) or record-line (one record per line). Recorded in the adapter;

@@ -40,23 +40,14 @@ class SourceExamples:
 
 def train_sft(config: SFTRunConfig, console: Console, overwrite: bool = False) -> AdapterMetadata:
     check_target(config.out, overwrite)
-    if config.examples is not None:
-        built = read_examples(config.examples)
-        if built.info.prompt_format != config.prompt_format:
-            raise KotaeError(
-                f"{config.examples} was built in prompt format {built.info.prompt_format!r}: "
-                f"train it with --prompt-format {built.info.prompt_format}"
-            )
+    if config.examples:
         if config.negatives:
             raise KotaeError(
-                f"--negatives builds negative examples from --data; {config.examples} holds its own "
-                f"(share {built.info.negatives:g}, set by `kotae train examples --negatives`)"
+                "--negatives builds negative examples from --data; examples files hold their own "
+                "(set by `kotae train examples --negatives`)"
             )
-        config = replace(config, negatives=built.info.negatives)  # recorded in the adapter's metadata
-        ref = DataRef(
-            path=str(config.examples.resolve()), sha256=file_sha256(config.examples), rows=len(built.rows)
-        )
-        sources = [SourceExamples(built.rows, ref, built.info.contexts)]
+        sources, share = _prebuilt_sources(config.examples, config.prompt_format)
+        config = replace(config, negatives=share)  # recorded in the adapter's metadata
     elif config.data is not None:
         prompter = load_prompter(config.base, config.prompt_format)
         sources = [_source_examples(path, config, prompter, console) for path in (config.data, *config.mix)]
@@ -76,6 +67,28 @@ def train_sft(config: SFTRunConfig, console: Console, overwrite: bool = False) -
         prompt_format=config.prompt_format,
     )
     return train_adapter(config, run, console, overwrite)
+
+
+def _prebuilt_sources(
+    paths: tuple[Path, ...], prompt_format: PromptFormat
+) -> tuple[list[SourceExamples], float]:
+    """Each examples file as a source, and their share of negatives: each file's share weighted by its
+    answerable examples."""
+    sources: list[SourceExamples] = []
+    answerable = negatives = 0.0
+    for path in paths:
+        built = read_examples(path)
+        if built.info.prompt_format != prompt_format:
+            raise KotaeError(
+                f"{path} was built in prompt format {built.info.prompt_format!r}: "
+                f"train it with --prompt-format {built.info.prompt_format}"
+            )
+        ref = DataRef(path=str(path.resolve()), sha256=file_sha256(path), rows=len(built.rows))
+        sources.append(SourceExamples(built.rows, ref, built.info.contexts))
+        positives = sum(row.answers != [NO_ANSWER] for row in built.rows)
+        answerable += positives
+        negatives += positives * built.info.negatives
+    return sources, negatives / answerable if answerable else 0.0
 
 
 def load_prompter(base: Path, prompt_format: PromptFormat) -> Prompter:

@@ -18,7 +18,9 @@
 # Environment: DATA (a copy of ../shared/data; default beside the repository), SHARES ("0 0.5 0.25": the
 # control first, then the share also tuned on 4 bits, then any others), HOLD_OUT (10 of the 44 articles, 610 questions; 0
 # trains on all of them and compares on nothing but the dev sets), EPOCHS (2), LR (1e-4), W4_EPOCHS (1),
-# W4_LR (5e-5), SEED (47).
+# W4_LR (5e-5), SEED (47), MIX (another training QA set whose examples, with the same share of negatives, every
+# run trains on too, e.g. $DATA/qa/jaquad-train.jsonl; none by default), MIX_QUESTIONS (that many of MIX's
+# questions, chosen by the sha256 of their ids; default all).
 # Run python from outside the repository: there the source folder kotae/ would shadow the installed package.
 set -u
 export PYTHONPATH=/tmp/site VLLM_USE_FLASHINFER_SAMPLER=0 HF_HUB_OFFLINE=1 JAX_PLATFORMS=cpu PYTHONUNBUFFERED=1 \
@@ -41,17 +43,20 @@ mkdir -p "$R/ex" "$R/sets" "$R/logs" "$KOTAE_ADAPTER_DIR"
 cd /tmp || exit 1
 stamp() { echo "$(date +%s) $*" >> "$R/times.txt"; echo "[$(date +%T)] $*" >> "$R/progress.log"; }
 name() { echo "neg$(awk "BEGIN { print int($1 * 100 + 0.5) }")"; }
-examples() {  # examples SHARE
-  python3 -m kotae train examples --base "$base" --data "$train_set" --index "$KOTAE_INDEX" \
-    --contexts 3 --negatives "$1" --seed "$SEED" --out "$R/ex/$(name "$1").jsonl.gz" > "$R/logs/ex-$(name "$1").log" 2>&1
-  stamp "examples $(name "$1") (exit $?)"
+examples() {  # examples SHARE [SET PREFIX]: SET's examples (default the training part) into PREFIXnegN
+  local out=${3:-}$(name "$1")
+  python3 -m kotae train examples --base "$base" --data "${2:-$train_set}" --index "$KOTAE_INDEX" \
+    --contexts 3 --negatives "$1" --seed "$SEED" --out "$R/ex/$out.jsonl.gz" > "$R/logs/ex-$out.log" 2>&1
+  stamp "examples $out (exit $?)"
 }
 train() {  # train SHARE [BASE]: negN continues the default; with BASE, negN-w4 continues negN there
   local run=$(name "$1") init=default epochs=$EPOCHS lr=$LR
   [ -n "${2:-}" ] && { init=$run; run=$run-w4; epochs=$W4_EPOCHS; lr=$W4_LR; }
   stamp "train $run"
+  local mixed=()
+  [ -n "${MIX:-}" ] && mixed=(--examples "$R/ex/mix-$(name "$1").jsonl.gz")
   KOTAE_BASE=${2:-gemma-3-270m} bash "$repo/adapters/gpu/train_default.sh" "$R/ex/$(name "$1").jsonl.gz" \
-    "$KOTAE_ADAPTER_DIR/$run" --init-adapter "$KOTAE_ADAPTER_DIR/$init" --epochs "$epochs" --learning-rate "$lr" \
+    "$KOTAE_ADAPTER_DIR/$run" "${mixed[@]}" --init-adapter "$KOTAE_ADAPTER_DIR/$init" --epochs "$epochs" --learning-rate "$lr" \
     --seed "$SEED" > "$R/logs/train-$run.log" 2>&1
   stamp "trained $run (exit $?)"
 }
@@ -89,6 +94,21 @@ PY
   stamp "held out $HOLD_OUT articles: $(wc -l < "$R/sets/held-out.jsonl") questions"
   python3 "$repo/benchmarks/noans_set.py" --data "$R/sets/held-out.jsonl" --index "$KOTAE_INDEX" \
     --out "$R/sets/held-out-mixed.jsonl" --with-answerable > "$R/logs/noans-held-out.log" 2>&1
+fi
+if [ -n "${MIX:-}" ]; then  # MIX_QUESTIONS of the other set, chosen by the sha256 of their ids
+  python3 - "$MIX" "$R/sets/mix.jsonl" "${MIX_QUESTIONS:-0}" <<'PY'
+import hashlib, sys
+from pathlib import Path
+source, out, count = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+lines = [line for line in source.read_text(encoding="utf-8").splitlines() if line.strip()]
+if count:
+    import json
+    keep = set(sorted((json.loads(line)["qid"] for line in lines), key=lambda q: hashlib.sha256(q.encode()).hexdigest())[:count])
+    lines = [line for line in lines if json.loads(line)["qid"] in keep]
+out.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+PY
+  stamp "mix: $(wc -l < "$R/sets/mix.jsonl") questions of $MIX"
+  for share in $SHARES; do examples "$share" "$R/sets/mix.jsonl" mix- & done
 fi
 for share in $SHARES; do examples "$share" & done
 python3 "$repo/benchmarks/noans_set.py" --data "$DATA/qa/jsquad-valid-dev.jsonl" --index "$KOTAE_INDEX" \

@@ -17,7 +17,7 @@
 # step 4), OVERLAP (0 skips step 3), VARIANTS (after everything else, the warm bf16 eval again under other
 # settings: space-separated "LABEL:VAR=VALUE[,VAR=VALUE]", e.g. "b256:KOTAE_EVAL_RETRIEVAL_BATCH=256", each
 # into $R/variant-LABEL), SERVE_VARIANTS (the same for step 4's `kotae serve` alone, on step 4's prompts,
-# each into $R/serve-LABEL, e.g. "cpuq:KOTAE_EMBEDDER_BACKEND=openvino").
+# each into $R/serve-LABEL, e.g. "t16k:KOTAE_MAX_NUM_BATCHED_TOKENS=16384").
 # Run python from outside the repository: there the source folder kotae/ would shadow the installed package.
 set -u
 export PYTHONPATH=/tmp/site VLLM_USE_FLASHINFER_SAMPLER=0 HF_HUB_OFFLINE=1 JAX_PLATFORMS=cpu PYTHONUNBUFFERED=1 \

@@ -21,7 +21,7 @@ RANK8_SCALE = RANK8.alpha / RANK8.r
 
 def brief_sft(base: Path, out: Path, examples: Path, **knobs: Any) -> AdapterMetadata:
     config = SFTRunConfig(
-        base=base, out=out, examples=examples, eval_fraction=0.0, probe_every=0, **{**BRIEF, **knobs}
+        base=base, out=out, examples=(examples,), eval_fraction=0.0, probe_every=0, **{**BRIEF, **knobs}
     )
     return train_sft(config, console)
 

@@ -49,7 +49,8 @@ def test_the_share_of_negatives_is_a_fraction(data_dir, retriever, count_tokens)
 
 @pytest.mark.slow  # trains briefly on the CPU
 def test_train_examples_command_mixes_in_negatives(tiny_gemma, data_dir, index_dir, tmp_path, invoke_train):
-    from kotae.adapters.sft_examples import read_examples
+    from kotae.adapters.metadata import read_metadata
+    from kotae.adapters.sft_examples import BuiltExamples, read_examples, write_examples
 
     out = tmp_path / "examples.jsonl"
     args = ["examples", "--base", str(tiny_gemma), "--data", str(data_dir / "qa.jsonl")]
@@ -63,5 +64,19 @@ def test_train_examples_command_mixes_in_negatives(tiny_gemma, data_dir, index_d
     # The adapter trained on them records the share; asking for negatives again is refused.
     metadata = brief_sft(tiny_gemma, tmp_path / "abstains", out)
     assert metadata.hyperparameters["negatives"] == 0.5
-    with pytest.raises(KotaeError, match="holds its own"):
+    with pytest.raises(KotaeError, match="hold their own"):
         brief_sft(tiny_gemma, tmp_path / "again", out, negatives=0.2)
+
+    # Two examples files train together (another QA set's, say, here without negatives): the adapter names
+    # both and records their share of negatives, weighted by their answerable examples.
+    answerable = out.with_name("answerable.jsonl")
+    positives = [row for row in built.rows if row not in negatives]
+    write_examples(answerable, BuiltExamples(positives, built.info.model_copy(update={"negatives": 0.0})))
+    mixed = tmp_path / "mixed"
+    both = ["--examples", str(out), "--examples", str(answerable)]
+    brief = ["--max-steps", "2", "--batch-size", "6", "--eval-fraction", "0", "--probe-every", "0"]
+    invoke_train(["sft", "--base", str(tiny_gemma), *both, "--out", str(mixed), *brief])
+    metadata = read_metadata(mixed)
+    assert (metadata.data.path, metadata.data.rows) == (str(out.resolve()), 8)
+    assert [(ref.path, ref.rows) for ref in metadata.mixed] == [(str(answerable.resolve()), 5)]
+    assert metadata.hyperparameters["negatives"] == 0.25

@@ -36,7 +36,7 @@ def test_sft_adapter_learns_the_answers_and_vllm_serves_it(
     config = SFTRunConfig(
         base=tiny_gemma,
         out=out,
-        examples=examples_file,
+        examples=(examples_file,),
         lora=LoraSpec(r=8, alpha=32),
         eval_fraction=0.0,
         probe_every=8,
@@ -152,7 +152,7 @@ def test_cpt_then_merge_then_sft_reports_the_forgetting_curve(
     sft_out = tmp_path / "sft"
     sft = train_sft(
         SFTRunConfig(
-            base=merged, out=sft_out, examples=examples_file, knowledge_probe=probe, probe_every=0, **BRIEF
+            base=merged, out=sft_out, examples=(examples_file,), knowledge_probe=probe, probe_every=0, **BRIEF
         ),
         console,
     )
