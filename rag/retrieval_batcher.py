@@ -39,8 +39,6 @@ class RetrievalBatch:
     """Questions retrieved together."""
     queued_ms: list[float]
     """Each question's wait, from its arrival to its batch's start."""
-    run_ms: float
-    """The batch's wall time, from its start to its prompts (a worker thread's start included)."""
     stage_ms: dict[str, float]
     """Wall time of each retrieval stage (`Retriever.search_many`'s, and `prompt`); BM25's overlap the
     dense stages'."""
@@ -120,7 +118,7 @@ class RetrievalBatcher:
         if self.on_batch is not None:
             queued_ms = [(started - member.queued_at) * 1000 for member in members]
             stage_ms = {name: sum(samples) for name, samples in times.ms.items()}
-            self.on_batch(RetrievalBatch(len(members), queued_ms, (done_at - started) * 1000, stage_ms))
+            self.on_batch(RetrievalBatch(len(members), queued_ms, stage_ms))
         for member, result in zip(members, prepared, strict=True):
             if not member.future.done():
                 waited_ms = (done_at - member.queued_at) * 1000

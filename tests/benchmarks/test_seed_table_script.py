@@ -166,7 +166,7 @@ def test_the_serve_stage_reads_the_retrieval_batches_from_the_servers_metrics():
 
     metrics = Metrics()
     assert load_script().retrieval_batches_note(metrics.render().decode()) == ""
-    metrics.record_retrieval_batch(RetrievalBatch(3, [0.0, 10.0, 20.0], 30.0, {"embed": 12.0, "bm25": 4.0}))
-    metrics.record_retrieval_batch(RetrievalBatch(1, [30.0], 10.0, {"embed": 8.0, "bm25": 2.0}))
+    metrics.record_retrieval_batch(RetrievalBatch(3, [0.0, 10.0, 20.0], {"embed": 12.0, "bm25": 4.0}))
+    metrics.record_retrieval_batch(RetrievalBatch(1, [30.0], {"embed": 8.0, "bm25": 2.0}))
     note = load_script().retrieval_batches_note(metrics.render().decode())
     assert note == "; 2 retrieval batches of 2.0, queued 15 ms; ms a batch: embed 10.0, bm25 3.0"

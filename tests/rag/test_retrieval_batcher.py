@@ -77,9 +77,7 @@ def test_each_batch_reports_its_size_its_questions_wait_and_its_stages():
     assert [len(report.queued_ms) for report in reports] == [1, 3]
     assert reports[0].queued_ms[0] < 30  # an idle batcher starts at once
     assert all(wait >= 25 for wait in reports[1].queued_ms)  # the late ones waited for the first batch
-    for report in reports:
-        assert report.stage_ms["embed"] >= 45
-        assert report.run_ms >= report.stage_ms["embed"]
+    assert all(report.stage_ms["embed"] >= 45 for report in reports)
 
 
 def test_settings_split_a_batch_and_an_error_reaches_only_its_own_group():
