@@ -19,6 +19,8 @@ class QARequest(BaseModel):
     """Answer tokens; at most `KOTAE_MAX_TOKENS_CAP`."""
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     """0 (default) is greedy decoding."""
+    seed: int | None = None
+    """Seed of the sampling at a temperature above 0: the same seed, the same answer."""
     retrieval: RetrievalMode | None = None
     """dense, bm25 or hybrid; the server's mode when unset."""
     collection: str | None = Field(None, max_length=64)

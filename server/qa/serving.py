@@ -9,7 +9,7 @@ from kotae.server.qa.protocol import QARequest
 async def answer_question(service: Service, request: QARequest, scope: ReaderScope) -> QAResponse:
     collection = service.collection_for(request.collection, scope)
     question = service.check_question(request.question)
-    sampling = service.sampling(request.max_tokens, request.temperature)
+    sampling = service.sampling(request.max_tokens, request.temperature, seed=request.seed)
     adapter = service.adapter_for(request.adapter)
     with service.metrics.track_request(adapter):
         answer = await service.pipeline.answer(

@@ -64,6 +64,13 @@ def test_base_model_and_adapters_are_chosen_by_name(client):
     assert base["answer"] == by_name["answer"]
 
 
+def test_a_seeded_sampled_answer_is_the_same_every_time(client):
+    request = {"question": "琵琶湖があるのは何県ですか？", "max_tokens": 12, "temperature": 1.0, "seed": 7}
+    first, again = (client.post("/v1/qa", json=request).json() for _ in range(2))
+    assert first["answer"] == again["answer"]
+    assert client.post("/v1/qa", json={**request, "seed": "7"}).status_code == 422
+
+
 def test_sources_without_text(client):
     body = client.post("/v1/qa", json={"question": "富士山の標高は？", "include_text": False}).json()
     assert body["sources"] and all(source["text"] is None for source in body["sources"])
