@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kotae.core.config import RetrievalMode
 from kotae.rag.qa_reply import Source, Usage
+from kotae.server.core.protocol import SamplingSeed
 
 StopString = Annotated[str, Field(min_length=1, max_length=200)]
 
@@ -77,8 +78,8 @@ class ChatCompletionRequest(BaseModel):
     top_p: float | None = Field(None, gt=0.0, le=1.0)
     stop: StopString | Annotated[list[StopString], Field(max_length=4)] | None = None
     """A stop string or up to four (as OpenAI allows), none empty."""
-    seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1)
-    """A 64-bit integer: vLLM seeds a torch generator with it, and a larger one fails inside the engine."""
+    seed: SamplingSeed | None = None
+    """Seed of the sampling at a temperature above 0 (a 64-bit integer)."""
     n: int = Field(1, ge=1, le=1)
     """One choice per request."""
     stream: bool = False

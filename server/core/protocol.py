@@ -1,6 +1,11 @@
-"""The error body every route answers with."""
+"""The error body every route answers with, and the request fields several routes share."""
 
-from pydantic import BaseModel
+from typing import Annotated
+
+from pydantic import BaseModel, Field
+
+SamplingSeed = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+"""A 64-bit integer: vLLM seeds a torch generator with it, and a larger one fails inside the engine."""
 
 
 class ErrorDetail(BaseModel):

@@ -3,6 +3,7 @@
 from pydantic import BaseModel, ConfigDict, Field
 
 from kotae.core.config import RetrievalMode
+from kotae.server.core.protocol import SamplingSeed
 
 
 class QARequest(BaseModel):
@@ -19,8 +20,8 @@ class QARequest(BaseModel):
     """Answer tokens; at most `KOTAE_MAX_TOKENS_CAP`."""
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     """0 (default) is greedy decoding."""
-    seed: int | None = None
-    """Seed of the sampling at a temperature above 0: the same seed, the same answer."""
+    seed: SamplingSeed | None = None
+    """Seed of the sampling at a temperature above 0 (a 64-bit integer): the same seed, the same answer."""
     retrieval: RetrievalMode | None = None
     """dense, bm25 or hybrid; the server's mode when unset."""
     collection: str | None = Field(None, max_length=64)
