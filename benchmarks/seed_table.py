@@ -607,18 +607,18 @@ def retrieval_batches_note(exposition: str) -> str:
     batches = sums.get(("kotae_retrieval_batch_size_count", ""), 0)
     if not batches:
         return ""
-    size = sums[("kotae_retrieval_batch_size_sum", "")] / batches
-    queued = (
-        sums[("kotae_retrieval_queue_seconds_sum", "")] / sums[("kotae_retrieval_queue_seconds_count", "")]
-    )
+
+    def mean(histogram: str, stage: str = "") -> float:
+        return sums[f"{histogram}_sum", stage] / sums[f"{histogram}_count", stage]
+
     stages = ", ".join(
-        f"{stage} {1000 * total / sums[('kotae_retrieval_stage_seconds_count', stage)]:.1f}"
-        for (name, stage), total in sums.items()
+        f"{stage} {1000 * mean('kotae_retrieval_stage_seconds', stage):.1f}"
+        for name, stage in sums
         if name == "kotae_retrieval_stage_seconds_sum"
     )
-    mean_wait_ms = 1000 * queued
     return (
-        f"; {batches:.0f} retrieval batches of {size:.1f}, queued {mean_wait_ms:.0f} ms; ms a batch: {stages}"
+        f"; {batches:.0f} retrieval batches of {mean('kotae_retrieval_batch_size'):.1f}, queued "
+        f"{1000 * mean('kotae_retrieval_queue_seconds'):.0f} ms; ms a batch: {stages}"
     )
 
 

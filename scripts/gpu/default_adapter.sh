@@ -97,15 +97,15 @@ PY
 fi
 if [ -n "${MIX:-}" ]; then  # MIX_QUESTIONS of the other set, chosen by the sha256 of their ids
   python3 - "$MIX" "$R/sets/mix.jsonl" "${MIX_QUESTIONS:-0}" <<'PY'
-import hashlib, sys
+import hashlib, json, sys
 from pathlib import Path
 source, out, count = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
-lines = [line for line in source.read_text(encoding="utf-8").splitlines() if line.strip()]
+rows = [json.loads(line) for line in source.read_text(encoding="utf-8").splitlines() if line.strip()]
 if count:
-    import json
-    keep = set(sorted((json.loads(line)["qid"] for line in lines), key=lambda q: hashlib.sha256(q.encode()).hexdigest())[:count])
-    lines = [line for line in lines if json.loads(line)["qid"] in keep]
-out.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    ranked = sorted(rows, key=lambda row: hashlib.sha256(row["qid"].encode()).hexdigest())
+    keep = {row["qid"] for row in ranked[:count]}
+    rows = [row for row in rows if row["qid"] in keep]
+out.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
 PY
   stamp "mix: $(wc -l < "$R/sets/mix.jsonl") questions of $MIX"
   for share in $SHARES; do examples "$share" "$R/sets/mix.jsonl" mix- & done
