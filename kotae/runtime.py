@@ -20,7 +20,8 @@ from kotae.indexer.manifest import FORMAT_VERSION, read_manifest
 from kotae.models.quantized import read_quantize_record
 from kotae.models.store import ModelStore, model_hash
 from kotae.rag.collections import Collections
-from kotae.rag.engine import VLLMEngine, unserved_architecture
+from kotae.rag.engine import VLLMEngine, configure_vllm_environment, unserved_architecture
+from kotae.rag.engine_process import start_engine_fork_server
 from kotae.rag.engine_protocol import Engine, UnknownAdapter
 from kotae.rag.pipeline import Pipeline
 from kotae.rag.reranker import Reranker
@@ -84,7 +85,13 @@ def build_pipeline(settings: Settings, workload: Workload = "serve") -> Pipeline
     seconds (the embedder and CUDA here, vLLM's own process there) and neither needs the other. A configured
     index's manifest is read first, so a missing or unreadable index fails before the engine starts; one
     that fails to open later stops the started engine. An engine that builds its model in this process
-    (transformers) starts after the collections: loading a model patches torch for the whole process."""
+    (transformers) starts after the collections: loading a model patches torch for the whole process.
+
+    Before any of that, the fork server that vLLM's engine core will be forked from starts importing vLLM
+    (`kotae.rag.engine_process`), beside this process's own imports."""
+    if not settings.replicas:
+        configure_vllm_environment(settings)
+        start_engine_fork_server()
     if settings.index is not None:
         read_manifest(settings.index)
     model = ModelStore(settings.home).generator(settings.generator)

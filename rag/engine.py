@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kotae.core.config import Settings
+from kotae.rag.engine_process import launch_engine_cores_from_fork_server
 from kotae.rag.engine_protocol import Completion, Delta, EngineDead, OnDone, Sampling, adapter_record
 from kotae.rag.gpu_memory import plan_gpu_memory
 from kotae.rag.loop_guard import LoopGuard
@@ -90,8 +91,9 @@ def configure_vllm_environment(settings: Settings) -> None:
     """vLLM reads these at import time or engine start; explicit user settings win.
 
     On CPU, an unset KV-cache size asks for 92% of RAM and the default thread binding leaves a core idle.
-    Everywhere, the engine core process is spawned rather than forked: a fork inherits modules such as
-    numba (the BM25 search kernel) that crash vLLM's start-up in the child.
+    Everywhere, vLLM's own processes are spawned rather than forked: a fork inherits modules such as
+    numba (the BM25 search kernel) that crash vLLM's start-up in the child. (The engine core itself is
+    forked from a clean fork server: `kotae.rag.engine_process`.)
     """
     os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{settings.kv_cache_gib:g}")
@@ -146,6 +148,16 @@ def gpu_engine_args(
     return {"kv_cache_memory_bytes": plan.kv_cache_bytes, "gpu_memory_utilization": share, **graphs}
 
 
+def profiler_args(profile_dir: Path | None) -> dict[str, object]:
+    """vLLM's torch profiler writing into `profile_dir` (none without it). Stack traces are left out: they
+    would multiply the trace's size and the profiled run's time."""
+    if profile_dir is None:
+        return {}
+    directory = str(profile_dir.resolve())
+    config = {"profiler": "torch", "torch_profiler_dir": directory, "torch_profiler_with_stack": False}
+    return {"profiler_config": config}
+
+
 def supported_args(engine_args: type, wanted: dict[str, object]) -> dict[str, object]:
     """The arguments this vLLM's `engine_args` takes; the others are logged and left out, so that an older
     vLLM still starts (with its own default for them)."""
@@ -182,11 +194,19 @@ class VLLMEngine:
 
     @classmethod
     def start(
-        cls, model: Path, settings: Settings, served_name: str | None = None, workload: Workload = "serve"
+        cls,
+        model: Path,
+        settings: Settings,
+        served_name: str | None = None,
+        workload: Workload = "serve",
+        profile_dir: Path | None = None,
     ) -> "VLLMEngine":
         """vLLM scheduled for `workload` (`kotae.rag.scheduler_limits`), on a GPU with memory sized to the
-        model (`kotae.rag.gpu_memory`) unless `gpu_memory_utilization` is set."""
+        model (`kotae.rag.gpu_memory`) unless `gpu_memory_utilization` is set. With `profile_dir`, the
+        engine can be profiled (`start_profile`): vLLM's torch profiler writes its traces and a table of
+        the time spent per kernel there."""
         configure_vllm_environment(settings)
+        launch_engine_cores_from_fork_server()
         from vllm import AsyncEngineArgs
         from vllm.platforms import current_platform
         from vllm.usage.usage_lib import UsageContext
@@ -217,7 +237,7 @@ class VLLMEngine:
             max_num_batched_tokens=limits.max_num_batched_tokens,
             enable_prefix_caching=True,
             disable_log_stats=False,
-            **supported_args(AsyncEngineArgs, gpu_args),
+            **supported_args(AsyncEngineArgs, gpu_args | profiler_args(profile_dir)),
         )
         # vLLM sizes its batch by who starts it: the default engine context gets 128 sequences and
         # 2,048 tokens per step, its own OpenAI server up to 1,024 and 8,192–16,384 on large GPUs.
@@ -383,6 +403,22 @@ class VLLMEngine:
             self._retired.add(lora_id)
         else:
             await self._llm.remove_lora(lora_id)
+
+    # -- profiling ------------------------------------------------------------------------------
+
+    async def start_profile(self) -> None:
+        """Start vLLM's profiler (the engine must have been started with a `profile_dir`)."""
+        self._raise_if_dead()
+        await self._llm.start_profile()
+
+    async def stop_profile(self) -> None:
+        """Stop the profiler; vLLM then writes its trace and table into the `profile_dir`."""
+        await self._llm.stop_profile()
+
+    async def reset_prefix_cache(self) -> None:
+        """Forget the cached prompt prefixes, so that prompts sent again are prefilled again (benchmarks
+        timing repeated runs)."""
+        await self._llm.reset_prefix_cache()
 
     # -- health ---------------------------------------------------------------------------------
 

@@ -5,7 +5,9 @@
 #   2. the same again (the warm start: the cache under $KOTAE_HOME/cache/vllm reused), then the base model
 #      without the adapter (what the LoRA costs), then GPTQ W4A16 + adapter, then bitsandbytes NF4 + adapter,
 #   3. the same bf16 eval without the overlap (KOTAE_EVAL_RETRIEVAL_BATCH=0): its answers must equal 2.'s,
-#   4. `kotae serve` under 64 clients against vLLM's own OpenAI server on the same prompts.
+#   4. `kotae serve` under 64 clients against vLLM's own OpenAI server on the same prompts,
+#   5. the engine alone on those prompts, with and without the adapter, then profiled
+#      (benchmarks/engine_floor.py, into $R/engine-floor).
 # Every engine runs with kotae's defaults: scheduler limits by workload, GPU memory sized to the model (the
 # plan is written to memory-plan.txt before the first start). Reports go to $R (default /tmp/r);
 # `times.txt` stamps each step, `progress.log` says what runs now. Run it detached and keep a call alive
@@ -13,8 +15,8 @@
 #   setsid nohup bash scripts/gpu/gpu_path.sh "$PWD" > /tmp/gpu_path.log 2>&1 &
 #   sleep 540; cat /tmp/r/progress.log; cp -r /tmp/r/. "$OUT"/      (repeat until "done")
 # Environment: DATA (a copy of ../shared/data; default beside the repository), LIMIT (980), ADAPTER
-# (default), W4 (0 skips quantizing and the 4-bit eval), BNB (0 skips the bitsandbytes eval), HTTP (0 skips
-# step 4), OVERLAP (0 skips step 3), VARIANTS (after everything else, the warm bf16 eval again under other
+# (default), BASE (0 skips step 2's base model), W4 (0 skips quantizing and the 4-bit eval), BNB (0 skips the
+# bitsandbytes eval), HTTP (0 skips step 4), OVERLAP (0 skips step 3), FLOOR (0 skips step 5), VARIANTS (after everything else, the warm bf16 eval again under other
 # settings: space-separated "LABEL:VAR=VALUE[,VAR=VALUE]", e.g. "b256:KOTAE_EVAL_RETRIEVAL_BATCH=256", each
 # into $R/variant-LABEL), SERVE_VARIANTS (the same for step 4's `kotae serve` alone, on step 4's prompts,
 # each into $R/serve-LABEL, e.g. "t16k:KOTAE_MAX_NUM_BATCHED_TOKENS=16384").
@@ -64,7 +66,8 @@ PY
 rm -rf "$KOTAE_HOME/cache/vllm"  # the next engine start is the first one
 seed cold eval-adapter
 du -sh "$KOTAE_HOME/cache/vllm" > "$R/cache.txt" 2>&1
-stages=(eval-adapter eval-bf16)
+stages=(eval-adapter)
+[ "${BASE:-1}" = 1 ] && stages+=(eval-bf16)
 [ "${W4:-1}" = 1 ] && stages+=(eval-w4-adapter)
 [ "${BNB:-1}" = 1 ] && stages+=(eval-bnb-adapter)
 seed warm "${stages[@]}"
@@ -74,6 +77,14 @@ for variant in ${SERVE_VARIANTS:-}; do
   mkdir -p "$R/serve-${variant%%:*}" && cp "$R/http/prompts.jsonl" "$R/serve-${variant%%:*}/" &&
     (IFS=, && export ${variant#*:} && seed "serve-${variant%%:*}" serve)
 done
+if [ "${FLOOR:-1}" = 1 ]; then
+  [ -f "$R/http/prompts.jsonl" ] || seed http prompts
+  stamp "start engine-floor"
+  python3 "$repo/benchmarks/engine_floor.py" --prompts "$R/http/prompts.jsonl" --limit "$LIMIT" \
+    --adapter "$ADAPTER" --out "$R/engine-floor" > "$R/engine-floor.log" 2>&1
+  stamp "done engine-floor (exit $?)"
+  rm -f "$R"/engine-floor/profile/*.pt.trace.json*  # tens of MB; figures.json keeps what they say
+fi
 for variant in ${VARIANTS:-}; do
   (IFS=, && export ${variant#*:} && seed "variant-${variant%%:*}" eval-adapter)
 done

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from engine_marker import engine_fixture
 
@@ -35,18 +36,20 @@ SAMPLING = Sampling(max_tokens=32)
 class EngineOnLoop:
     engine: VLLMEngine
     loop: asyncio.AbstractEventLoop
+    profile_dir: Path
 
 
 @engine_fixture(scope="module")
 def served(tmp_path_factory) -> Iterator[EngineOnLoop]:
-    model = build_tiny_gemma(tmp_path_factory.mktemp("batch") / "tiny-gemma")
+    work = tmp_path_factory.mktemp("batch")
+    model = build_tiny_gemma(work / "tiny-gemma")
     settings = Settings(kv_cache_gib=1, max_model_len=512)
     loop = asyncio.new_event_loop()
 
     async def start() -> VLLMEngine:  # inside the loop, so that vLLM's output handler belongs to it
-        return VLLMEngine.start(Path(model), settings)
+        return VLLMEngine.start(Path(model), settings, profile_dir=work / "profile")
 
-    started = EngineOnLoop(loop.run_until_complete(start()), loop)
+    started = EngineOnLoop(loop.run_until_complete(start()), loop, work / "profile")
     yield started
     started.engine.shutdown()
     loop.close()
@@ -117,6 +120,28 @@ def test_a_batch_reaches_vllm_as_the_token_ids_vllm_would_have_made(answers: Ans
     assert [prompt["prompt"] for prompt in handed] == PROMPTS
     lengths = [len(prompt["prompt_token_ids"]) for prompt in handed]
     assert lengths == [streamed.prompt_tokens for streamed, _ in answers.alone]
+
+
+def test_a_profiled_batch_leaves_vllms_trace(served: EngineOnLoop, answers: Answers) -> None:
+    async def profiled() -> None:
+        await served.engine.reset_prefix_cache()
+        await served.engine.start_profile()
+        await served.engine.complete_many(PROMPTS[:2], SAMPLING)
+        await served.engine.stop_profile()
+
+    served.loop.run_until_complete(profiled())
+    assert list(served.profile_dir.glob("*.pt.trace.json*")), "vLLM's profiler wrote no trace"
+
+
+def test_the_engine_core_is_forked_from_the_fork_server(served: EngineOnLoop) -> None:
+    # Spawned, the engine core would be this process's own child and import vLLM again.
+    fork_servers = [
+        child
+        for child in psutil.Process().children()
+        if "multiprocessing.forkserver" in " ".join(child.cmdline())
+    ]
+    assert len(fork_servers) == 1
+    assert fork_servers[0].children(), "the running engine's core is not a child of the fork server"
 
 
 # Last in the module: it stops the module's engine.

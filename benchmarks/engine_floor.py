@@ -1,0 +1,119 @@
+"""What the engine alone takes for an eval's prompts, and where its GPU time goes (issue 20).
+
+The prompts are those `seed_table.py`'s `prompts` stage wrote (kotae's retrieval and prompt format). One
+vLLM engine, started as `kotae eval` starts it (batch workload), answers them all at once:
+
+  full      with the adapter, the eval's sampling (greedy, --max-tokens)
+  prefill   with the adapter, one new token each: the prompts' prefill alone
+  base      without the adapter, one new token each: what the LoRA costs the prefill
+  profiled  `full` again under vLLM's torch profiler (slower): the GPU's busy share of the wall and the
+            kernels it ran longest, from the trace
+
+The prefix cache is emptied before each run, so every run prefills as the eval does.
+
+    python benchmarks/engine_floor.py --prompts /tmp/r/http/prompts.jsonl --out /tmp/r/engine-floor
+"""
+
+import argparse
+import asyncio
+import gzip
+import json
+import time
+from collections import Counter
+from pathlib import Path
+
+KERNEL_CATEGORIES = {"kernel", "gpu_memcpy", "gpu_memset"}
+
+
+def gpu_time(trace: dict, top: int = 25) -> dict[str, object]:
+    """From a torch profiler trace: the span of its GPU work, the time some GPU work ran (overlapping
+    kernels counted once), and the kernels that ran longest in all."""
+    events = [
+        event
+        for event in trace.get("traceEvents", [])
+        if event.get("ph") == "X" and event.get("cat") in KERNEL_CATEGORIES
+    ]
+    if not events:
+        return {"kernels": 0}
+    spans = sorted((float(event["ts"]), float(event["ts"]) + float(event["dur"])) for event in events)
+    busy, reach = 0.0, spans[0][0]
+    for start, end in spans:
+        if end > reach:
+            busy += end - max(start, reach)
+            reach = end
+    totals: Counter[str] = Counter()
+    for event in events:
+        totals[event["name"][:120]] += float(event["dur"])
+    span_us = spans[-1][1] - spans[0][0]
+    return {
+        "kernels": len(events),
+        "span_s": span_us / 1e6,
+        "busy_s": busy / 1e6,
+        "busy_share": busy / span_us if span_us else 0.0,
+        "top": [{"name": name, "s": us / 1e6} for name, us in totals.most_common(top)],
+    }
+
+
+async def measure(args: argparse.Namespace) -> dict[str, object]:
+    from kotae.core.config import get_settings
+    from kotae.models.store import ModelStore
+    from kotae.rag.engine import VLLMEngine
+    from kotae.rag.engine_protocol import Sampling
+
+    settings = get_settings()
+    prompts = [json.loads(line)["prompt"] for line in args.prompts.read_text(encoding="utf-8").splitlines()]
+    prompts = prompts[: args.limit]
+    profile_dir = args.out / "profile"
+    started = time.perf_counter()
+    model = ModelStore(settings.home).generator(settings.generator)
+    engine = VLLMEngine.start(model, settings, workload="batch", profile_dir=profile_dir)
+    await engine.load_adapter(args.adapter, settings.adapter_dir / args.adapter)
+    figures: dict[str, object] = {"prompts": len(prompts), "start_s": time.perf_counter() - started}
+    await engine.complete_many(prompts[:64], Sampling(max_tokens=args.max_tokens), args.adapter)  # warm-up
+    runs = {
+        "full": (Sampling(max_tokens=args.max_tokens), args.adapter),
+        "prefill": (Sampling(max_tokens=1), args.adapter),
+        "base": (Sampling(max_tokens=1), None),
+        "full_again": (Sampling(max_tokens=args.max_tokens), args.adapter),
+    }
+    for label, (sampling, adapter) in runs.items():
+        await engine.reset_prefix_cache()
+        began = time.perf_counter()
+        completions = await engine.complete_many(prompts, sampling, adapter)
+        figures[f"{label}_s"] = time.perf_counter() - began
+        figures[f"{label}_new_tokens"] = sum(c.completion_tokens for c in completions)
+    await engine.reset_prefix_cache()
+    await engine.start_profile()
+    began = time.perf_counter()
+    await engine.complete_many(prompts, runs["full"][0], args.adapter)
+    figures["profiled_s"] = time.perf_counter() - began
+    await engine.stop_profile()
+    engine.shutdown()
+    traces = sorted(profile_dir.glob("*.pt.trace.json*"))
+    if traces:
+        opener = gzip.open if traces[-1].suffix == ".gz" else open
+        with opener(traces[-1], "rt", encoding="utf-8") as stream:
+            figures["profile"] = gpu_time(json.load(stream))
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--prompts", type=Path, required=True, help="prompts.jsonl of seed_table's prompts stage"
+    )
+    parser.add_argument("--out", type=Path, required=True, help="results folder (figures.json, profile/)")
+    parser.add_argument("--adapter", default="default", help="adapter name under KOTAE_ADAPTER_DIR")
+    parser.add_argument("--limit", type=int, default=980, help="first N prompts")
+    parser.add_argument("--max-tokens", type=int, default=64)
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    figures = asyncio.run(measure(args))
+    (args.out / "figures.json").write_text(json.dumps(figures, indent=1, ensure_ascii=False) + "\n")
+    print(json.dumps({k: v for k, v in figures.items() if k != "profile"}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
