@@ -7,7 +7,7 @@
 #   3. the same bf16 eval without the overlap (KOTAE_EVAL_RETRIEVAL_BATCH=0): its answers must equal 2.'s,
 #   4. `kotae serve` under 64 clients against vLLM's own OpenAI server on the same prompts,
 #   5. the engine alone on those prompts, with and without the adapter, then profiled
-#      (benchmarks/engine_floor.py, into $R/engine-floor).
+#      (benchmarks/engine_floor.py, into $R/floor-default; FLOOR_VARIANTS as VARIANTS, into $R/floor-LABEL).
 # Every engine runs with kotae's defaults: scheduler limits by workload, GPU memory sized to the model (the
 # plan is written to memory-plan.txt before the first start). Reports go to $R (default /tmp/r);
 # `times.txt` stamps each step, `progress.log` says what runs now. Run it detached and keep a call alive
@@ -77,13 +77,19 @@ for variant in ${SERVE_VARIANTS:-}; do
   mkdir -p "$R/serve-${variant%%:*}" && cp "$R/http/prompts.jsonl" "$R/serve-${variant%%:*}/" &&
     (IFS=, && export ${variant#*:} && seed "serve-${variant%%:*}" serve)
 done
+floor() {  # floor() LABEL: benchmarks/engine_floor.py on step 4's prompts into $R/floor-LABEL
+  stamp "start floor-$1"
+  python3 "$repo/benchmarks/engine_floor.py" --prompts "$R/http/prompts.jsonl" --limit "$LIMIT" \
+    --adapter "$ADAPTER" --out "$R/floor-$1" > "$R/floor-$1.log" 2>&1
+  stamp "done floor-$1 (exit $?)"
+  rm -f "$R/floor-$1"/profile/*.pt.trace.json*  # tens of MB; figures.json keeps what they say
+}
 if [ "${FLOOR:-1}" = 1 ]; then
   [ -f "$R/http/prompts.jsonl" ] || seed http prompts
-  stamp "start engine-floor"
-  python3 "$repo/benchmarks/engine_floor.py" --prompts "$R/http/prompts.jsonl" --limit "$LIMIT" \
-    --adapter "$ADAPTER" --out "$R/engine-floor" > "$R/engine-floor.log" 2>&1
-  stamp "done engine-floor (exit $?)"
-  rm -f "$R"/engine-floor/profile/*.pt.trace.json*  # tens of MB; figures.json keeps what they say
+  floor default
+  for variant in ${FLOOR_VARIANTS:-}; do
+    (IFS=, && export ${variant#*:} && floor "${variant%%:*}")
+  done
 fi
 for variant in ${VARIANTS:-}; do
   (IFS=, && export ${variant#*:} && seed "variant-${variant%%:*}" eval-adapter)
