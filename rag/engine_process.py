@@ -36,8 +36,13 @@ class EnvironmentCarryingProcess(ForkServerProcess):
         super().start()
 
     def run(self) -> None:
-        os.environ.clear()
-        os.environ.update(self.environment)
+        # Only what differs: emptying the environment moves it away from the command line's memory, and
+        # vLLM's process titles (setproctitle, "VLLM::EngineCore") then no longer take.
+        for name in set(os.environ) - set(self.environment):
+            del os.environ[name]
+        for name, value in self.environment.items():
+            if os.environ.get(name) != value:
+                os.environ[name] = value
         super().run()
 
 

@@ -46,7 +46,8 @@ def test_the_cpu_projects_only_the_labelled_positions_with_the_same_results(tiny
     assert compact_rows == [3]
     assert torch.allclose(compact_logps, every_logps, atol=1e-5)
     assert (compact_logps != 0).sum() == 3
-    assert torch.allclose(compact_grad, every_grad, atol=1e-6)
+    # float32 sums of 3 rows against 46 round differently (about 1e-5 of the largest gradient on an AMD core)
+    assert torch.allclose(compact_grad, every_grad, atol=1e-4 * every_grad.abs().max().item())
 
 
 def test_gpus_keep_trls_own_choice(monkeypatch):

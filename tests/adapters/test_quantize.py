@@ -16,6 +16,7 @@ from kotae.core.errors import InputError, KotaeError
 from kotae.models.quantized import read_quantize_record
 from kotae.models.store import model_hash
 from kotae.models.testing import build_random_lora, build_tiny_gemma
+from kotae.rag.engine import CPU_4BIT_KERNEL, VLLMEngine
 
 console = Console()
 
@@ -112,6 +113,10 @@ def test_w4a16_checkpoint_serves_in_vllm_with_a_lora_adapter(method, calib, tmp_
 
     adapter = build_random_lora(base, tmp_path / "lora", seed=1)
     settings = Settings(home=tmp_path / "home", kv_cache_gib=1, max_model_len=512, max_lora_rank=8)
+    if not cpu_has_4bit_kernel():
+        with pytest.raises(KotaeError, match=CPU_4BIT_KERNEL):
+            VLLMEngine.start(out, settings)
+        return
     loop = asyncio.new_event_loop()
     try:
         plain, tuned = loop.run_until_complete(_plain_and_adapter_answers(out, adapter, settings))
@@ -121,9 +126,17 @@ def test_w4a16_checkpoint_serves_in_vllm_with_a_lora_adapter(method, calib, tmp_
     assert tuned.text != plain.text, "the LoRA adapter changed nothing on the 4-bit base"
 
 
+def cpu_has_4bit_kernel() -> bool:
+    """Whether vLLM's kernels for this CPU have the 4-bit one (its AVX2 build has not)."""
+    import torch
+    from vllm.platforms import current_platform
+
+    current_platform.import_kernels()
+    return hasattr(torch.ops._C, CPU_4BIT_KERNEL)
+
+
 async def _plain_and_adapter_answers(model: Path, adapter: Path, settings: Settings) -> tuple:
     # Started inside the loop so that vLLM's output handler belongs to it.
-    from kotae.rag.engine import VLLMEngine
     from kotae.rag.engine_protocol import Sampling
 
     engine = VLLMEngine.start(model, settings)
