@@ -60,3 +60,10 @@ def test_a_step_pads_its_decode_batch_by_at_most_half() -> None:
     for rows in range(1, CUDA_GRAPH_MAX_BATCH + 1):
         graph = next(size for size in sizes if size >= rows)
         assert graph <= max(rows * 1.5, rows + 1)
+
+
+def test_every_decode_batch_of_a_batch_workload_has_a_graph() -> None:
+    # An eval's decode steps right after its last prefill hold most of its answers: eager, each costs ×5.
+    settings = Settings()
+    sizes = scheduler_limits(settings, "batch", on_gpu=True).cuda_graph_sizes
+    assert sizes is not None and sizes[-1] == settings.batch_max_num_seqs
