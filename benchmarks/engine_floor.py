@@ -6,8 +6,8 @@ vLLM engine, started as `kotae eval` starts it (batch workload), answers them al
   full      with the adapter, the eval's sampling (greedy, --max-tokens)
   prefill   with the adapter, one new token each: the prompts' prefill alone
   base      without the adapter, one new token each: what the LoRA costs the prefill
-  profiled  `full` again under vLLM's torch profiler (slower): the GPU's busy share of the wall and the
-            kernels it ran longest, from the trace
+  profiled  `full` again under vLLM's torch profiler (slower): the GPU's busy share of the wall, the
+            kernels it ran longest, and the host's time inside and between the engine's steps
 
 The prefix cache is emptied before each run, so every run prefills as the eval does.
 
@@ -20,6 +20,7 @@ import gzip
 import json
 import time
 from collections import Counter
+from itertools import pairwise
 from pathlib import Path
 
 KERNEL_CATEGORIES = {"kernel", "gpu_memcpy", "gpu_memset"}
@@ -51,6 +52,41 @@ def gpu_time(trace: dict, top: int = 25) -> dict[str, object]:
         "busy_s": busy / 1e6,
         "busy_share": busy / span_us if span_us else 0.0,
         "top": [{"name": name, "s": us / 1e6} for name, us in totals.most_common(top)],
+    }
+
+
+STEP = "execute_context_"
+"""How vLLM's worker names each engine step in a trace (its prefill requests and tokens, then its decodes)."""
+
+
+def step_times(trace: dict, top: int = 10) -> dict[str, object]:
+    """From the engine's trace: the host's time inside its steps (preparing inputs, launching kernels), its
+    time between them (scheduling, sampling, outputs), the GPU's time per step, and the longest of each."""
+
+    def spans(category: str) -> list[tuple[float, float, str]]:
+        return sorted(
+            (float(event["ts"]), float(event["dur"]), event["name"])
+            for event in trace.get("traceEvents", [])
+            if event.get("ph") == "X" and event.get("cat") == category and event["name"].startswith(STEP)
+        )
+
+    host, gpu = spans("user_annotation"), spans("gpu_user_annotation")
+    if not host:
+        return {"steps": 0}
+    gaps = [(start - (before + took), name) for (before, took, _), (start, _, name) in pairwise(host)]
+
+    def longest(rows: list[tuple[float, str]]) -> list[dict[str, object]]:
+        return [{"step": name, "s": us / 1e6} for us, name in sorted(rows, reverse=True)[:top]]
+
+    return {
+        "steps": len(host),
+        "span_s": (host[-1][0] + host[-1][1] - host[0][0]) / 1e6,
+        "host_in_steps_s": sum(took for _, took, _ in host) / 1e6,
+        "host_between_steps_s": sum(gap for gap, _ in gaps) / 1e6,
+        "gpu_in_steps_s": sum(took for _, took, _ in gpu) / 1e6,
+        "longest_host_steps": longest([(took, name) for _, took, name in host]),
+        "longest_gaps_before": longest(gaps),
+        "longest_gpu_steps": longest([(took, name) for _, took, name in gpu]),
     }
 
 
@@ -90,9 +126,11 @@ async def measure(args: argparse.Namespace) -> dict[str, object]:
     await engine.stop_profile()
     engine.shutdown()
     # One trace per process: the front end's holds no GPU work, the engine's does.
-    profiles = [gpu_time(read_trace(trace)) for trace in sorted(profile_dir.glob("*.pt.trace.json*"))]
-    if profiles:
-        figures["profile"] = max(profiles, key=lambda profile: profile["kernels"])
+    traces = [read_trace(path) for path in sorted(profile_dir.glob("*.pt.trace.json*"))]
+    if traces:
+        engine_trace = max(traces, key=lambda trace: gpu_time(trace)["kernels"])
+        figures["profile"] = gpu_time(engine_trace)
+        figures["steps"] = step_times(engine_trace)
     return figures
 
 

@@ -26,3 +26,32 @@ def test_gpu_time_counts_overlapping_kernels_once_and_ranks_them_by_time() -> No
 
 def test_a_trace_without_gpu_work_says_so() -> None:
     assert load_script("engine_floor").gpu_time({"traceEvents": []}) == {"kernels": 0}
+
+
+def step(category: str, name: str, start_us: float, duration_us: float) -> dict:
+    return {"ph": "X", "cat": category, "name": name, "ts": start_us, "dur": duration_us}
+
+
+def test_step_times_split_the_hosts_time_inside_and_between_the_engines_steps() -> None:
+    prefill, decode = "execute_context_90(65000)_generation_0(0)", "execute_context_0(0)_generation_700(700)"
+    trace = {
+        "traceEvents": [
+            step("user_annotation", prefill, 0, 30_000),
+            step("gpu_user_annotation", prefill, 5_000, 150_000),
+            step("user_annotation", decode, 180_000, 10_000),  # 150 ms after the prefill step's end
+            step("gpu_user_annotation", decode, 185_000, 35_000),
+            step("user_annotation", "some other range", 0, 999_000),
+        ]
+    }
+    figures = load_script("engine_floor").step_times(trace)
+    assert figures["steps"] == 2
+    assert figures["span_s"] == 0.19
+    assert figures["host_in_steps_s"] == 0.04
+    assert figures["host_between_steps_s"] == 0.15
+    assert figures["gpu_in_steps_s"] == 0.185
+    assert figures["longest_gaps_before"] == [{"step": decode, "s": 0.15}]
+    assert [row["step"] for row in figures["longest_gpu_steps"]] == [prefill, decode]
+
+
+def test_a_trace_without_engine_steps_says_so() -> None:
+    assert load_script("engine_floor").step_times({"traceEvents": []}) == {"steps": 0}
