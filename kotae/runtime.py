@@ -7,7 +7,9 @@ corpus indexed on first use, and the adapters shipped in `adapters/trained/`.
 import asyncio
 import hashlib
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 from kotae.adapters.catalog import AdapterCatalog, ServedBase
@@ -57,22 +59,28 @@ def open_retriever(settings: Settings) -> Retriever:
     return Retriever(Index.open(index_path(settings, embedder)), embedder, settings, reranker=reranker)
 
 
+def configure_engine(model: Path, settings: Settings, workload: Workload = "serve") -> Callable[[], Engine]:
+    """`start_engine` in two halves: what takes this process's interpreter now (vLLM's imports and
+    configuration), and the returned call, which launches the engine and waits until it is ready."""
+    if settings.replicas:
+        from kotae.rag.remote_engine import RemoteEngine
+
+        return partial(RemoteEngine.start, model, settings)
+    unknown = unserved_architecture(model, settings)
+    if unknown is None:
+        logger.info("engine: vLLM")
+        return VLLMEngine.configure(model, settings, workload=workload).launch
+    from kotae.rag.transformers_engine import TransformersEngine
+
+    logger.info("engine: transformers (vLLM does not serve %s)", unknown)
+    return partial(TransformersEngine.start, model, settings)
+
+
 def start_engine(model: Path, settings: Settings, workload: Workload = "serve") -> Engine:
     """The replicas of `Settings.replicas` (which still need `model`'s tokenizer here), else vLLM in this
     process scheduled for `workload`, else, for an architecture vLLM does not serve, transformers in this
     process."""
-    if settings.replicas:
-        from kotae.rag.remote_engine import RemoteEngine
-
-        return RemoteEngine.start(model, settings)
-    unknown = unserved_architecture(model, settings)
-    if unknown is None:
-        logger.info("engine: vLLM")
-        return VLLMEngine.start(model, settings, workload=workload)
-    from kotae.rag.transformers_engine import TransformersEngine
-
-    logger.info("engine: transformers (vLLM does not serve %s)", unknown)
-    return TransformersEngine.start(model, settings)
+    return configure_engine(model, settings, workload)()
 
 
 def open_collections(settings: Settings) -> Collections:
@@ -81,9 +89,11 @@ def open_collections(settings: Settings) -> Collections:
 
 
 def build_pipeline(settings: Settings, workload: Workload = "serve") -> Pipeline:
-    """The collections open in a worker thread while the engine starts: on a GPU machine each takes tens of
-    seconds (the embedder and CUDA here, vLLM's own process there) and neither needs the other. A configured
-    index's manifest is read first, so a missing or unreadable index fails before the engine starts; one
+    """The engine is configured first, then the collections open in a worker thread while it launches: on
+    a GPU machine each takes tens of seconds (the embedder and CUDA here, vLLM's own process there) and
+    neither needs the other. The configuration comes first because it takes the interpreter (vLLM's
+    imports), which the collections' imports would share; the launch mostly waits. A configured index's
+    manifest is read first of all, so a missing or unreadable index fails before the engine starts; one
     that fails to open later stops the started engine. An engine that builds its model in this process
     (transformers) starts after the collections: loading a model patches torch for the whole process.
 
@@ -95,11 +105,13 @@ def build_pipeline(settings: Settings, workload: Workload = "serve") -> Pipeline
     if settings.index is not None:
         read_manifest(settings.index)
     model = ModelStore(settings.home).generator(settings.generator)
+    if builds_model_here(model, settings):
+        collections = open_collections(settings)
+        return Pipeline(collections, start_engine(model, settings, workload), settings)
+    launch = configure_engine(model, settings, workload)
     with ThreadPoolExecutor(1, thread_name_prefix="open-collections") as pool:
         opening = pool.submit(open_collections, settings)
-        if builds_model_here(model, settings):
-            opening.result()
-        engine = start_engine(model, settings, workload)
+        engine = launch()
         try:
             collections = opening.result()
         except BaseException:

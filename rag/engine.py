@@ -30,6 +30,7 @@ from kotae.rag.token_counter import TokenCounter
 
 if TYPE_CHECKING:
     from vllm import RequestOutput, SamplingParams
+    from vllm.config import VllmConfig
     from vllm.inputs import TokensPrompt
     from vllm.lora.request import LoRARequest
     from vllm.sampling_params import RequestOutputKind
@@ -195,6 +196,28 @@ def supported_args(engine_args: type, wanted: dict[str, object]) -> dict[str, ob
     return {name: value for name, value in wanted.items() if name in names and value is not None}
 
 
+@dataclass(frozen=True, slots=True)
+class VLLMLaunch:
+    """A vLLM engine configured (`VLLMEngine.configure`) and not yet launched. The configuration takes the
+    interpreter (vLLM's imports); the launch mostly waits for the engine core's process, so another thread
+    of this one (the collections opening, `kotae.runtime.build_pipeline`) runs meanwhile."""
+
+    config: "VllmConfig"
+    model_name: str
+    max_lora_rank: int
+    model_path: Path
+
+    def launch(self) -> "VLLMEngine":
+        """Start the engine core and wait until it is ready."""
+        from vllm.usage.usage_lib import UsageContext
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        llm = AsyncLLM.from_vllm_config(
+            self.config, usage_context=UsageContext.OPENAI_API_SERVER, disable_log_stats=False
+        )
+        return VLLMEngine(llm, self.model_name, self.max_lora_rank, self.model_path)
+
+
 class VLLMEngine:
     """In-process vLLM (`AsyncLLM`): base model plus hot-swappable LoRA adapters.
 
@@ -229,16 +252,28 @@ class VLLMEngine:
         workload: Workload = "serve",
         profile_dir: Path | None = None,
     ) -> "VLLMEngine":
-        """vLLM scheduled for `workload` (`kotae.rag.scheduler_limits`), on a GPU with memory sized to the
-        model (`kotae.rag.gpu_memory`) unless `gpu_memory_utilization` is set. With `profile_dir`, the
-        engine can be profiled (`start_profile`): vLLM's torch profiler writes its traces and a table of
-        the time spent per kernel there."""
+        """vLLM configured (`configure`) and launched."""
+        return cls.configure(model, settings, served_name, workload, profile_dir).launch()
+
+    @classmethod
+    def configure(
+        cls,
+        model: Path,
+        settings: Settings,
+        served_name: str | None = None,
+        workload: Workload = "serve",
+        profile_dir: Path | None = None,
+    ) -> "VLLMLaunch":
+        """vLLM imported and configured in the calling thread, not yet launched: scheduled for `workload`
+        (`kotae.rag.scheduler_limits`), on a GPU with memory sized to the model (`kotae.rag.gpu_memory`)
+        unless `gpu_memory_utilization` is set. With `profile_dir`, the engine can be profiled
+        (`start_profile`): vLLM's torch profiler writes its traces and a table of the time spent per kernel
+        there."""
         configure_vllm_environment(settings)
         launch_engine_cores_from_fork_server()
         from vllm import AsyncEngineArgs
         from vllm.platforms import current_platform
         from vllm.usage.usage_lib import UsageContext
-        from vllm.v1.engine.async_llm import AsyncLLM
 
         on_gpu = current_platform.is_cuda_alike()
         if not on_gpu:
@@ -272,8 +307,8 @@ class VLLMEngine:
         # vLLM sizes its batch by who starts it: the default engine context gets 128 sequences and
         # 2,048 tokens per step, its own OpenAI server up to 1,024 and 8,192–16,384 on large GPUs.
         # kotae's unset limits (always so on a CPU) take the server's defaults.
-        llm = AsyncLLM.from_engine_args(args, usage_context=UsageContext.OPENAI_API_SERVER)
-        return cls(llm, served_name or model.name, settings.max_lora_rank, model)
+        config = args.create_engine_config(UsageContext.OPENAI_API_SERVER)
+        return VLLMLaunch(config, served_name or model.name, settings.max_lora_rank, model)
 
     # -- generation -----------------------------------------------------------------------------
 

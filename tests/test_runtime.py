@@ -3,6 +3,7 @@
 import json
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -53,26 +54,31 @@ def stub_models(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 @pytest.mark.usefixtures("stub_models")
-def test_the_collections_open_while_the_engine_starts(
+def test_the_collections_open_after_the_engines_configuration_while_it_launches(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    opening, starting = threading.Event(), threading.Event()
+    configured, opening, launching = threading.Event(), threading.Event(), threading.Event()
     saw: dict[str, bool] = {}
 
     def open_collections(settings: Settings) -> str:
+        saw["the engine configured before the collections open"] = configured.is_set()
         opening.set()
-        saw["engine starting while the collections open"] = starting.wait(timeout=30)
+        saw["engine launching while the collections open"] = launching.wait(timeout=30)
         return "collections"
 
-    def start_engine(model: Path, settings: Settings, workload: str) -> StubEngine:
-        starting.set()
-        saw["collections opening while the engine starts"] = opening.wait(timeout=30)
+    def launch() -> StubEngine:
+        launching.set()
+        saw["collections opening while the engine launches"] = opening.wait(timeout=30)
         return StubEngine()
 
+    def configure_engine(model: Path, settings: Settings, workload: str) -> Callable[[], StubEngine]:
+        configured.set()
+        return launch
+
     monkeypatch.setattr(runtime, "open_collections", open_collections)
-    monkeypatch.setattr(runtime, "start_engine", start_engine)
+    monkeypatch.setattr(runtime, "configure_engine", configure_engine)
     pipeline = runtime.build_pipeline(Settings(home=tmp_path / "home"))
-    assert saw == dict.fromkeys(saw, True) and len(saw) == 2
+    assert saw == dict.fromkeys(saw, True) and len(saw) == 3
     assert pipeline.collections == "collections" and isinstance(pipeline.engine, StubEngine)
 
 
@@ -114,7 +120,7 @@ def test_a_missing_index_fails_before_the_engine_starts(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     started: list[StubEngine] = []
-    monkeypatch.setattr(runtime, "start_engine", lambda *args: started.append(StubEngine()))
+    monkeypatch.setattr(runtime, "configure_engine", lambda *args: started.append(StubEngine()))
     with pytest.raises(KotaeError, match=r"index .*nowhere not found: build it with `kotae index build"):
         runtime.build_pipeline(Settings(home=tmp_path / "home", index=tmp_path / "nowhere"))
     assert started == []
@@ -130,7 +136,7 @@ def test_collections_that_fail_to_open_stop_the_started_engine(
         raise KotaeError("damaged index")
 
     monkeypatch.setattr(runtime, "open_collections", open_collections)
-    monkeypatch.setattr(runtime, "start_engine", lambda *args: engine)
+    monkeypatch.setattr(runtime, "configure_engine", lambda *args: lambda: engine)
     with pytest.raises(KotaeError, match="damaged index"):
         runtime.build_pipeline(Settings(home=tmp_path / "home"))
     assert engine.stopped
