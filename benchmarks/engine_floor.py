@@ -102,7 +102,7 @@ async def measure(args: argparse.Namespace) -> dict[str, object]:
     profile_dir = args.out / "profile"
     started = time.perf_counter()
     model = ModelStore(settings.home).generator(settings.generator)
-    engine = VLLMEngine.start(model, settings, workload="batch", profile_dir=profile_dir)
+    engine = VLLMEngine.configure(model, settings, workload="batch", profile_dir=profile_dir).launch()
     await engine.load_adapter(args.adapter, settings.adapter_dir / args.adapter)
     figures: dict[str, object] = {"prompts": len(prompts), "start_s": time.perf_counter() - started}
     await engine.complete_many(prompts[:64], Sampling(max_tokens=args.max_tokens), args.adapter)  # warm-up

@@ -244,18 +244,6 @@ class VLLMEngine:
         self.count_tokens = TokenCounter(llm.get_tokenizer())
 
     @classmethod
-    def start(
-        cls,
-        model: Path,
-        settings: Settings,
-        served_name: str | None = None,
-        workload: Workload = "serve",
-        profile_dir: Path | None = None,
-    ) -> "VLLMEngine":
-        """vLLM configured (`configure`) and launched."""
-        return cls.configure(model, settings, served_name, workload, profile_dir).launch()
-
-    @classmethod
     def configure(
         cls,
         model: Path,

@@ -115,7 +115,7 @@ def test_w4a16_checkpoint_serves_in_vllm_with_a_lora_adapter(method, calib, tmp_
     settings = Settings(home=tmp_path / "home", kv_cache_gib=1, max_model_len=512, max_lora_rank=8)
     if not cpu_has_4bit_kernel():
         with pytest.raises(KotaeError, match=CPU_4BIT_KERNEL):
-            VLLMEngine.start(out, settings)
+            VLLMEngine.configure(out, settings)
         return
     loop = asyncio.new_event_loop()
     try:
@@ -139,7 +139,7 @@ async def _plain_and_adapter_answers(model: Path, adapter: Path, settings: Setti
     # Started inside the loop so that vLLM's output handler belongs to it.
     from kotae.rag.engine_protocol import Sampling
 
-    engine = VLLMEngine.start(model, settings)
+    engine = VLLMEngine.configure(model, settings).launch()
     try:
         await engine.load_adapter("lora", adapter)
         plain = await engine.complete("富士山は", Sampling(max_tokens=8))

@@ -141,7 +141,7 @@ def test_given_contexts_on_a_pipeline_built_by_the_caller(workspace):
     )
     embedder = Embedder(Path(environment["KOTAE_EMBEDDER"]))
     retriever = Retriever(Index.open(root / "index"), embedder, settings)
-    engine = VLLMEngine.start(Path(environment["KOTAE_GENERATOR"]), settings)
+    engine = VLLMEngine.configure(Path(environment["KOTAE_GENERATOR"]), settings).launch()
     pipeline = Pipeline(Collections.of(retriever), engine, settings)
 
     mixed = with_noans_twins(qa, root / "mixed.jsonl")

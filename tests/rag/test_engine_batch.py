@@ -47,7 +47,7 @@ def served(tmp_path_factory) -> Iterator[EngineOnLoop]:
     loop = asyncio.new_event_loop()
 
     async def start() -> VLLMEngine:  # inside the loop, so that vLLM's output handler belongs to it
-        return VLLMEngine.start(Path(model), settings, profile_dir=work / "profile")
+        return VLLMEngine.configure(Path(model), settings, profile_dir=work / "profile").launch()
 
     started = EngineOnLoop(loop.run_until_complete(start()), loop, work / "profile")
     yield started
