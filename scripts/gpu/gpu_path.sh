@@ -16,9 +16,9 @@
 #   sleep 540; cat /tmp/r/progress.log; cp -r /tmp/r/. "$OUT"/      (repeat until "done")
 # Environment: DATA (a copy of ../shared/data; default beside the repository), LIMIT (980), ADAPTER
 # (default), BASE (0 skips step 2's base model), W4 (0 skips quantizing and the 4-bit eval), BNB (0 skips the
-# bitsandbytes eval), HTTP (0 skips step 4), OVERLAP (0 skips step 3), FLOOR (0 skips step 5), VARIANTS (after everything else, the warm bf16 eval again under other
-# settings: space-separated "LABEL:VAR=VALUE[,VAR=VALUE]", e.g. "b256:KOTAE_EVAL_RETRIEVAL_BATCH=256", each
-# into $R/variant-LABEL), SERVE_VARIANTS (the same for step 4's `kotae serve` alone, on step 4's prompts,
+# bitsandbytes eval), HTTP (0 skips step 4), OVERLAP (0 skips step 3), FLOOR (0 skips step 5), VARIANTS
+# (after everything else, the warm bf16 eval again under other settings: space-separated
+# "LABEL:VAR=VALUE[,VAR=VALUE]", e.g. "b256:KOTAE_EVAL_RETRIEVAL_BATCH=256", each into $R/variant-LABEL), SERVE_VARIANTS (the same for step 4's `kotae serve` alone, on step 4's prompts,
 # each into $R/serve-LABEL, e.g. "t16k:KOTAE_MAX_NUM_BATCHED_TOKENS=16384").
 # Run python from outside the repository: there the source folder kotae/ would shadow the installed package.
 set -u

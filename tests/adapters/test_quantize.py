@@ -16,7 +16,7 @@ from kotae.core.errors import InputError, KotaeError
 from kotae.models.quantized import read_quantize_record
 from kotae.models.store import model_hash
 from kotae.models.testing import build_random_lora, build_tiny_gemma
-from kotae.rag.engine import CPU_4BIT_KERNEL, VLLMEngine
+from kotae.rag.engine import CPU_4BIT_KERNEL, VLLMEngine, cpu_has_4bit_kernel
 
 console = Console()
 
@@ -124,15 +124,6 @@ def test_w4a16_checkpoint_serves_in_vllm_with_a_lora_adapter(method, calib, tmp_
         loop.close()
     assert plain.completion_tokens > 0 and tuned.completion_tokens > 0
     assert tuned.text != plain.text, "the LoRA adapter changed nothing on the 4-bit base"
-
-
-def cpu_has_4bit_kernel() -> bool:
-    """Whether vLLM's kernels for this CPU have the 4-bit one (its AVX2 build has not)."""
-    import torch
-    from vllm.platforms import current_platform
-
-    current_platform.import_kernels()
-    return hasattr(torch.ops._C, CPU_4BIT_KERNEL)
 
 
 async def _plain_and_adapter_answers(model: Path, adapter: Path, settings: Settings) -> tuple:
