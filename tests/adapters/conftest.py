@@ -259,16 +259,16 @@ def served(tiny_gemma: Path, engine_settings: Settings) -> Iterator[EngineHandle
     """One engine for every test (a start costs ~15 s; never two at once on this machine)."""
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from kotae.rag.engine import VLLMEngine
-
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    engine = loop.run_until_complete(_start(VLLMEngine, tiny_gemma, engine_settings))
+    engine = loop.run_until_complete(_launch(tiny_gemma, engine_settings))
     yield EngineHandle(engine, loop)
     engine.shutdown()
     loop.close()
 
 
-async def _start(engine_class: Any, model: Path, settings: Settings) -> Any:
-    # Started inside the loop so that vLLM's output handler belongs to it.
-    return engine_class.start(model, settings)
+async def _launch(model: Path, settings: Settings) -> Any:
+    # Launched inside the loop so that vLLM's output handler belongs to it.
+    from kotae.rag.engine import VLLMEngine
+
+    return VLLMEngine.configure(model, settings).launch()
