@@ -9,7 +9,8 @@
 #   5. the engine alone on those prompts, with and without the adapter, then profiled
 #      (benchmarks/engine_floor.py, into $R/floor-default; FLOOR_VARIANTS as VARIANTS, into $R/floor-LABEL).
 # Every engine runs with kotae's defaults: scheduler limits by workload, GPU memory sized to the model (the
-# plan is written to memory-plan.txt before the first start). Reports go to $R (default /tmp/r);
+# plan is written to memory-plan.txt before the first start; benchmarks/lora_metadata.py's figures to
+# lora-metadata.json). Reports go to $R (default /tmp/r);
 # `times.txt` stamps each step, `progress.log` says what runs now. Run it detached and keep a call alive
 # while it works (the machine goes back 30 s after a call ends):
 #   setsid nohup bash scripts/gpu/gpu_path.sh "$PWD" > /tmp/gpu_path.log 2>&1 &
@@ -18,7 +19,8 @@
 # (default), BASE (0 skips step 2's base model), W4 (0 skips quantizing and the 4-bit eval), BNB (0 skips the
 # bitsandbytes eval), HTTP (0 skips step 4), OVERLAP (0 skips step 3), FLOOR (0 skips step 5), VARIANTS
 # (after everything else, the warm bf16 eval again under other settings: space-separated
-# "LABEL:VAR=VALUE[,VAR=VALUE]", e.g. "b256:KOTAE_EVAL_RETRIEVAL_BATCH=256", each into $R/variant-LABEL), SERVE_VARIANTS (the same for step 4's `kotae serve` alone, on step 4's prompts,
+# "LABEL:VAR=VALUE[,VAR=VALUE]", e.g. "b256:KOTAE_EVAL_RETRIEVAL_BATCH=256", or "vllm-meta:VLLM_PLUGINS=none" for
+# vLLM's own LoRA metadata update, each into $R/variant-LABEL), SERVE_VARIANTS (the same for step 4's `kotae serve` alone, on step 4's prompts,
 # each into $R/serve-LABEL, e.g. "t16k:KOTAE_MAX_NUM_BATCHED_TOKENS=16384").
 # Run python from outside the repository: there the source folder kotae/ would shadow the installed package.
 set -u
@@ -63,6 +65,9 @@ for workload in ("batch", "serve"):
     limits = scheduler_limits(settings, workload, on_gpu=True)
     print(workload, limits, plan_gpu_memory(Path(sys.argv[1]), settings, limits.max_num_seqs).describe())
 PY
+# vLLM's LoRA metadata update against kotae's plugin, each behind 50 ms of queued GPU work.
+python3 "$repo/benchmarks/lora_metadata.py" --out "$R/lora-metadata.json" > "$R/lora-metadata.log" 2>&1
+stamp "lora-metadata (exit $?)"
 rm -rf "$KOTAE_HOME/cache/vllm"  # the next engine start is the first one
 seed cold eval-adapter
 du -sh "$KOTAE_HOME/cache/vllm" > "$R/cache.txt" 2>&1

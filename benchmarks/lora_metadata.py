@@ -1,0 +1,98 @@
+"""How long the host spends in vLLM's LoRA metadata update per engine step, vLLM's own against kotae's
+(`kotae.rag.lora_metadata`), on an eval's step shapes.
+
+On a GPU, each update is called while the device still runs earlier work (`--busy-ms` of it, as the previous
+step's kernels would be): vLLM's waits for that work to end, kotae's should not. On a CPU there is no queue,
+and the figures are the host's own work.
+
+    python benchmarks/lora_metadata.py --out /tmp/r/lora-metadata.json
+"""
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import torch
+from vllm.config.lora import LoRAConfig
+from vllm.lora.layers import LoRAMapping
+from vllm.lora.ops.triton_ops.lora_kernel_metadata import LoRAKernelMeta
+from vllm.lora.punica_wrapper import punica_gpu
+
+from kotae.rag import lora_metadata
+
+STEPS = {"prefill": (90, 728), "decode": (980, 1)}
+"""An eval's steps: 90 prompts of 728 tokens (65,520 tokens), then 980 sequences of one token each."""
+
+
+def device_work(device: torch.device) -> Callable[[float], None]:
+    """A function that queues about that many milliseconds of work on `device` (nothing on a CPU): a kernel
+    that spins, timed once here."""
+    if device.type != "cuda":
+        return lambda milliseconds: None
+    cycles = 10_000_000
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    torch.cuda._sleep(cycles)
+    end.record()
+    end.synchronize()
+    per_ms = cycles / start.elapsed_time(end)
+    return lambda milliseconds: torch.cuda._sleep(int(milliseconds * per_ms))
+
+
+def measure(
+    update: Callable[..., None],
+    wrapper: punica_gpu.PunicaWrapperGPU,
+    mapping: LoRAMapping,
+    queue_work: Callable[[], None],
+    repeat: int,
+) -> float:
+    """Median host milliseconds of one update made behind `queue_work`'s device work."""
+    times = []
+    for _ in range(repeat):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        queue_work()
+        began = time.perf_counter()
+        update(wrapper, mapping, [1], 1, 262_144)
+        times.append((time.perf_counter() - began) * 1e3)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--out", type=Path, required=True, help="JSON report")
+    parser.add_argument("--busy-ms", type=float, default=50.0, help="device work queued before each update")
+    parser.add_argument("--repeat", type=int, default=20, help="updates per figure (the median is kept)")
+    args = parser.parse_args()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    # The module binds the metadata class only where Triton runs; vLLM's own method, whatever the plugin did.
+    punica_gpu.LoRAKernelMeta = LoRAKernelMeta
+    vllm_update = punica_gpu.PunicaWrapperGPU.__dict__["update_metadata"]
+    if vllm_update is lora_metadata.update_metadata:
+        raise SystemExit("kotae's plugin already replaced vLLM's update: run with VLLM_PLUGINS= (none)")
+    work = device_work(device)
+    config = LoRAConfig(max_loras=1, max_lora_rank=64)
+    wrapper = punica_gpu.PunicaWrapperGPU(65_536, 1024, device=device, lora_config=config)
+    report: dict[str, object] = {
+        "device": str(device),
+        "busy_ms": args.busy_ms if device.type == "cuda" else 0,
+    }
+    for step, (rows, tokens) in STEPS.items():
+        mapping = LoRAMapping((1,) * rows * tokens, (1,) * rows, is_prefill=True)
+        for label, update in (("vllm", vllm_update), ("kotae", lora_metadata.update_metadata)):
+            queue_work = partial(work, args.busy_ms)
+            measure(update, wrapper, mapping, queue_work, 2)  # warm-up
+            report[f"{step}_{label}_ms"] = measure(update, wrapper, mapping, queue_work, args.repeat)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

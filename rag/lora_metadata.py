@@ -1,0 +1,90 @@
+"""vLLM's LoRA kernel metadata, prepared from the batch's mapping on the host rather than from its GPU copy.
+
+On every step whose LoRA mapping changed (each prefill step, and each decode step after a request
+finished), vLLM's GPU punica wrapper derives the LoRA kernels' metadata (`LoRAKernelMeta.prepare_tensors`)
+from the mapping it has just copied to the GPU. Reading `torch.all(...)` into a Python bool, and
+`torch.unique`, each wait there for all the GPU work queued before them. The host then idles until the
+previous step has run, and only then prepares this one, while the GPU idles in turn: vLLM's asynchronous
+scheduling cannot overlap the two (vLLM marks the place "TODO avoid gpu<->cpu sync").
+
+The mapping is on the host already (`LoRAMapping`, a LoRA id per token and per sampled row). These
+functions compute the same tensors from it with numpy and copy them to the GPU without waiting. Installed
+in every vLLM process on a CUDA platform as a `vllm.general_plugins` entry point.
+"""
+
+import bisect
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+if TYPE_CHECKING:
+    from vllm.lora.layers import LoRAMapping
+    from vllm.lora.ops.triton_ops.lora_kernel_metadata import LoRAKernelMeta
+
+
+def adapter_slots(lora_ids: Sequence[int], lora_index_to_id: Sequence[int | None]) -> np.ndarray:
+    """Each row's adapter slot in the engine's LoRA weights, -1 for a row without an adapter: what vLLM's
+    `convert_mapping` computes row by row, computed a slot at a time."""
+    ids = np.fromiter(lora_ids, dtype=np.int64, count=len(lora_ids))
+    slots = np.full(ids.shape, -1, dtype=np.int64)
+    for slot, lora_id in enumerate(lora_index_to_id):
+        if lora_id is not None and lora_id > 0:
+            slots[ids == lora_id] = slot
+    return slots
+
+
+def _copy_to(target: torch.Tensor, values: np.ndarray) -> None:
+    """`values` into `target` without waiting for the device: in the target's type, from pinned memory that
+    the copy holds until it has run (a copy from pageable memory, or one that converts, may wait first)."""
+    source = torch.from_numpy(values).to(target.dtype)
+    if target.is_cuda:
+        source = source.pin_memory()
+    target.copy_(source, non_blocking=True)
+
+
+def prepare_from_host(meta: "LoRAKernelMeta", slots: np.ndarray) -> None:
+    """What `meta.prepare_tensors(<slots on the device>)` sets, computed from `slots` on the host."""
+    meta._reset()
+    if bool((slots == -1).all()):
+        meta.no_lora_flag_cpu[0] = True  # the kernels skip their work; vLLM leaves the rest as it was
+        return
+    count = slots.shape[0]
+    _copy_to(meta.token_lora_mapping[:count], slots)
+    _copy_to(meta.token_indices_sorted_by_lora_ids[:count], np.argsort(slots, kind="stable"))
+    lora_ids, tokens_per_lora = np.unique(slots, return_counts=True)
+    active = lora_ids.shape[0]
+    _copy_to(meta.active_lora_ids[:active], lora_ids)
+    _copy_to(meta.num_tokens_per_lora[:active], tokens_per_lora)
+    _copy_to(meta.lora_token_start_loc[1 : 1 + active], np.cumsum(tokens_per_lora))
+    # Rounded up to a count a CUDA graph was captured for, as vLLM does.
+    captured = meta.captured_lora_counts
+    index = bisect.bisect_left(captured, active)
+    meta.num_active_loras_cpu[0] = captured[index] if index < len(captured) else active
+
+
+def update_metadata(
+    self: Any,
+    mapping: "LoRAMapping",
+    lora_index_to_id: list[int | None],
+    max_loras: int,
+    vocab_size: int,
+    **kwargs: Any,
+) -> None:
+    """`PunicaWrapperGPU.update_metadata` with the kernels' metadata prepared on the host."""
+    self.is_prefill = mapping.is_prefill
+    self._update_base_metadata(mapping, lora_index_to_id, max_loras, vocab_size)
+    prepare_from_host(self.token_mapping_meta, adapter_slots(mapping.index_mapping, lora_index_to_id))
+    prepare_from_host(self.prompt_mapping_meta, adapter_slots(mapping.prompt_mapping, lora_index_to_id))
+
+
+def register() -> None:
+    """vLLM general plugin: on a CUDA platform, the GPU punica wrapper prepares its metadata on the host."""
+    from vllm.platforms import current_platform
+
+    if not current_platform.is_cuda_alike():
+        return
+    from vllm.lora.punica_wrapper.punica_gpu import PunicaWrapperGPU
+
+    PunicaWrapperGPU.update_metadata = update_metadata  # type: ignore[method-assign]

@@ -1,0 +1,111 @@
+"""kotae's host-side LoRA kernel metadata is vLLM's, tensor for tensor, and is prepared without reading
+anything back from the device: vLLM's GPU punica wrapper is built here on the CPU (the same tensors) and on
+PyTorch's `meta` device, whose tensors hold no data, so any read of the device's values fails."""
+
+from importlib.metadata import entry_points
+
+import numpy as np
+import pytest
+import torch
+from vllm.config.lora import LoRAConfig
+from vllm.lora.layers import LoRAMapping
+from vllm.lora.ops.triton_ops.lora_kernel_metadata import LoRAKernelMeta
+from vllm.lora.punica_wrapper import punica_gpu
+from vllm.platforms import current_platform
+
+from kotae.rag import lora_metadata
+
+MAX_LORAS, TOKENS, VOCAB = 4, 512, 1000
+SLOT_IDS = [7, None, 3, 9]
+"""The engine's adapter slots: the LoRA id each holds (slot 1 empty)."""
+
+META_FIELDS = [
+    "token_lora_mapping",
+    "token_indices_sorted_by_lora_ids",
+    "active_lora_ids",
+    "num_tokens_per_lora",
+    "lora_token_start_loc",
+    "no_lora_flag_cpu",
+    "num_active_loras_cpu",
+]
+
+
+@pytest.fixture
+def wrapper(monkeypatch: pytest.MonkeyPatch):
+    """vLLM's GPU punica wrapper on any device (its module binds the metadata class only where Triton
+    runs), as it was before any plugin."""
+    monkeypatch.setattr(punica_gpu, "LoRAKernelMeta", LoRAKernelMeta, raising=False)
+    monkeypatch.setattr(punica_gpu.PunicaWrapperGPU, "update_metadata", vllm_update_metadata)
+
+    def build(device: str, specialize_active_lora: bool = False) -> punica_gpu.PunicaWrapperGPU:
+        config = LoRAConfig(
+            max_loras=MAX_LORAS, max_lora_rank=8, specialize_active_lora=specialize_active_lora
+        )
+        built = punica_gpu.PunicaWrapperGPU(TOKENS, 64, device=device, lora_config=config)
+        for meta in (built.token_mapping_meta, built.prompt_mapping_meta):
+            for name in META_FIELDS[:2]:
+                getattr(meta, name).fill_(-7)  # torch.empty's leftovers would differ between two wrappers
+        return built
+
+    return build
+
+
+vllm_update_metadata = punica_gpu.PunicaWrapperGPU.update_metadata
+
+
+def mapping(seed: int, lora_ids: list[int], rows: int) -> LoRAMapping:
+    """A batch of `rows` sequences of random lengths, each with one of `lora_ids` (0: no adapter)."""
+    generator = np.random.default_rng(seed)
+    sequence_ids = generator.choice(lora_ids, size=rows).tolist()
+    lengths = generator.integers(1, TOKENS // rows + 1, size=rows).tolist()
+    tokens = tuple(
+        lora_id for lora_id, length in zip(sequence_ids, lengths, strict=True) for _ in range(length)
+    )
+    return LoRAMapping(tokens, tuple(sequence_ids), is_prefill=True)
+
+
+BATCHES = {
+    "one adapter": (0, [7], 40),
+    "adapters and base rows": (1, [7, 0, 3, 9], 30),
+    "base rows only": (2, [0], 12),
+    "one long sequence": (3, [3], 1),
+    "decode-sized": (4, [9, 0], 64),
+}
+
+
+@pytest.mark.parametrize("specialize_active_lora", [False, True])
+@pytest.mark.parametrize("batch", BATCHES.values(), ids=BATCHES.keys())
+def test_the_metadata_is_vllms(wrapper, batch, specialize_active_lora):
+    ours, theirs = wrapper("cpu", specialize_active_lora), wrapper("cpu", specialize_active_lora)
+    for seed in range(3):  # a batch after a batch: what the first left behind must not leak
+        batch_mapping = mapping(batch[0] * 10 + seed, *batch[1:])
+        lora_metadata.update_metadata(ours, batch_mapping, SLOT_IDS, MAX_LORAS, VOCAB)
+        theirs.update_metadata(batch_mapping, SLOT_IDS, MAX_LORAS, VOCAB)
+        for meta in ("token_mapping_meta", "prompt_mapping_meta"):
+            for name in META_FIELDS:
+                got, expected = getattr(getattr(ours, meta), name), getattr(getattr(theirs, meta), name)
+                assert torch.equal(got, expected), f"{meta}.{name} after batch {seed}"
+        assert ours.token_lora_indices.tolist() == theirs.token_lora_indices.tolist()
+        assert ours.is_prefill == theirs.is_prefill
+
+
+def test_nothing_is_read_back_from_the_device(wrapper):
+    on_meta = wrapper("meta")
+    batch_mapping = mapping(5, [7, 0, 3], 20)
+    with pytest.raises((RuntimeError, NotImplementedError)):
+        on_meta.update_metadata(batch_mapping, SLOT_IDS, MAX_LORAS, VOCAB)  # vLLM's reads the mapping back
+    lora_metadata.update_metadata(on_meta, batch_mapping, SLOT_IDS, MAX_LORAS, VOCAB)
+    assert on_meta.token_mapping_meta.no_lora_flag_cpu.tolist() == [False]
+    assert on_meta.token_mapping_meta.num_active_loras_cpu.tolist() == [MAX_LORAS + 1]
+
+
+def test_the_plugin_replaces_the_gpu_wrappers_metadata_on_cuda_only(wrapper, monkeypatch):
+    lora_metadata.register()
+    assert punica_gpu.PunicaWrapperGPU.update_metadata is vllm_update_metadata  # this machine has no GPU
+
+    monkeypatch.setattr(current_platform, "is_cuda_alike", lambda: True)
+    lora_metadata.register()
+    assert punica_gpu.PunicaWrapperGPU.update_metadata is lora_metadata.update_metadata
+
+    plugins = {entry.name: entry.value for entry in entry_points(group="vllm.general_plugins")}
+    assert plugins.get("kotae_lora_metadata") == "kotae.rag.lora_metadata:register"
