@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from vllm.utils.platform_utils import is_pin_memory_available
 
 if TYPE_CHECKING:
     from vllm.lora.layers import LoRAMapping
@@ -39,7 +40,7 @@ def _copy_to(target: torch.Tensor, values: np.ndarray) -> None:
     """`values` into `target` without waiting for the device: in the target's type, from pinned memory that
     the copy holds until it has run (a copy from pageable memory, or one that converts, may wait first)."""
     source = torch.from_numpy(values).to(target.dtype)
-    if target.is_cuda:
+    if target.is_cuda and is_pin_memory_available():
         source = source.pin_memory()
     target.copy_(source, non_blocking=True)
 

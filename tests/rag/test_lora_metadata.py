@@ -19,6 +19,8 @@ MAX_LORAS, TOKENS, VOCAB = 4, 512, 1000
 SLOT_IDS = [7, None, 3, 9]
 """The engine's adapter slots: the LoRA id each holds (slot 1 empty)."""
 
+vllm_update_metadata = punica_gpu.PunicaWrapperGPU.update_metadata
+
 META_FIELDS = [
     "token_lora_mapping",
     "token_indices_sorted_by_lora_ids",
@@ -48,9 +50,6 @@ def wrapper(monkeypatch: pytest.MonkeyPatch):
         return built
 
     return build
-
-
-vllm_update_metadata = punica_gpu.PunicaWrapperGPU.update_metadata
 
 
 def mapping(seed: int, lora_ids: list[int], rows: int) -> LoRAMapping:
