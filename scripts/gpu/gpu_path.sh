@@ -20,8 +20,10 @@
 # bitsandbytes eval), HTTP (0 skips step 4), OVERLAP (0 skips step 3), FLOOR (0 skips step 5), VARIANTS
 # (after everything else, the warm bf16 eval again under other settings: space-separated
 # "LABEL:VAR=VALUE[,VAR=VALUE]", e.g. "b256:KOTAE_EVAL_RETRIEVAL_BATCH=256", or "vllm-meta:VLLM_PLUGINS=none" for
-# vLLM's own LoRA metadata update, each into $R/variant-LABEL), SERVE_VARIANTS (the same for step 4's `kotae serve` alone, on step 4's prompts,
-# each into $R/serve-LABEL, e.g. "t16k:KOTAE_MAX_NUM_BATCHED_TOKENS=16384").
+# vLLM's own LoRA metadata update, each into $R/variant-LABEL), W4_VARIANTS (the same for the GPTQ W4A16
+# eval, e.g. "marlin:VLLM_DISABLED_KERNELS=MacheteLinearKernel", into $R/w4-variant-LABEL), SERVE_VARIANTS
+# (the same for step 4's `kotae serve` alone, on step 4's prompts, each into $R/serve-LABEL, e.g.
+# "t16k:KOTAE_MAX_NUM_BATCHED_TOKENS=16384").
 # Run python from outside the repository: there the source folder kotae/ would shadow the installed package.
 set -u
 export PYTHONPATH=/tmp/site VLLM_USE_FLASHINFER_SAMPLER=0 HF_HUB_OFFLINE=1 JAX_PLATFORMS=cpu PYTHONUNBUFFERED=1 \
@@ -96,9 +98,15 @@ if [ "${FLOOR:-1}" = 1 ]; then
     (IFS=, && export ${variant#*:} && floor "${variant%%:*}")
   done
 fi
-for variant in ${VARIANTS:-}; do
-  (IFS=, && export ${variant#*:} && seed "variant-${variant%%:*}" eval-adapter)
-done
+variants() {  # variants() PREFIX STAGE VARIANT...: STAGE again under each variant, into $R/PREFIX-LABEL
+  local prefix=$1 stage=$2 variant
+  shift 2
+  for variant in "$@"; do
+    (IFS=, && export ${variant#*:} && seed "$prefix-${variant%%:*}" "$stage")
+  done
+}
+variants variant eval-adapter ${VARIANTS:-}
+[ "${W4:-1}" = 1 ] && variants w4-variant eval-w4-adapter ${W4_VARIANTS:-}
 find "$KOTAE_HOME/cache/vllm" -maxdepth 3 -type d > "$R/cache-tree.txt" 2>&1
 du -sh "$KOTAE_HOME/cache/vllm" >> "$R/cache.txt" 2>&1
 # The overlap must not change an answer: 2.'s predictions against 3.'s.
