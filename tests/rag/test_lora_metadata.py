@@ -53,14 +53,12 @@ def wrapper(monkeypatch: pytest.MonkeyPatch):
 
 
 def mapping(seed: int, lora_ids: list[int], rows: int) -> LoRAMapping:
-    """A batch of `rows` sequences of random lengths, each with one of `lora_ids` (0: no adapter)."""
+    """A batch of `rows` sequences of random lengths, each with one of `lora_ids` (0: no adapter), built as
+    vLLM's input batch builds it: tuples of numpy integers."""
     generator = np.random.default_rng(seed)
-    sequence_ids = generator.choice(lora_ids, size=rows).tolist()
-    lengths = generator.integers(1, TOKENS // rows + 1, size=rows).tolist()
-    tokens = tuple(
-        lora_id for lora_id, length in zip(sequence_ids, lengths, strict=True) for _ in range(length)
-    )
-    return LoRAMapping(tokens, tuple(sequence_ids), is_prefill=True)
+    sequence_ids = generator.choice(np.array(lora_ids, dtype=np.int32), size=rows)
+    lengths = generator.integers(1, TOKENS // rows + 1, size=rows)
+    return LoRAMapping(tuple(sequence_ids.repeat(lengths)), tuple(sequence_ids), is_prefill=True)
 
 
 BATCHES = {
