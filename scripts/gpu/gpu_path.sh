@@ -44,6 +44,13 @@ seed() {  # seed() OUT STAGE...: one seed_table run into $R/OUT
     --adapter "$ADAPTER" --w4-model "$w4" --out "$R/$out" --stages "$@" > "$R/$out.log" 2>&1
   stamp "done $out (exit $?)"
 }
+each_variant() {  # each_variant() RUN VARIANT...: `RUN LABEL` under each "LABEL:VAR=VALUE[,VAR=VALUE]"
+  local run=$1 variant
+  shift
+  for variant in "$@"; do
+    (IFS=, && export ${variant#*:} && "$run" "${variant%%:*}")
+  done
+}
 stamp start
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader > "$R/gpu.txt"
 python3 -m kotae models pull > "$R/pull.log" 2>&1; stamp pulled
@@ -80,10 +87,8 @@ stages=(eval-adapter)
 seed warm "${stages[@]}"
 [ "${OVERLAP:-1}" = 1 ] && KOTAE_EVAL_RETRIEVAL_BATCH=0 seed no-overlap eval-adapter
 [ "${HTTP:-1}" = 1 ] && seed http prompts serve vllm
-for variant in ${SERVE_VARIANTS:-}; do
-  mkdir -p "$R/serve-${variant%%:*}" && cp "$R/http/prompts.jsonl" "$R/serve-${variant%%:*}/" &&
-    (IFS=, && export ${variant#*:} && seed "serve-${variant%%:*}" serve)
-done
+serve_again() { mkdir -p "$R/serve-$1" && cp "$R/http/prompts.jsonl" "$R/serve-$1/" && seed "serve-$1" serve; }
+each_variant serve_again ${SERVE_VARIANTS:-}
 floor() {  # floor() LABEL: benchmarks/engine_floor.py on step 4's prompts into $R/floor-LABEL
   stamp "start floor-$1"
   python3 "$repo/benchmarks/engine_floor.py" --prompts "$R/http/prompts.jsonl" --limit "$LIMIT" \
@@ -94,19 +99,12 @@ floor() {  # floor() LABEL: benchmarks/engine_floor.py on step 4's prompts into 
 if [ "${FLOOR:-1}" = 1 ]; then
   [ -f "$R/http/prompts.jsonl" ] || seed http prompts
   floor default
-  for variant in ${FLOOR_VARIANTS:-}; do
-    (IFS=, && export ${variant#*:} && floor "${variant%%:*}")
-  done
+  each_variant floor ${FLOOR_VARIANTS:-}
 fi
-variants() {  # variants() PREFIX STAGE VARIANT...: STAGE again under each variant, into $R/PREFIX-LABEL
-  local prefix=$1 stage=$2 variant
-  shift 2
-  for variant in "$@"; do
-    (IFS=, && export ${variant#*:} && seed "$prefix-${variant%%:*}" "$stage")
-  done
-}
-variants variant eval-adapter ${VARIANTS:-}
-[ "${W4:-1}" = 1 ] && variants w4-variant eval-w4-adapter ${W4_VARIANTS:-}
+eval_again() { seed "variant-$1" eval-adapter; }
+w4_eval_again() { seed "w4-variant-$1" eval-w4-adapter; }
+each_variant eval_again ${VARIANTS:-}
+[ "${W4:-1}" = 1 ] && each_variant w4_eval_again ${W4_VARIANTS:-}
 find "$KOTAE_HOME/cache/vllm" -maxdepth 3 -type d > "$R/cache-tree.txt" 2>&1
 du -sh "$KOTAE_HOME/cache/vllm" >> "$R/cache.txt" 2>&1
 # The overlap must not change an answer: 2.'s predictions against 3.'s.
