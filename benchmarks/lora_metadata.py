@@ -76,7 +76,7 @@ def main() -> None:
     vllm_update = punica_gpu.PunicaWrapperGPU.__dict__["update_metadata"]
     if vllm_update is lora_metadata.update_metadata:
         raise SystemExit("kotae's plugin already replaced vLLM's update: run with VLLM_PLUGINS= (none)")
-    work = device_work(device)
+    queue_work = partial(device_work(device), args.busy_ms)
     config = LoRAConfig(max_loras=1, max_lora_rank=64)
     wrapper = punica_gpu.PunicaWrapperGPU(65_536, 1024, device=device, lora_config=config)
     report: dict[str, object] = {
@@ -86,7 +86,6 @@ def main() -> None:
     for step, (rows, tokens) in STEPS.items():
         mapping = LoRAMapping((1,) * rows * tokens, (1,) * rows, is_prefill=True)
         for label, update in (("vllm", vllm_update), ("kotae", lora_metadata.update_metadata)):
-            queue_work = partial(work, args.busy_ms)
             measure(update, wrapper, mapping, queue_work, 2)  # warm-up
             report[f"{step}_{label}_ms"] = measure(update, wrapper, mapping, queue_work, args.repeat)
     args.out.parent.mkdir(parents=True, exist_ok=True)
