@@ -125,7 +125,7 @@ async def measure(args: argparse.Namespace) -> dict[str, object]:
     figures["profiled_s"] = time.perf_counter() - began
     await engine.stop_profile()
     engine.shutdown()
-    # One trace per process: the front end's holds no GPU work, the engine's does.
+    # The engine core's trace; should vLLM write others, the one that holds the GPU's work.
     traces = [read_trace(path) for path in sorted(profile_dir.glob("*.pt.trace.json*"))]
     if traces:
         profile, engine_trace = max(

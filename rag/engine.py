@@ -183,12 +183,18 @@ def gpu_engine_args(
 
 
 def profiler_args(profile_dir: Path | None) -> dict[str, object]:
-    """vLLM's torch profiler writing into `profile_dir` (none without it). Stack traces are left out: they
-    would multiply the trace's size and the profiled run's time."""
+    """vLLM's torch profiler writing the engine core's trace into `profile_dir` (none without it). Stack
+    traces are left out: they would multiply the trace's size and the profiled run's time. So is vLLM's
+    profiler of this process (its front end): it records every CPU op of kotae's own threads, and, started
+    and stopped from worker threads, it took the whole process down in some test runs."""
     if profile_dir is None:
         return {}
-    directory = str(profile_dir.resolve())
-    config = {"profiler": "torch", "torch_profiler_dir": directory, "torch_profiler_with_stack": False}
+    config = {
+        "profiler": "torch",
+        "torch_profiler_dir": str(profile_dir.resolve()),
+        "torch_profiler_with_stack": False,
+        "ignore_frontend": True,
+    }
     return {"profiler_config": config}
 
 
