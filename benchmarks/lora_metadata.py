@@ -2,8 +2,8 @@
 (`kotae.rag.lora_metadata`), on an eval's step shapes.
 
 On a GPU, each update is called while the device still runs earlier work (`--busy-ms` of it, as the previous
-step's kernels would be): vLLM's waits for that work to end, kotae's should not. On a CPU there is no queue,
-and the figures are the host's own work.
+step's kernels would be): vLLM's waits for that work to end, kotae's should not. `STEP_LABEL_busy_ms` says how
+long that work ran. On a CPU there is no queue, and the figures are the host's own work.
 
     python benchmarks/lora_metadata.py --out /tmp/r/lora-metadata.json
 """
@@ -28,38 +28,50 @@ STEPS = {"prefill": (90, 728), "decode": (980, 1)}
 """An eval's steps: 90 prompts of 728 tokens (65,520 tokens), then 980 sequences of one token each."""
 
 
-def device_work(device: torch.device) -> Callable[[float], None]:
-    """A function that queues about that many milliseconds of work on `device` (nothing on a CPU): a kernel
-    that spins, timed once here."""
+def device_work(device: torch.device) -> Callable[[float], Callable[[], float]]:
+    """A function that queues about that many milliseconds of work on `device` and returns how to read,
+    once the device is done, how long the work took there (nothing and 0 on a CPU): a kernel that spins,
+    timed here after a warm-up, so that the GPU's clock is up when its rate is taken."""
     if device.type != "cuda":
-        return lambda milliseconds: None
-    cycles = 10_000_000
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    torch.cuda._sleep(cycles)
-    end.record()
-    end.synchronize()
-    per_ms = cycles / start.elapsed_time(end)
-    return lambda milliseconds: torch.cuda._sleep(int(milliseconds * per_ms))
+        return lambda milliseconds: lambda: 0.0
+
+    def spin(cycles: int) -> Callable[[], float]:
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        torch.cuda._sleep(cycles)
+        end.record()
+
+        def took() -> float:
+            end.synchronize()
+            return start.elapsed_time(end)
+
+        return took
+
+    spin(10_000_000)()
+    cycles = 50_000_000
+    per_ms = cycles / spin(cycles)()
+    return lambda milliseconds: spin(int(milliseconds * per_ms))
 
 
 def measure(
     update: Callable[..., None],
     wrapper: punica_gpu.PunicaWrapperGPU,
     mapping: LoRAMapping,
-    queue_work: Callable[[], None],
+    queue_work: Callable[[], Callable[[], float]],
     repeat: int,
-) -> float:
-    """Median host milliseconds of one update made behind `queue_work`'s device work."""
-    times = []
+) -> tuple[float, float]:
+    """Median host milliseconds of one update made behind `queue_work`'s device work, and the median
+    milliseconds that work ran on the device."""
+    times, busy = [], []
     for _ in range(repeat):
         if torch.cuda.is_available():
             torch.cuda.synchronize()
-        queue_work()
+        queued = queue_work()
         began = time.perf_counter()
         update(wrapper, mapping, [1], 1, 262_144)
         times.append((time.perf_counter() - began) * 1e3)
-    return statistics.median(times)
+        busy.append(queued())
+    return statistics.median(times), statistics.median(busy)
 
 
 def main() -> None:
@@ -87,7 +99,9 @@ def main() -> None:
         mapping = LoRAMapping((1,) * rows * tokens, (1,) * rows, is_prefill=True)
         for label, update in (("vllm", vllm_update), ("kotae", lora_metadata.update_metadata)):
             measure(update, wrapper, mapping, queue_work, 2)  # warm-up
-            report[f"{step}_{label}_ms"] = measure(update, wrapper, mapping, queue_work, args.repeat)
+            took, busy = measure(update, wrapper, mapping, queue_work, args.repeat)
+            report[f"{step}_{label}_ms"] = took
+            report[f"{step}_{label}_busy_ms"] = busy
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(report, indent=2))

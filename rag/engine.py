@@ -14,6 +14,7 @@ import os
 import time
 import uuid
 from collections.abc import AsyncIterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ from kotae.rag.engine_protocol import Completion, Delta, EngineDead, OnDone, Sam
 from kotae.rag.gpu_memory import plan_gpu_memory
 from kotae.rag.loop_guard import LoopGuard
 from kotae.rag.scheduler_limits import SchedulerLimits, Workload, scheduler_limits
+from kotae.rag.stop_tokens import StopTokens
 from kotae.rag.token_counter import TokenCounter
 
 if TYPE_CHECKING:
@@ -50,7 +52,10 @@ class LoadedAdapter:
     loaded_at: float = field(default_factory=time.time)
 
 
-def _sampling_params(sampling: Sampling, output_kind: "RequestOutputKind") -> "SamplingParams":
+def _sampling_params(
+    sampling: Sampling, output_kind: "RequestOutputKind", stop_tokens: StopTokens | None
+) -> "SamplingParams":
+    """vLLM's parameters for `sampling`, with `stop_tokens` beside its stop strings where they serve them."""
     from vllm import SamplingParams
 
     return SamplingParams(
@@ -58,16 +63,26 @@ def _sampling_params(sampling: Sampling, output_kind: "RequestOutputKind") -> "S
         temperature=sampling.temperature,
         top_p=sampling.top_p,
         stop=list(sampling.stop),
+        stop_token_ids=list(stop_tokens.texts) if stop_tokens and stop_tokens.serve(sampling.stop) else None,
         seed=sampling.seed,
         output_kind=output_kind,
     )
 
 
-def _finished_completion(output: "RequestOutput") -> Completion:
-    """A finished output through the loop guard: cut where `stream` would have stopped it."""
+def _answer_text(output: "RequestOutput", sampling: Sampling, stop_tokens: StopTokens | None) -> str:
+    """The text of `output`'s answer as the stop strings alone would have ended it."""
+    choice = output.outputs[0]
+    if stop_tokens is None or not output.finished:
+        return choice.text
+    return stop_tokens.text(choice.text, choice.stop_reason, sampling.stop)
+
+
+def _finished_completion(output: "RequestOutput", text: str) -> Completion:
+    """A finished output with its answer `text` through the loop guard: cut where `stream` would have
+    stopped it."""
     choice = output.outputs[0]
     guard = LoopGuard()
-    guard.feed(choice.text)
+    guard.feed(text)
     return Completion(
         text=guard.text,
         prompt_tokens=len(output.prompt_token_ids or ()),
@@ -84,6 +99,12 @@ LORA_KERNEL_CONFIGS = Path(__file__).parent / "lora_kernel_configs"
 VLLM_CACHE_ROOT = "VLLM_CACHE_ROOT"
 _cache_roots_set: set[str] = set()
 """The cache roots this process set itself: a later engine of another `home` moves it; a user's stays."""
+
+
+def _read_stop_tokens(tokenizer: str) -> StopTokens:
+    from transformers import AutoTokenizer
+
+    return StopTokens.of(AutoTokenizer.from_pretrained(tokenizer))
 
 
 def vllm_cache_root(settings: Settings) -> Path:
@@ -217,6 +238,9 @@ class VLLMLaunch:
     model_name: str
     max_lora_rank: int
     model_path: Path
+    stop_tokens: "Future[StopTokens]"
+    """The answer stops' tokens (`kotae.rag.stop_tokens`), read from the tokenizer's whole vocabulary in a
+    thread of their own while the engine launches."""
 
     def launch(self) -> "VLLMEngine":
         """Start the engine core and wait until it is ready."""
@@ -226,7 +250,14 @@ class VLLMLaunch:
         llm = AsyncLLM.from_vllm_config(
             self.config, usage_context=UsageContext.OPENAI_API_SERVER, disable_log_stats=False
         )
-        return VLLMEngine(llm, self.model_name, self.max_lora_rank, self.model_path)
+        try:
+            stop_tokens = self.stop_tokens.result()  # read by now: the engine core took longer
+        except Exception as error:  # an answer can stop on its stop strings alone
+            logger.warning(
+                "answers stop on stop strings alone: the stop tokens could not be read (%s)", error
+            )
+            stop_tokens = None
+        return VLLMEngine(llm, self.model_name, self.max_lora_rank, self.model_path, stop_tokens)
 
 
 class VLLMEngine:
@@ -240,7 +271,12 @@ class VLLMEngine:
     kind = "vllm"
 
     def __init__(
-        self, llm: "AsyncLLM", model_name: str, max_lora_rank: int, model_path: Path | None = None
+        self,
+        llm: "AsyncLLM",
+        model_name: str,
+        max_lora_rank: int,
+        model_path: Path | None = None,
+        stop_tokens: StopTokens | None = None,
     ) -> None:
         self._llm: AsyncLLM | None = llm
         self.model_name = model_name
@@ -253,6 +289,8 @@ class VLLMEngine:
         self._retired: set[int] = set()
         self._adapter_lock = asyncio.Lock()
         self.count_tokens = TokenCounter(llm.get_tokenizer())
+        self._stop_tokens = stop_tokens
+        """Handed to vLLM beside the answer stops (`kotae.rag.stop_tokens`); None: the stop strings alone."""
 
     @classmethod
     def configure(
@@ -307,7 +345,10 @@ class VLLMEngine:
         # 2,048 tokens per step, its own OpenAI server up to 1,024 and 8,192–16,384 on large GPUs.
         # kotae's unset limits (always so on a CPU) take the server's defaults.
         config = args.create_engine_config(UsageContext.OPENAI_API_SERVER)
-        return VLLMLaunch(config, served_name or model.name, settings.max_lora_rank, model)
+        reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kotae-stop-tokens")
+        stop_tokens = reader.submit(_read_stop_tokens, config.model_config.tokenizer)
+        reader.shutdown(wait=False)
+        return VLLMLaunch(config, served_name or model.name, settings.max_lora_rank, model, stop_tokens)
 
     # -- generation -----------------------------------------------------------------------------
 
@@ -318,7 +359,7 @@ class VLLMEngine:
         from vllm.sampling_params import RequestOutputKind
 
         self._raise_if_dead()
-        params = _sampling_params(sampling, RequestOutputKind.CUMULATIVE)
+        params = _sampling_params(sampling, RequestOutputKind.CUMULATIVE, self._stop_tokens)
         started = time.perf_counter()
         first_token_s: float | None = None
         guard = LoopGuard()
@@ -327,7 +368,7 @@ class VLLMEngine:
                 choice = output.outputs[0]
                 if first_token_s is None and choice.token_ids:
                     first_token_s = time.perf_counter() - started
-                if text := guard.feed(choice.text):
+                if text := guard.feed(_answer_text(output, sampling, self._stop_tokens)):
                     yield Delta(text)
                 if guard.looping or output.finished:
                     reason = "repetition" if guard.looping else (choice.finish_reason or "stop")
@@ -365,7 +406,7 @@ class VLLMEngine:
 
         self._raise_if_dead()
         lora = self._lora_for(adapter)
-        params = _sampling_params(sampling, RequestOutputKind.FINAL_ONLY)
+        params = _sampling_params(sampling, RequestOutputKind.FINAL_ONLY, self._stop_tokens)
         tokenized = await asyncio.to_thread(self._tokens_prompts, prompts)
 
         async def one(prompt: "TokensPrompt") -> Completion:
@@ -377,7 +418,7 @@ class VLLMEngine:
                 raise EngineDead("the engine ended a request without a result")
             if on_done:
                 on_done()
-            return _finished_completion(final)
+            return _finished_completion(final, _answer_text(final, sampling, self._stop_tokens))
 
         return list(await asyncio.gather(*(one(p) for p in tokenized)))
 

@@ -14,6 +14,7 @@ def test_it_reports_both_updates_for_prefill_and_decode_steps(tmp_path, monkeypa
     run_script("lora_metadata", ["--out", str(out), "--repeat", "1"], monkeypatch)
     report = json.loads(out.read_text(encoding="utf-8"))
     assert report["device"] == "cpu" and report["busy_ms"] == 0
-    timed = {key for key in report if key.endswith("_ms") and key != "busy_ms"}
-    assert timed == {f"{step}_{label}_ms" for step in ("prefill", "decode") for label in ("vllm", "kotae")}
-    assert all(report[key] > 0 for key in timed)
+    runs = [f"{step}_{label}" for step in ("prefill", "decode") for label in ("vllm", "kotae")]
+    timed = {f"{run}_ms" for run in runs} | {f"{run}_busy_ms" for run in runs}
+    assert set(report) == {"device", "busy_ms", *timed}
+    assert all(report[f"{run}_ms"] > 0 and report[f"{run}_busy_ms"] == 0 for run in runs)

@@ -22,7 +22,7 @@ from engine_marker import engine_fixture
 from kotae.core.config import Settings
 from kotae.models.testing import build_tiny_gemma
 from kotae.rag.engine import VLLMEngine
-from kotae.rag.engine_protocol import Completion, Sampling
+from kotae.rag.engine_protocol import ANSWER_STOPS, Completion, Sampling
 
 TOPICS = ["富士山", "琵琶湖", "利根川", "屋久島", "札幌", "奈良", "東京", "大阪", "京都", "沖縄"]
 PROMPTS = [
@@ -30,6 +30,8 @@ PROMPTS = [
 ]
 """Each longer than the one before, so that an answer's prompt token count tells whose answer it is."""
 SAMPLING = Sampling(max_tokens=32)
+BLANK_LINE_TOKEN = 108
+"""Gemma 3's token for a blank line."""
 
 
 @dataclass
@@ -65,6 +67,8 @@ class Answers:
     """Calls of that call's `on_done`."""
     handed_to_vllm: list[Any]
     """What that call handed vLLM's `generate` as prompts."""
+    params_to_vllm: list[Any]
+    """And as sampling parameters."""
 
 
 @pytest.fixture(scope="module")
@@ -79,18 +83,20 @@ def answers(served: EngineOnLoop) -> Answers:
             alone.append((streamed, batched))
         done: list[int] = []
         handed: list[Any] = []
+        params: list[Any] = []
         generate = engine._llm.generate  # type: ignore[union-attr]
 
-        def recording(prompt: Any, *args: Any, **kwargs: Any) -> Any:
+        def recording(prompt: Any, sampling_params: Any, *args: Any, **kwargs: Any) -> Any:
             handed.append(prompt)
-            return generate(prompt, *args, **kwargs)
+            params.append(sampling_params)
+            return generate(prompt, sampling_params, *args, **kwargs)
 
         engine._llm.generate = recording  # type: ignore[union-attr, method-assign]
         try:
             together = await engine.complete_many(PROMPTS, SAMPLING, on_done=lambda: done.append(1))
         finally:
             del engine._llm.generate  # type: ignore[union-attr]
-        return Answers(alone, together, len(done), handed)
+        return Answers(alone, together, len(done), handed, params)
 
     return served.loop.run_until_complete(ask())
 
@@ -120,6 +126,13 @@ def test_a_batch_reaches_vllm_as_the_token_ids_vllm_would_have_made(answers: Ans
     assert [prompt["prompt"] for prompt in handed] == PROMPTS
     lengths = [len(prompt["prompt_token_ids"]) for prompt in handed]
     assert lengths == [streamed.prompt_tokens for streamed, _ in answers.alone]
+
+
+def test_a_batch_stops_at_stop_tokens_in_vllms_engine_core(answers: Answers) -> None:
+    # Read while the engine launched (`kotae.rag.stop_tokens`, whose tests check that answers stay the same).
+    for params in answers.params_to_vllm:
+        assert params.stop == list(ANSWER_STOPS)
+        assert BLANK_LINE_TOKEN in params.stop_token_ids
 
 
 def test_a_profiled_batch_leaves_vllms_trace(served: EngineOnLoop, answers: Answers) -> None:
