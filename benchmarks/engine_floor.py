@@ -4,6 +4,8 @@ The prompts are those `seed_table.py`'s `prompts` stage wrote (kotae's retrieval
 vLLM engine, started as `kotae eval` starts it (batch workload), answers them all at once:
 
   full      with the adapter, the eval's sampling (greedy, --max-tokens)
+  strings   the same, ended by the stop strings alone, without kotae's stop tokens (`kotae.rag.stop_tokens`):
+            its answers must be full's (`strings_same_answers`)
   prefill   with the adapter, one new token each: the prompts' prefill alone
   base      without the adapter, one new token each: what the LoRA costs the prefill
   profiled  `full` again under vLLM's torch profiler (slower): the GPU's busy share of the wall, the
@@ -106,18 +108,25 @@ async def measure(args: argparse.Namespace) -> dict[str, object]:
     await engine.load_adapter(args.adapter, settings.adapter_dir / args.adapter)
     figures: dict[str, object] = {"prompts": len(prompts), "start_s": time.perf_counter() - started}
     await engine.complete_many(prompts[:64], Sampling(max_tokens=args.max_tokens), args.adapter)  # warm-up
+    stop_tokens = engine.stop_tokens
     runs = {
-        "full": (Sampling(max_tokens=args.max_tokens), args.adapter),
-        "prefill": (Sampling(max_tokens=1), args.adapter),
-        "base": (Sampling(max_tokens=1), None),
-        "full_again": (Sampling(max_tokens=args.max_tokens), args.adapter),
+        "full": (Sampling(max_tokens=args.max_tokens), args.adapter, stop_tokens),
+        "strings": (Sampling(max_tokens=args.max_tokens), args.adapter, None),
+        "prefill": (Sampling(max_tokens=1), args.adapter, stop_tokens),
+        "base": (Sampling(max_tokens=1), None, stop_tokens),
+        "full_again": (Sampling(max_tokens=args.max_tokens), args.adapter, stop_tokens),
     }
-    for label, (sampling, adapter) in runs.items():
+    answers = {}
+    for label, (sampling, adapter, stops) in runs.items():
+        engine.stop_tokens = stops
         await engine.reset_prefix_cache()
         began = time.perf_counter()
         completions = await engine.complete_many(prompts, sampling, adapter)
         figures[f"{label}_s"] = time.perf_counter() - began
         figures[f"{label}_new_tokens"] = sum(c.completion_tokens for c in completions)
+        answers[label] = [c.text for c in completions]
+    engine.stop_tokens = stop_tokens
+    figures["strings_same_answers"] = answers["strings"] == answers["full"]
     await engine.reset_prefix_cache()
     await engine.start_profile()
     began = time.perf_counter()

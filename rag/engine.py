@@ -289,8 +289,9 @@ class VLLMEngine:
         self._retired: set[int] = set()
         self._adapter_lock = asyncio.Lock()
         self.count_tokens = TokenCounter(llm.get_tokenizer())
-        self._stop_tokens = stop_tokens
-        """Handed to vLLM beside the answer stops (`kotae.rag.stop_tokens`); None: the stop strings alone."""
+        self.stop_tokens = stop_tokens
+        """Handed to vLLM beside the answer stops (`kotae.rag.stop_tokens`); None: the stop strings alone
+        (a benchmark compares the two)."""
 
     @classmethod
     def configure(
@@ -359,7 +360,8 @@ class VLLMEngine:
         from vllm.sampling_params import RequestOutputKind
 
         self._raise_if_dead()
-        params = _sampling_params(sampling, RequestOutputKind.CUMULATIVE, self._stop_tokens)
+        stop_tokens = self.stop_tokens
+        params = _sampling_params(sampling, RequestOutputKind.CUMULATIVE, stop_tokens)
         started = time.perf_counter()
         first_token_s: float | None = None
         guard = LoopGuard()
@@ -368,7 +370,7 @@ class VLLMEngine:
                 choice = output.outputs[0]
                 if first_token_s is None and choice.token_ids:
                     first_token_s = time.perf_counter() - started
-                if text := guard.feed(_answer_text(output, sampling, self._stop_tokens)):
+                if text := guard.feed(_answer_text(output, sampling, stop_tokens)):
                     yield Delta(text)
                 if guard.looping or output.finished:
                     reason = "repetition" if guard.looping else (choice.finish_reason or "stop")
@@ -406,7 +408,8 @@ class VLLMEngine:
 
         self._raise_if_dead()
         lora = self._lora_for(adapter)
-        params = _sampling_params(sampling, RequestOutputKind.FINAL_ONLY, self._stop_tokens)
+        stop_tokens = self.stop_tokens
+        params = _sampling_params(sampling, RequestOutputKind.FINAL_ONLY, stop_tokens)
         tokenized = await asyncio.to_thread(self._tokens_prompts, prompts)
 
         async def one(prompt: "TokensPrompt") -> Completion:
@@ -418,7 +421,7 @@ class VLLMEngine:
                 raise EngineDead("the engine ended a request without a result")
             if on_done:
                 on_done()
-            return _finished_completion(final, _answer_text(final, sampling, self._stop_tokens))
+            return _finished_completion(final, _answer_text(final, sampling, stop_tokens))
 
         return list(await asyncio.gather(*(one(p) for p in tokenized)))
 
