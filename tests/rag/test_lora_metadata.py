@@ -97,8 +97,9 @@ def test_nothing_is_read_back_from_the_device(wrapper):
 
 
 def test_the_plugin_replaces_the_gpu_wrappers_metadata_on_cuda_only(wrapper, monkeypatch):
+    monkeypatch.setattr(current_platform, "is_cuda_alike", lambda: False)
     lora_metadata.register()
-    assert punica_gpu.PunicaWrapperGPU.update_metadata is vllm_update_metadata  # this machine has no GPU
+    assert punica_gpu.PunicaWrapperGPU.update_metadata is vllm_update_metadata
 
     monkeypatch.setattr(current_platform, "is_cuda_alike", lambda: True)
     lora_metadata.register()
