@@ -110,15 +110,15 @@ async def measure(args: argparse.Namespace) -> dict[str, object]:
     await engine.complete_many(prompts[:64], Sampling(max_tokens=args.max_tokens), args.adapter)  # warm-up
     stop_tokens = engine.stop_tokens
     runs = {
-        "full": (Sampling(max_tokens=args.max_tokens), args.adapter, stop_tokens),
-        "strings": (Sampling(max_tokens=args.max_tokens), args.adapter, None),
-        "prefill": (Sampling(max_tokens=1), args.adapter, stop_tokens),
-        "base": (Sampling(max_tokens=1), None, stop_tokens),
-        "full_again": (Sampling(max_tokens=args.max_tokens), args.adapter, stop_tokens),
+        "full": (Sampling(max_tokens=args.max_tokens), args.adapter),
+        "strings": (Sampling(max_tokens=args.max_tokens), args.adapter),
+        "prefill": (Sampling(max_tokens=1), args.adapter),
+        "base": (Sampling(max_tokens=1), None),
+        "full_again": (Sampling(max_tokens=args.max_tokens), args.adapter),
     }
     answers = {}
-    for label, (sampling, adapter, stops) in runs.items():
-        engine.stop_tokens = stops
+    for label, (sampling, adapter) in runs.items():
+        engine.stop_tokens = None if label == "strings" else stop_tokens
         await engine.reset_prefix_cache()
         began = time.perf_counter()
         completions = await engine.complete_many(prompts, sampling, adapter)
