@@ -16,6 +16,7 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import torch
 from vllm.config.lora import LoRAConfig
 from vllm.lora.layers import LoRAMapping
@@ -96,7 +97,9 @@ def main() -> None:
         "busy_ms": args.busy_ms if device.type == "cuda" else 0,
     }
     for step, (rows, tokens) in STEPS.items():
-        mapping = LoRAMapping((1,) * rows * tokens, (1,) * rows, is_prefill=True)
+        # As vLLM's input batch builds it: tuples of numpy integers, one LoRA id per request, repeated.
+        lora_ids = np.ones(rows, dtype=np.int64)
+        mapping = LoRAMapping(tuple(lora_ids.repeat(tokens)), tuple(lora_ids), is_prefill=True)
         for label, update in (("vllm", vllm_update), ("kotae", lora_metadata.update_metadata)):
             measure(update, wrapper, mapping, queue_work, 2)  # warm-up
             took, busy = measure(update, wrapper, mapping, queue_work, args.repeat)

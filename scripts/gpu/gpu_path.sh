@@ -10,7 +10,7 @@
 #      (benchmarks/engine_floor.py, into $R/floor-default; FLOOR_VARIANTS as VARIANTS, into $R/floor-LABEL).
 # Every engine runs with kotae's defaults: scheduler limits by workload, GPU memory sized to the model (the
 # plan is written to memory-plan.txt before the first start; benchmarks/lora_metadata.py's figures to
-# lora-metadata.json). Reports go to $R (default /tmp/r);
+# lora-metadata.json, its tests on this vLLM to lora-metadata-tests.log). Reports go to $R (default /tmp/r);
 # `times.txt` stamps each step, `progress.log` says what runs now. Run it detached and keep a call alive
 # while it works (the machine goes back 30 s after a call ends):
 #   setsid nohup bash scripts/gpu/gpu_path.sh "$PWD" > /tmp/gpu_path.log 2>&1 &
@@ -77,6 +77,9 @@ PY
 # vLLM's LoRA metadata update against kotae's plugin, each behind 50 ms of queued GPU work.
 python3 "$repo/benchmarks/lora_metadata.py" --out "$R/lora-metadata.json" > "$R/lora-metadata.log" 2>&1
 stamp "lora-metadata (exit $?)"
+# The plugin's tensors against vLLM 0.26's own, where pytest is installed.
+python3 -m pytest -q -p no:cacheprovider "$repo/tests/rag/test_lora_metadata.py" > "$R/lora-metadata-tests.log" 2>&1
+stamp "lora-metadata tests (exit $?)"
 rm -rf "$KOTAE_HOME/cache/vllm"  # the next engine start is the first one
 seed cold eval-adapter
 du -sh "$KOTAE_HOME/cache/vllm" > "$R/cache.txt" 2>&1
