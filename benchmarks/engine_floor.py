@@ -6,6 +6,8 @@ vLLM engine, started as `kotae eval` starts it (batch workload), answers them al
   full      with the adapter, the eval's sampling (greedy, --max-tokens)
   strings   the same, ended by the stop strings alone, without kotae's stop tokens (`kotae.rag.stop_tokens`):
             its answers must be full's (`strings_same_answers`)
+  loops     the same, with looping answers generated to --max-tokens before the loop guard cuts them,
+            without the engine core's loop stop (`kotae.rag.loop_guard`): the same (`loops_same_answers`)
   prefill   with the adapter, one new token each: the prompts' prefill alone
   base      without the adapter, one new token each: what the LoRA costs the prefill
   profiled  `full` again under vLLM's torch profiler (slower): the GPU's busy share of the wall, the
@@ -108,29 +110,35 @@ async def measure(args: argparse.Namespace) -> dict[str, object]:
     await engine.load_adapter(args.adapter, settings.adapter_dir / args.adapter)
     figures: dict[str, object] = {"prompts": len(prompts), "start_s": time.perf_counter() - started}
     await engine.complete_many(prompts[:64], Sampling(max_tokens=args.max_tokens), args.adapter)  # warm-up
-    stop_tokens = engine.stop_tokens
-    runs = {
-        "full": (Sampling(max_tokens=args.max_tokens), args.adapter),
-        "strings": (Sampling(max_tokens=args.max_tokens), args.adapter),
-        "prefill": (Sampling(max_tokens=1), args.adapter),
-        "base": (Sampling(max_tokens=1), None),
-        "full_again": (Sampling(max_tokens=args.max_tokens), args.adapter),
+    answering = Sampling(max_tokens=args.max_tokens)
+    # label: (sampling, adapter, the engine's early stops set aside for the run)
+    runs: dict[str, tuple[Sampling, str | None, dict[str, object]]] = {
+        "full": (answering, args.adapter, {}),
+        "strings": (answering, args.adapter, {"stop_tokens": None}),
+        "loops": (answering, args.adapter, {"ends_loops": False}),
+        "prefill": (Sampling(max_tokens=1), args.adapter, {}),
+        "base": (Sampling(max_tokens=1), None, {}),
+        "full_again": (answering, args.adapter, {}),
     }
     answers = {}
-    for label, (sampling, adapter) in runs.items():
-        engine.stop_tokens = None if label == "strings" else stop_tokens
+    for label, (sampling, adapter, aside) in runs.items():
+        kept = {name: getattr(engine, name) for name in aside}
+        for name, value in aside.items():
+            setattr(engine, name, value)
         await engine.reset_prefix_cache()
         began = time.perf_counter()
         completions = await engine.complete_many(prompts, sampling, adapter)
         figures[f"{label}_s"] = time.perf_counter() - began
         figures[f"{label}_new_tokens"] = sum(c.completion_tokens for c in completions)
         answers[label] = [c.text for c in completions]
-    engine.stop_tokens = stop_tokens
-    figures["strings_same_answers"] = answers["strings"] == answers["full"]
+        for name, value in kept.items():
+            setattr(engine, name, value)
+    for label in ("strings", "loops"):
+        figures[f"{label}_same_answers"] = answers[label] == answers["full"]
     await engine.reset_prefix_cache()
     await engine.start_profile()
     began = time.perf_counter()
-    await engine.complete_many(prompts, runs["full"][0], args.adapter)
+    await engine.complete_many(prompts, answering, args.adapter)
     figures["profiled_s"] = time.perf_counter() - began
     await engine.stop_profile()
     engine.shutdown()

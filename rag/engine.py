@@ -25,7 +25,7 @@ from kotae.core.errors import KotaeError
 from kotae.rag.engine_process import launch_engine_cores_from_fork_server
 from kotae.rag.engine_protocol import Completion, Delta, EngineDead, OnDone, Sampling, adapter_record
 from kotae.rag.gpu_memory import plan_gpu_memory
-from kotae.rag.loop_guard import LoopGuard
+from kotae.rag.loop_guard import ENGINE_LOOP_COPIES, ENGINE_LOOP_MAX_PATTERN, LoopGuard
 from kotae.rag.scheduler_limits import SchedulerLimits, Workload, scheduler_limits
 from kotae.rag.stop_tokens import StopTokens
 from kotae.rag.token_counter import TokenCounter
@@ -53,11 +53,17 @@ class LoadedAdapter:
 
 
 def _sampling_params(
-    sampling: Sampling, output_kind: "RequestOutputKind", stop_tokens: StopTokens | None
+    sampling: Sampling,
+    output_kind: "RequestOutputKind",
+    stop_tokens: StopTokens | None,
+    ends_loops: bool,
 ) -> "SamplingParams":
-    """vLLM's parameters for `sampling`, with `stop_tokens` beside its stop strings where they serve them."""
+    """vLLM's parameters for `sampling`, with `stop_tokens` beside its stop strings where they serve them,
+    and, with `ends_loops`, the engine core's repetition detection set as the loop guard needs it."""
     from vllm import SamplingParams
+    from vllm.sampling_params import RepetitionDetectionParams
 
+    loops = RepetitionDetectionParams(max_pattern_size=ENGINE_LOOP_MAX_PATTERN, min_count=ENGINE_LOOP_COPIES)
     return SamplingParams(
         max_tokens=sampling.max_tokens,
         temperature=sampling.temperature,
@@ -66,6 +72,7 @@ def _sampling_params(
         stop_token_ids=list(stop_tokens.texts) if stop_tokens and stop_tokens.serve(sampling.stop) else None,
         seed=sampling.seed,
         output_kind=output_kind,
+        repetition_detection=loops if ends_loops else None,
     )
 
 
@@ -292,6 +299,10 @@ class VLLMEngine:
         self.stop_tokens = stop_tokens
         """Handed to vLLM beside the answer stops (`kotae.rag.stop_tokens`); None: the stop strings alone
         (a benchmark compares the two)."""
+        self.ends_loops = True
+        """The engine core ends an answer once its tokens loop (`kotae.rag.loop_guard.ENGINE_LOOP_COPIES`):
+        the loop guard's answer in fewer tokens. False: the batch path generates a looping answer to
+        `max_tokens` before the guard cuts it (a benchmark compares the two)."""
 
     @classmethod
     def configure(
@@ -361,7 +372,7 @@ class VLLMEngine:
 
         self._raise_if_dead()
         stop_tokens = self.stop_tokens
-        params = _sampling_params(sampling, RequestOutputKind.CUMULATIVE, stop_tokens)
+        params = _sampling_params(sampling, RequestOutputKind.CUMULATIVE, stop_tokens, self.ends_loops)
         started = time.perf_counter()
         first_token_s: float | None = None
         guard = LoopGuard()
@@ -402,14 +413,14 @@ class VLLMEngine:
         Each answer comes back once, finished: streaming a thousand answers token by token costs a
         Python wake-up per token and request. The loop guard then cuts each text where `stream` would
         have stopped it (greedy decoding generates the same text either way); only the token count
-        differs, since `stream` stops generating there.
+        differs, since `stream` stops generating there and the engine core a few copies of the loop later.
         """
         from vllm.sampling_params import RequestOutputKind
 
         self._raise_if_dead()
         lora = self._lora_for(adapter)
         stop_tokens = self.stop_tokens
-        params = _sampling_params(sampling, RequestOutputKind.FINAL_ONLY, stop_tokens)
+        params = _sampling_params(sampling, RequestOutputKind.FINAL_ONLY, stop_tokens, self.ends_loops)
         tokenized = await asyncio.to_thread(self._tokens_prompts, prompts)
 
         async def one(prompt: "TokensPrompt") -> Completion:

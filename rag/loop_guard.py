@@ -1,7 +1,9 @@
 """The loop guard: a small base model often repeats a phrase until `max_tokens` ("東京都、東京都、…").
 
 `cut_repetition` trims a finished text; `LoopGuard` watches a text as it is generated and stops it at the
-first character where its tail loops.
+first character where its tail loops. vLLM's engine core can also end a request whose tokens loop (its
+repetition detection); `ENGINE_LOOP_COPIES` and `ENGINE_LOOP_MAX_PATTERN` set it so that it ends a loop only
+after the guard has cut the text, which then stays the guard's.
 """
 
 MIN_REPEATS = 3
@@ -10,6 +12,14 @@ MIN_SPAN = 8
 """Characters those copies must cover: 「ははは」 or 「1111」 is text, not a loop."""
 MAX_PERIOD = 80
 """Longest unit looked for."""
+ENGINE_LOOP_COPIES = max(MIN_REPEATS, MIN_SPAN)
+"""Back-to-back copies of one token pattern after which the engine core ends a request. Each copy's text
+holds a character at least, so the text then holds `MIN_REPEATS` copies or more over `MIN_SPAN` characters
+or more: the guard has cut it before the last of them. (A pattern of tokens without text, such as special
+tokens, is the exception, and so is a stop string of the request's own that begins inside the last copy.)"""
+ENGINE_LOOP_MAX_PATTERN = 8
+"""Longest token pattern the engine core looks for: at `ENGINE_LOOP_COPIES` copies, the longest that fits an
+answer of 64 tokens. Eight tokens of text stay under `MAX_PERIOD` characters, as the guard needs."""
 
 
 def cut_repetition(text: str) -> str:

@@ -6,7 +6,8 @@
 #      without the adapter (what the LoRA costs), then GPTQ W4A16 + adapter, then bitsandbytes NF4 + adapter,
 #   3. the same bf16 eval without the overlap (KOTAE_EVAL_RETRIEVAL_BATCH=0): its answers must equal 2.'s,
 #   4. `kotae serve` under 64 clients against vLLM's own OpenAI server on the same prompts,
-#   5. the engine alone on those prompts, with and without the adapter and kotae's stop tokens, then profiled
+#   5. the engine alone on those prompts, with and without the adapter, kotae's stop tokens and the engine's
+#      loop stop, then profiled
 #      (benchmarks/engine_floor.py, into $R/floor-default; FLOOR_VARIANTS as VARIANTS, into $R/floor-LABEL).
 # Every engine runs with kotae's defaults: scheduler limits by workload, GPU memory sized to the model (the
 # plan is written to memory-plan.txt before the first start; benchmarks/lora_metadata.py's figures to

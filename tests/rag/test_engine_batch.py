@@ -1,5 +1,6 @@
 """The batch path (`complete_many`, one finished output per request) answers as the streaming path does:
-same text, token counts and finish reasons, on a tiny random model whose answers often loop.
+same text, token counts and finish reasons, on a tiny random model whose answers often loop. The engine
+core's loop stop leaves each answer as the loop guard cut it, in fewer tokens.
 
 A random model's greedy text depends on which requests share its batches (their sums round differently),
 so the two paths are compared on batches of the same composition: one request at a time. A batch of many
@@ -61,6 +62,8 @@ def served(tmp_path_factory) -> Iterator[EngineOnLoop]:
 class Answers:
     alone: list[tuple[Completion, Completion]]
     """Each prompt on its own, streamed then batched."""
+    loops_generated: list[Completion]
+    """Each prompt on its own, batched, with the engine core's loop stop off."""
     together: list[Completion]
     """All prompts in one `complete_many` call."""
     done_calls: int
@@ -81,6 +84,11 @@ def answers(served: EngineOnLoop) -> Answers:
             streamed = await engine.complete(prompt, SAMPLING)
             [batched] = await engine.complete_many([prompt], SAMPLING)
             alone.append((streamed, batched))
+        engine.ends_loops = False
+        try:
+            loops_generated = [(await engine.complete_many([prompt], SAMPLING))[0] for prompt in PROMPTS]
+        finally:
+            engine.ends_loops = True
         done: list[int] = []
         handed: list[Any] = []
         params: list[Any] = []
@@ -96,7 +104,7 @@ def answers(served: EngineOnLoop) -> Answers:
             together = await engine.complete_many(PROMPTS, SAMPLING, on_done=lambda: done.append(1))
         finally:
             del engine._llm.generate  # type: ignore[union-attr]
-        return Answers(alone, together, len(done), handed, params)
+        return Answers(alone, loops_generated, together, len(done), handed, params)
 
     return served.loop.run_until_complete(ask())
 
@@ -107,6 +115,16 @@ def test_complete_many_matches_stream(answers: Answers) -> None:
     assert [c.finish_reason for c in batched] == [c.finish_reason for c in streamed]
     assert [c.prompt_tokens for c in batched] == [c.prompt_tokens for c in streamed]
     assert any(c.text for c in batched)
+
+
+def test_the_engine_core_ends_looping_answers_where_the_guard_had_cut_them(answers: Answers) -> None:
+    ended = [batched for _, batched in answers.alone]
+    generated = answers.loops_generated
+    assert [c.text for c in ended] == [c.text for c in generated]
+    assert [c.finish_reason for c in ended] == [c.finish_reason for c in generated]
+    saved = [g.completion_tokens - e.completion_tokens for e, g in zip(ended, generated, strict=True)]
+    assert min(saved) >= 0
+    assert max(saved) > 0, "no answer looped: the test's model no longer exercises the loop stop"
 
 
 def test_a_batch_of_many_gives_each_request_its_own_finished_answer(answers: Answers) -> None:
