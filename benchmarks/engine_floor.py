@@ -13,7 +13,8 @@ vLLM engine, started as `kotae eval` starts it (batch workload), answers them al
   profiled  `full` again under vLLM's torch profiler (slower): the GPU's busy share of the wall, the
             kernels it ran longest, and the host's time inside and between the engine's steps
 
-The prefix cache is emptied before each run, so every run prefills as the eval does.
+The prefix cache is emptied before each run, so every run prefills as the eval does. `--runs` picks some
+(a CPU is slow for all); `--adapter none` answers with the base model throughout.
 
     python benchmarks/engine_floor.py --prompts /tmp/r/http/prompts.jsonl --out /tmp/r/engine-floor
 """
@@ -26,6 +27,8 @@ import time
 from collections import Counter
 from itertools import pairwise
 from pathlib import Path
+
+from kotae.rag.engine_protocol import Sampling
 
 KERNEL_CATEGORIES = {"kernel", "gpu_memcpy", "gpu_memset"}
 
@@ -94,11 +97,27 @@ def step_times(trace: dict, top: int = 10) -> dict[str, object]:
     }
 
 
+def runs(
+    answering: Sampling, adapter: str | None
+) -> dict[str, tuple[Sampling, str | None, dict[str, object]]]:
+    """Each run but `profiled`: its sampling, its adapter, and the engine's early stops it sets aside."""
+    return {
+        "full": (answering, adapter, {}),
+        "strings": (answering, adapter, {"stop_tokens": None}),
+        "loops": (answering, adapter, {"ends_loops": False}),
+        "prefill": (Sampling(max_tokens=1), adapter, {}),
+        "base": (Sampling(max_tokens=1), None, {}),
+        "full_again": (answering, adapter, {}),
+    }
+
+
+RUNS = ("full", "strings", "loops", "prefill", "base", "full_again", "profiled")
+
+
 async def measure(args: argparse.Namespace) -> dict[str, object]:
     from kotae.core.config import get_settings
     from kotae.models.store import ModelStore
     from kotae.rag.engine import VLLMEngine
-    from kotae.rag.engine_protocol import Sampling
 
     settings = get_settings()
     prompts = [json.loads(line)["prompt"] for line in args.prompts.read_text(encoding="utf-8").splitlines()]
@@ -107,40 +126,37 @@ async def measure(args: argparse.Namespace) -> dict[str, object]:
     started = time.perf_counter()
     model = ModelStore(settings.home).generator(settings.generator)
     engine = VLLMEngine.configure(model, settings, workload="batch", profile_dir=profile_dir).launch()
-    await engine.load_adapter(args.adapter, settings.adapter_dir / args.adapter)
+    adapter = None if args.adapter == "none" else args.adapter
+    if adapter:
+        await engine.load_adapter(adapter, settings.adapter_dir / adapter)
     figures: dict[str, object] = {"prompts": len(prompts), "start_s": time.perf_counter() - started}
-    await engine.complete_many(prompts[:64], Sampling(max_tokens=args.max_tokens), args.adapter)  # warm-up
     answering = Sampling(max_tokens=args.max_tokens)
-    # label: (sampling, adapter, the engine's early stops set aside for the run)
-    runs: dict[str, tuple[Sampling, str | None, dict[str, object]]] = {
-        "full": (answering, args.adapter, {}),
-        "strings": (answering, args.adapter, {"stop_tokens": None}),
-        "loops": (answering, args.adapter, {"ends_loops": False}),
-        "prefill": (Sampling(max_tokens=1), args.adapter, {}),
-        "base": (Sampling(max_tokens=1), None, {}),
-        "full_again": (answering, args.adapter, {}),
-    }
+    await engine.complete_many(prompts[: args.warmup], answering, adapter)
     answers = {}
-    for label, (sampling, adapter, aside) in runs.items():
+    for label, (sampling, run_adapter, aside) in runs(answering, adapter).items():
+        if label not in args.runs:
+            continue
         kept = {name: getattr(engine, name) for name in aside}
         for name, value in aside.items():
             setattr(engine, name, value)
         await engine.reset_prefix_cache()
         began = time.perf_counter()
-        completions = await engine.complete_many(prompts, sampling, adapter)
+        completions = await engine.complete_many(prompts, sampling, run_adapter)
         figures[f"{label}_s"] = time.perf_counter() - began
         figures[f"{label}_new_tokens"] = sum(c.completion_tokens for c in completions)
         answers[label] = [c.text for c in completions]
         for name, value in kept.items():
             setattr(engine, name, value)
     for label in ("strings", "loops"):
-        figures[f"{label}_same_answers"] = answers[label] == answers["full"]
-    await engine.reset_prefix_cache()
-    await engine.start_profile()
-    began = time.perf_counter()
-    await engine.complete_many(prompts, answering, args.adapter)
-    figures["profiled_s"] = time.perf_counter() - began
-    await engine.stop_profile()
+        if label in answers and "full" in answers:
+            figures[f"{label}_same_answers"] = answers[label] == answers["full"]
+    if "profiled" in args.runs:
+        await engine.reset_prefix_cache()
+        await engine.start_profile()
+        began = time.perf_counter()
+        await engine.complete_many(prompts, answering, adapter)
+        figures["profiled_s"] = time.perf_counter() - began
+        await engine.stop_profile()
     engine.shutdown()
     # The engine core's trace; should vLLM write others, the one that holds the GPU's work.
     traces = [read_trace(path) for path in sorted(profile_dir.glob("*.pt.trace.json*"))]
@@ -167,9 +183,13 @@ def main() -> None:
         "--prompts", type=Path, required=True, help="prompts.jsonl of seed_table's prompts stage"
     )
     parser.add_argument("--out", type=Path, required=True, help="results folder (figures.json, profile/)")
-    parser.add_argument("--adapter", default="default", help="adapter name under KOTAE_ADAPTER_DIR")
+    parser.add_argument(
+        "--adapter", default="default", help="adapter name under KOTAE_ADAPTER_DIR; none: the base model"
+    )
     parser.add_argument("--limit", type=int, default=980, help="first N prompts")
     parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--runs", nargs="+", choices=RUNS, default=list(RUNS), help="the runs to make")
+    parser.add_argument("--warmup", type=int, default=64, help="prompts answered before the runs")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     figures = asyncio.run(measure(args))
