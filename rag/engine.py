@@ -18,7 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from kotae.core.config import Settings
 from kotae.core.errors import KotaeError
@@ -108,10 +108,17 @@ _cache_roots_set: set[str] = set()
 """The cache roots this process set itself: a later engine of another `home` moves it; a user's stays."""
 
 
-def _read_stop_tokens(tokenizer: str) -> StopTokens:
+def _read_tokenizer(path: str) -> tuple[Any, StopTokens]:
+    """kotae's own instance of the engine's tokenizer, and the answer stops' tokens read from it.
+
+    vLLM routes the calls of the tokenizer it hands out through a pool of deep copies, one per renderer
+    thread; a call that finds every copy borrowed deep-copies the whole tokenizer, holding the GIL for
+    seconds with Gemma 3's vocabulary. kotae counts and encodes from threads of its own, so it keeps its
+    own."""
     from transformers import AutoTokenizer
 
-    return StopTokens.of(AutoTokenizer.from_pretrained(tokenizer))
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    return tokenizer, StopTokens.of(tokenizer)
 
 
 def vllm_cache_root(settings: Settings) -> Path:
@@ -245,9 +252,9 @@ class VLLMLaunch:
     model_name: str
     max_lora_rank: int
     model_path: Path
-    stop_tokens: "Future[StopTokens]"
-    """The answer stops' tokens (`kotae.rag.stop_tokens`), read from the tokenizer's whole vocabulary in a
-    thread of their own while the engine launches."""
+    tokenizer: "Future[tuple[Any, StopTokens]]"
+    """kotae's own tokenizer and the answer stops' tokens (`kotae.rag.stop_tokens`, read from the whole
+    vocabulary), read in a thread of their own while the engine launches."""
 
     def launch(self) -> "VLLMEngine":
         """Start the engine core and wait until it is ready."""
@@ -258,13 +265,15 @@ class VLLMLaunch:
             self.config, usage_context=UsageContext.OPENAI_API_SERVER, disable_log_stats=False
         )
         try:
-            stop_tokens = self.stop_tokens.result()  # read by now: the engine core took longer
-        except Exception as error:  # an answer can stop on its stop strings alone
+            tokenizer, stop_tokens = self.tokenizer.result()  # read by now: the engine core took longer
+        except Exception as error:  # vLLM's tokenizer serves, and answers stop on their stop strings
             logger.warning(
-                "answers stop on stop strings alone: the stop tokens could not be read (%s)", error
+                "kotae encodes with vLLM's tokenizer and answers stop on stop strings alone: the "
+                "tokenizer could not be read (%s)",
+                error,
             )
-            stop_tokens = None
-        return VLLMEngine(llm, self.model_name, self.max_lora_rank, self.model_path, stop_tokens)
+            tokenizer, stop_tokens = llm.get_tokenizer(), None
+        return VLLMEngine(llm, self.model_name, self.max_lora_rank, self.model_path, stop_tokens, tokenizer)
 
 
 class VLLMEngine:
@@ -284,6 +293,7 @@ class VLLMEngine:
         max_lora_rank: int,
         model_path: Path | None = None,
         stop_tokens: StopTokens | None = None,
+        tokenizer: Any = None,
     ) -> None:
         self._llm: AsyncLLM | None = llm
         self.model_name = model_name
@@ -295,7 +305,8 @@ class VLLMEngine:
         self._in_flight: dict[int, int] = {}
         self._retired: set[int] = set()
         self._adapter_lock = asyncio.Lock()
-        self.count_tokens = TokenCounter(llm.get_tokenizer())
+        self.count_tokens = TokenCounter(llm.get_tokenizer() if tokenizer is None else tokenizer)
+        """On `tokenizer`, kotae's own instance of the engine's (`_read_tokenizer` says why)."""
         self.stop_tokens = stop_tokens
         """Handed to vLLM beside the answer stops (`kotae.rag.stop_tokens`); None: the stop strings alone
         (a benchmark compares the two)."""
@@ -357,10 +368,10 @@ class VLLMEngine:
         # 2,048 tokens per step, its own OpenAI server up to 1,024 and 8,192–16,384 on large GPUs.
         # kotae's unset limits (always so on a CPU) take the server's defaults.
         config = args.create_engine_config(UsageContext.OPENAI_API_SERVER)
-        reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kotae-stop-tokens")
-        stop_tokens = reader.submit(_read_stop_tokens, config.model_config.tokenizer)
+        reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kotae-tokenizer")
+        tokenizer = reader.submit(_read_tokenizer, config.model_config.tokenizer)
         reader.shutdown(wait=False)
-        return VLLMLaunch(config, served_name or model.name, settings.max_lora_rank, model, stop_tokens)
+        return VLLMLaunch(config, served_name or model.name, settings.max_lora_rank, model, tokenizer)
 
     # -- generation -----------------------------------------------------------------------------
 

@@ -10,8 +10,10 @@ The engine runs on one event loop that the tests drive with `run_until_complete`
 scripts do; the last test shuts it down from outside that loop while it is idle."""
 
 import asyncio
+import copy
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from kotae.core.config import Settings
 from kotae.models.testing import build_tiny_gemma
 from kotae.rag.engine import VLLMEngine
 from kotae.rag.engine_protocol import ANSWER_STOPS, Completion, Sampling
+from kotae.rag.prompt import Prompter
 
 TOPICS = ["富士山", "琵琶湖", "利根川", "屋久島", "札幌", "奈良", "東京", "大阪", "京都", "沖縄"]
 PROMPTS = [
@@ -183,6 +186,27 @@ def title(process: psutil.Process) -> str:
         return " ".join(process.cmdline())
     except (psutil.ZombieProcess, psutil.NoSuchProcess):
         return ""
+
+
+def test_kotae_encodes_without_copying_vllms_tokenizer(served: EngineOnLoop, monkeypatch) -> None:
+    # vLLM hands out a tokenizer whose calls borrow from a pool of deep copies, and deep-copies the whole
+    # tokenizer for a call that finds them all borrowed (`kotae.rag.engine._read_tokenizer`).
+    copied = []
+    deepcopy = copy.deepcopy
+
+    def counting(value: Any, *args: Any, **kwargs: Any) -> Any:
+        if hasattr(value, "backend_tokenizer"):
+            copied.append(type(value).__name__)
+        return deepcopy(value, *args, **kwargs)
+
+    monkeypatch.setattr(copy, "deepcopy", counting)
+    counter = served.engine.count_tokens
+    prompter = Prompter("chat-template", counter.tokenizer)
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda prompt: counter.encode_many([prompt]), PROMPTS * 4))
+        list(pool.map(counter, PROMPTS * 4))
+        list(pool.map(lambda prompt: prompter.qa(prompt, ["富士山"]), PROMPTS * 4))
+    assert copied == []
 
 
 # Last in the module: it stops the module's engine.
