@@ -6,7 +6,7 @@ vLLM's renderer wraps its tokenizer in a pool of `renderer_num_workers + 1` deep
 the whole tokenizer. Each round submits `--calls` one-prompt encodes to `--threads` threads and reports
 its wall and this process's CPU time; the first round pays for whatever copies the pool grows by.
 
-    python benchmarks/tokenizer_threads.py --prompts prompts.jsonl --out /tmp/tokenizer-threads.json
+    python benchmarks/tokenizer_threads.py prompts.jsonl --out /tmp/tokenizer-threads.json
 """
 
 import argparse
@@ -41,9 +41,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--prompts", type=Path, required=True, help="prompts.jsonl of seed_table's prompts stage"
-    )
+    parser.add_argument("prompts", type=Path, help="prompts.jsonl of seed_table's prompts stage")
     parser.add_argument("--out", type=Path, required=True, help="JSON report")
     parser.add_argument("--threads", type=int, default=6, help="threads encoding at once")
     parser.add_argument("--calls", type=int, default=92, help="one-prompt encodes per round")
