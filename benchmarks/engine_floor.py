@@ -111,7 +111,7 @@ def runs(
     }
 
 
-RUNS = ("full", "strings", "loops", "prefill", "base", "full_again", "profiled")
+RUNS = (*runs(Sampling(), None), "profiled")
 
 
 async def measure(args: argparse.Namespace) -> dict[str, object]:

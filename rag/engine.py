@@ -63,7 +63,11 @@ def _sampling_params(
     from vllm import SamplingParams
     from vllm.sampling_params import RepetitionDetectionParams
 
-    loops = RepetitionDetectionParams(max_pattern_size=ENGINE_LOOP_MAX_PATTERN, min_count=ENGINE_LOOP_COPIES)
+    loops = (
+        RepetitionDetectionParams(max_pattern_size=ENGINE_LOOP_MAX_PATTERN, min_count=ENGINE_LOOP_COPIES)
+        if ends_loops
+        else None
+    )
     return SamplingParams(
         max_tokens=sampling.max_tokens,
         temperature=sampling.temperature,
@@ -72,7 +76,7 @@ def _sampling_params(
         stop_token_ids=list(stop_tokens.texts) if stop_tokens and stop_tokens.serve(sampling.stop) else None,
         seed=sampling.seed,
         output_kind=output_kind,
-        repetition_detection=loops if ends_loops else None,
+        repetition_detection=loops,
     )
 
 

@@ -8,7 +8,7 @@ previous step has run, and only then prepares this one, while the GPU idles in t
 scheduling cannot overlap the two (vLLM marks the place "TODO avoid gpu<->cpu sync").
 
 Before that, vLLM's `convert_mapping` turns the mapping into the wrapper's base indices with a Python loop
-over the step's tokens: about 28 ms of the host's time for a prefill step of 65,520 tokens.
+over the step's tokens, most of the host's time in a prefill step's update.
 
 The mapping is on the host already (`LoRAMapping`, a LoRA id per token and per sampled row). These
 functions compute the same tensors from it with numpy and copy them to the GPU without waiting. Installed

@@ -15,9 +15,12 @@ class TokenCounter:
     def __init__(self, tokenizer: Any) -> None:
         self.tokenizer = tokenizer
         backend = getattr(tokenizer, "backend_tokenizer", None)
-        plain = backend is not None and backend.truncation is None and backend.padding is None
-        if plain and backend.encode_special_tokens != getattr(tokenizer, "split_special_tokens", False):
-            plain = False
+        plain = (
+            backend is not None
+            and backend.truncation is None
+            and backend.padding is None
+            and backend.encode_special_tokens == getattr(tokenizer, "split_special_tokens", False)
+        )
         self._backend = backend if plain else None
 
     def __call__(self, text: str) -> int:
