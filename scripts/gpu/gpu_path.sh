@@ -18,7 +18,7 @@
 #   sleep 540; cat /tmp/r/progress.log; cp -r /tmp/r/. "$OUT"/      (repeat until "done")
 # Environment: DATA (a copy of ../shared/data; default beside the repository), LIMIT (980), ADAPTER
 # (default), BASE (0 skips step 2's base model), W4 (0 skips quantizing and the 4-bit eval), BNB (0 skips the
-# bitsandbytes eval), HTTP (0 skips step 4), OVERLAP (0 skips step 3), FLOOR (0 skips step 5), VARIANTS
+# bitsandbytes eval), METADATA (0 skips the LoRA metadata benchmark, not its tests), HTTP (0 skips step 4), OVERLAP (0 skips step 3), FLOOR (0 skips step 5), VARIANTS
 # (after everything else, the warm bf16 eval again under other settings: space-separated
 # "LABEL:VAR=VALUE[,VAR=VALUE]", e.g. "b256:KOTAE_EVAL_RETRIEVAL_BATCH=256", or "vllm-meta:VLLM_PLUGINS=none" for
 # vLLM's own LoRA metadata update, each into $R/variant-LABEL), W4_VARIANTS (the same for the GPTQ W4A16
@@ -76,8 +76,10 @@ for workload in ("batch", "serve"):
     print(workload, limits, plan_gpu_memory(Path(sys.argv[1]), settings, limits.max_num_seqs).describe())
 PY
 # vLLM's LoRA metadata update against kotae's plugin, each behind 50 ms of queued GPU work.
-python3 "$repo/benchmarks/lora_metadata.py" --out "$R/lora-metadata.json" > "$R/lora-metadata.log" 2>&1
-stamp "lora-metadata (exit $?)"
+if [ "${METADATA:-1}" = 1 ]; then
+  python3 "$repo/benchmarks/lora_metadata.py" --out "$R/lora-metadata.json" > "$R/lora-metadata.log" 2>&1
+  stamp "lora-metadata (exit $?)"
+fi
 # The plugin's tensors against vLLM 0.26's own, where pytest is installed.
 python3 -m pytest -q -p no:cacheprovider "$repo/tests/rag/test_lora_metadata.py" > "$R/lora-metadata-tests.log" 2>&1
 stamp "lora-metadata tests (exit $?)"
