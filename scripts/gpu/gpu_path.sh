@@ -16,14 +16,15 @@
 # while it works (the machine goes back 30 s after a call ends):
 #   setsid nohup bash scripts/gpu/gpu_path.sh "$PWD" > /tmp/gpu_path.log 2>&1 &
 #   sleep 540; cat /tmp/r/progress.log; cp -r /tmp/r/. "$OUT"/      (repeat until "done")
-# Environment: DATA (a copy of ../shared/data; default beside the repository), LIMIT (980), ADAPTER
-# (default), BASE (0 skips step 2's base model), W4 (0 skips quantizing and the 4-bit eval), BNB (0 skips the
-# bitsandbytes eval), METADATA (0 skips the LoRA metadata benchmark, not its tests), HTTP (0 skips step 4), OVERLAP (0 skips step 3), FLOOR (0 skips step 5), VARIANTS
-# (after everything else, the warm bf16 eval again under other settings: space-separated
-# "LABEL:VAR=VALUE[,VAR=VALUE]", e.g. "b256:KOTAE_EVAL_RETRIEVAL_BATCH=256", or "vllm-meta:VLLM_PLUGINS=none" for
-# vLLM's own LoRA metadata update, each into $R/variant-LABEL), W4_VARIANTS (the same for the GPTQ W4A16
-# eval, e.g. "marlin:VLLM_DISABLED_KERNELS=MacheteLinearKernel", into $R/w4-variant-LABEL), SERVE_VARIANTS
-# (the same for step 4's `kotae serve` alone, on step 4's prompts, each into $R/serve-LABEL, e.g.
+# Environment: DATA (a copy of ../shared/data; default beside the repository), LIMIT (980), ADAPTER (default),
+# BASE (0 skips step 2's base model), W4 (0 skips quantizing and the 4-bit eval), BNB (0 skips the
+# bitsandbytes eval), METADATA (0 skips the LoRA metadata benchmark, not its tests), HTTP (0 skips step 4),
+# OVERLAP (0 skips step 3), FLOOR (0 skips step 5), VARIANTS (after everything else, the warm bf16 eval again
+# under other settings: space-separated "LABEL:VAR=VALUE[,VAR=VALUE]", e.g.
+# "b256:KOTAE_EVAL_RETRIEVAL_BATCH=256", or "vllm-meta:VLLM_PLUGINS=none" for vLLM's own LoRA metadata update,
+# each into $R/variant-LABEL), W4_VARIANTS (the same for the GPTQ W4A16 eval, e.g.
+# "marlin:VLLM_DISABLED_KERNELS=MacheteLinearKernel", into $R/w4-variant-LABEL), SERVE_VARIANTS (the same for
+# step 4's `kotae serve` alone, on step 4's prompts, each into $R/serve-LABEL, e.g.
 # "t16k:KOTAE_MAX_NUM_BATCHED_TOKENS=16384").
 # Run python from outside the repository: there the source folder kotae/ would shadow the installed package.
 set -u
