@@ -107,9 +107,8 @@ def _finished_completion(output: "RequestOutput", text: str) -> Completion:
 LORA_KERNEL_CONFIGS = Path(__file__).parent / "lora_kernel_configs"
 """vLLM's LoRA kernel configurations for the GPUs kotae has measured (its `VLLM_TUNED_CONFIG_FOLDER`)."""
 
-VLLM_CACHE_ROOT = "VLLM_CACHE_ROOT"
-_cache_roots_set: set[str] = set()
-"""The cache roots this process set itself: a later engine of another `home` moves it; a user's stays."""
+_cache_dirs_set: set[str] = set()
+"""The cache folders this process set itself: a later engine of another `home` moves them; a user's stay."""
 
 
 def _read_tokenizer(path: str) -> tuple[Any, StopTokens]:
@@ -131,6 +130,22 @@ def vllm_cache_root(settings: Settings) -> Path:
     return settings.home / "cache" / "vllm"
 
 
+def triton_cache_dir(settings: Settings) -> Path:
+    """Where Triton keeps the GPU kernels it compiles (vLLM's LoRA kernels, the embedder's), under kotae's
+    home beside vLLM's cache. Left to Triton, they go to `~/.triton`, lost with a container's file system; and
+    vLLM 0.26 points Triton into a compiling engine's own cache folder but not a warm one, so the first warm
+    start compiled them again. vLLM 0.32 keeps a folder set before it starts."""
+    return settings.home / "cache" / "triton"
+
+
+def _set_cache_dir(name: str, folder: Path) -> None:
+    """Sets the environment variable `name` to `folder`, unless a user set it."""
+    current = os.environ.get(name)
+    if current is None or current in _cache_dirs_set:
+        os.environ[name] = str(folder)
+        _cache_dirs_set.add(str(folder))
+
+
 def configure_vllm_environment(settings: Settings) -> None:
     """vLLM reads these at import time or engine start; explicit user settings win.
 
@@ -138,18 +153,16 @@ def configure_vllm_environment(settings: Settings) -> None:
     Everywhere, vLLM's own processes are spawned rather than forked: a fork inherits modules such as
     numba (the BM25 search kernel) that crash vLLM's start-up in the child. (The engine core itself is
     forked from a clean fork server: `kotae.rag.engine_process`.) On a GPU, vLLM's LoRA kernels take
-    kotae's configurations for the cards it has measured (`LORA_KERNEL_CONFIGS`).
+    kotae's configurations for the cards it has measured (`LORA_KERNEL_CONFIGS`). What vLLM and Triton
+    compile is kept under kotae's home.
     """
     os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
     os.environ.setdefault("VLLM_TUNED_CONFIG_FOLDER", str(LORA_KERNEL_CONFIGS))
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{settings.kv_cache_gib:g}")
     cores = os.sched_getaffinity(0)
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"{min(cores)}-{max(cores)}")
-    current = os.environ.get(VLLM_CACHE_ROOT)
-    if current is None or current in _cache_roots_set:
-        root = str(vllm_cache_root(settings))
-        os.environ[VLLM_CACHE_ROOT] = root
-        _cache_roots_set.add(root)
+    _set_cache_dir("VLLM_CACHE_ROOT", vllm_cache_root(settings))
+    _set_cache_dir("TRITON_CACHE_DIR", triton_cache_dir(settings))
 
 
 def unserved_architecture(model: Path, settings: Settings) -> str | None:
