@@ -131,11 +131,9 @@ def vllm_cache_root(settings: Settings) -> Path:
 
 
 def triton_cache_dir(settings: Settings) -> Path:
-    """Where Triton keeps the GPU kernels it compiles (vLLM's LoRA kernels, the embedder's), under kotae's
-    home beside vLLM's cache. Left to Triton, they go to `~/.triton`, lost with a container's file system.
-    vLLM 0.32 keeps a folder set before it starts for cold and warm starts alike; vLLM 0.26 moves a compiling
-    start's Triton into its own cache folder, where a warm start does not look, so there the first warm start
-    compiles them once more, into this folder."""
+    """Where Triton keeps the GPU kernels it compiles (vLLM's LoRA kernels, Inductor's, the embedder's),
+    under kotae's home beside vLLM's cache: left to Triton, they go to `~/.triton`, lost with a container's
+    file system where kotae's home is a volume."""
     return settings.home / "cache" / "triton"
 
 
