@@ -1,4 +1,5 @@
-"""vLLM compiles into kotae's home, so that the next engine start on the machine reuses what it compiled."""
+"""vLLM and Triton compile into kotae's home, so that the next engine start on the machine reuses what they
+compiled."""
 
 import os
 from collections.abc import Callable
@@ -20,15 +21,20 @@ SET_BY_KOTAE = (
 
 
 @pytest.mark.parametrize(
-    ("variable", "folder"), [("VLLM_CACHE_ROOT", vllm_cache_root), ("TRITON_CACHE_DIR", triton_cache_dir)]
+    ("variable", "folder", "leaf"),
+    [("VLLM_CACHE_ROOT", vllm_cache_root, "vllm"), ("TRITON_CACHE_DIR", triton_cache_dir, "triton")],
 )
 def test_the_caches_follow_kotaes_home_unless_the_user_set_them(
-    variable: str, folder: Callable[[Settings], Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    variable: str,
+    folder: Callable[[Settings], Path],
+    leaf: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     for name in SET_BY_KOTAE:  # restored as they were when the test ends
         monkeypatch.delenv(name, raising=False)
     first, second = Settings(home=tmp_path / "a"), Settings(home=tmp_path / "b")
-    assert folder(first).is_relative_to(tmp_path / "a" / "cache")
+    assert folder(first) == tmp_path / "a" / "cache" / leaf
     configure_vllm_environment(first)
     assert os.environ[variable] == str(folder(first))
     configure_vllm_environment(second)  # another home later in the same process: its own cache
