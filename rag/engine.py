@@ -425,10 +425,11 @@ class VLLMEngine:
                     return
 
     async def complete(self, prompt: str, sampling: Sampling, adapter: str | None = None) -> Completion:
-        async for delta in self.stream(prompt, sampling, adapter):
-            if delta.completion is not None:
-                return delta.completion
-        raise EngineDead("the engine ended a request without a result")
+        """One answer, returned once finished, as `complete_many` returns each: vLLM sends the final
+        output alone, as its own server does for a request that does not stream, where `stream` would wake
+        the event loop at every token."""
+        [completion] = await self.complete_many([prompt], sampling, adapter)
+        return completion
 
     async def complete_many(
         self, prompts: list[str], sampling: Sampling, adapter: str | None = None, on_done: OnDone = None

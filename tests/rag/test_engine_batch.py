@@ -1,6 +1,7 @@
-"""The batch path (`complete_many`, one finished output per request) answers as the streaming path does:
-same text, token counts and finish reasons, on a tiny random model whose answers often loop. The engine
-core's loop stop leaves each answer as the loop guard cut it, in fewer tokens.
+"""The batch path (`complete_many`, one finished output per request, and `complete`, a batch of one)
+answers as the streaming path does: same text, token counts and finish reasons, on a tiny random model
+whose answers often loop. The engine core's loop stop leaves each answer as the loop guard cut it, in fewer
+tokens.
 
 A random model's greedy text depends on which requests share its batches (their sums round differently),
 so the two paths are compared on batches of the same composition: one request at a time. A batch of many
@@ -64,7 +65,9 @@ def served(tmp_path_factory) -> Iterator[EngineOnLoop]:
 @dataclass
 class Answers:
     alone: list[tuple[Completion, Completion]]
-    """Each prompt on its own, streamed then batched."""
+    """Each prompt on its own, streamed then completed (`complete`)."""
+    output_kinds: list[tuple[Any, Any]]
+    """What those two handed vLLM as the output kind, for each prompt."""
     loops_generated: list[Completion]
     """Each prompt on its own, batched, with the engine core's loop stop off."""
     together: list[Completion]
@@ -80,44 +83,64 @@ class Answers:
 @pytest.fixture(scope="module")
 def answers(served: EngineOnLoop) -> Answers:
     engine = served.engine
+    handed: list[Any] = []
+    params: list[Any] = []
+    generate = engine._llm.generate  # type: ignore[union-attr]
+
+    def recording(prompt: Any, sampling_params: Any, *args: Any, **kwargs: Any) -> Any:
+        handed.append(prompt)
+        params.append(sampling_params)
+        return generate(prompt, sampling_params, *args, **kwargs)
+
+    async def streamed(prompt: str) -> Completion:
+        deltas = [delta async for delta in engine.stream(prompt, SAMPLING)]
+        assert deltas[-1].completion is not None
+        return deltas[-1].completion
 
     async def ask() -> Answers:
-        alone = []
-        for prompt in PROMPTS:
-            streamed = await engine.complete(prompt, SAMPLING)
-            [batched] = await engine.complete_many([prompt], SAMPLING)
-            alone.append((streamed, batched))
+        alone = [(await streamed(prompt), await engine.complete(prompt, SAMPLING)) for prompt in PROMPTS]
+        kinds = [sampling_params.output_kind for sampling_params in params]
+        output_kinds = list(zip(kinds[::2], kinds[1::2], strict=True))
         engine.ends_loops = False
         try:
             loops_generated = [(await engine.complete_many([prompt], SAMPLING))[0] for prompt in PROMPTS]
         finally:
             engine.ends_loops = True
         done: list[int] = []
-        handed: list[Any] = []
-        params: list[Any] = []
-        generate = engine._llm.generate  # type: ignore[union-attr]
+        handed.clear()
+        params.clear()
+        together = await engine.complete_many(PROMPTS, SAMPLING, on_done=lambda: done.append(1))
+        return Answers(
+            alone,
+            output_kinds,
+            loops_generated,
+            together,
+            len(done),
+            list(handed),
+            list(params),
+        )
 
-        def recording(prompt: Any, sampling_params: Any, *args: Any, **kwargs: Any) -> Any:
-            handed.append(prompt)
-            params.append(sampling_params)
-            return generate(prompt, sampling_params, *args, **kwargs)
-
-        engine._llm.generate = recording  # type: ignore[union-attr, method-assign]
-        try:
-            together = await engine.complete_many(PROMPTS, SAMPLING, on_done=lambda: done.append(1))
-        finally:
-            del engine._llm.generate  # type: ignore[union-attr]
-        return Answers(alone, loops_generated, together, len(done), handed, params)
-
-    return served.loop.run_until_complete(ask())
+    engine._llm.generate = recording  # type: ignore[union-attr, method-assign]
+    try:
+        return served.loop.run_until_complete(ask())
+    finally:
+        del engine._llm.generate  # type: ignore[union-attr]
 
 
-def test_complete_many_matches_stream(answers: Answers) -> None:
-    streamed, batched = zip(*answers.alone, strict=True)
-    assert [c.text for c in batched] == [c.text for c in streamed]
-    assert [c.finish_reason for c in batched] == [c.finish_reason for c in streamed]
-    assert [c.prompt_tokens for c in batched] == [c.prompt_tokens for c in streamed]
-    assert any(c.text for c in batched)
+def test_complete_matches_stream(answers: Answers) -> None:
+    streamed, completed = zip(*answers.alone, strict=True)
+    assert [c.text for c in completed] == [c.text for c in streamed]
+    assert [c.finish_reason for c in completed] == [c.finish_reason for c in streamed]
+    assert [c.prompt_tokens for c in completed] == [c.prompt_tokens for c in streamed]
+    assert any(c.text for c in completed)
+
+
+def test_complete_gets_vllms_final_output_alone(answers: Answers) -> None:
+    # As vLLM's own server asks for a request that does not stream: no output, no wake-up, per token.
+    from vllm.sampling_params import RequestOutputKind
+
+    kinds = {(RequestOutputKind.CUMULATIVE, RequestOutputKind.FINAL_ONLY)}
+    assert set(answers.output_kinds) == kinds
 
 
 def test_the_engine_core_ends_looping_answers_where_the_guard_had_cut_them(answers: Answers) -> None:
