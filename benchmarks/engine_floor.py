@@ -5,11 +5,13 @@ vLLM engine, started as `kotae eval` starts it (batch workload), answers them al
 
   full      with the adapter, the eval's sampling (greedy, --max-tokens)
   strings   the same, ended by the stop strings alone, without kotae's stop tokens (`kotae.rag.stop_tokens`):
-            its answers must be full's (`strings_same_answers`)
+            its answers must be full's, as many as full_again's are (`strings_different_answers`)
   loops     the same, with looping answers generated to --max-tokens before the loop guard cuts them,
-            without the engine core's loop stop (`kotae.rag.loop_guard`): the same (`loops_same_answers`)
+            without the engine core's loop stop (`kotae.rag.loop_guard`): the same (`loops_different_answers`)
   prefill   with the adapter, one new token each: the prompts' prefill alone
   base      without the adapter, one new token each: what the LoRA costs the prefill
+  full_again  `full` once more: its time, and how many answers a GPU changes from run to run
+            (`full_again_different_answers`)
   profiled  `full` again under vLLM's torch profiler (slower): the GPU's busy share of the wall, the
             kernels it ran longest, and the host's time inside and between the engine's steps
 
@@ -114,6 +116,20 @@ def runs(
 RUNS = (*runs(Sampling(), None), "profiled")
 
 
+def different_answers(answers: dict[str, list[str]]) -> dict[str, int]:
+    """How many of each run's answers differ from `full`'s. A GPU's greedy answers change with the company
+    a request keeps in its batches (bf16 sums round differently): `full_again`'s count is that share."""
+    if "full" not in answers:
+        return {}
+    return {
+        f"{label}_different_answers": sum(
+            mine != full for mine, full in zip(answers[label], answers["full"], strict=True)
+        )
+        for label in ("strings", "loops", "full_again")
+        if label in answers
+    }
+
+
 async def measure(args: argparse.Namespace) -> dict[str, object]:
     from kotae.core.config import get_settings
     from kotae.models.store import ModelStore
@@ -147,9 +163,7 @@ async def measure(args: argparse.Namespace) -> dict[str, object]:
         answers[label] = [c.text for c in completions]
         for name, value in kept.items():
             setattr(engine, name, value)
-    for label in ("strings", "loops"):
-        if label in answers and "full" in answers:
-            figures[f"{label}_same_answers"] = answers[label] == answers["full"]
+    figures.update(different_answers(answers))
     if "profiled" in args.runs:
         await engine.reset_prefix_cache()
         await engine.start_profile()

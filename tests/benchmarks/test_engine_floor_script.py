@@ -55,3 +55,19 @@ def test_step_times_split_the_hosts_time_inside_and_between_the_engines_steps() 
 
 def test_a_trace_without_engine_steps_says_so() -> None:
     assert load_script("engine_floor").step_times({"traceEvents": []}) == {"steps": 0}
+
+
+def test_each_runs_answers_are_counted_against_the_first_runs() -> None:
+    answers = {
+        "full": ["a", "b", "c"],
+        "strings": ["a", "b", "c"],
+        "loops": ["a", "x", "c"],
+        "full_again": ["y", "x", "c"],
+        "prefill": ["z", "z", "z"],
+    }
+    assert load_script("engine_floor").different_answers(answers) == {
+        "strings_different_answers": 0,
+        "loops_different_answers": 1,
+        "full_again_different_answers": 2,
+    }
+    assert load_script("engine_floor").different_answers({"strings": ["a"]}) == {}
