@@ -15,6 +15,8 @@ vLLM engine, started as `kotae eval` starts it (batch workload), answers them al
   profiled  `full` again under vLLM's torch profiler (slower): the GPU's busy share of the wall, the
             kernels it ran longest, and the host's time inside and between the engine's steps
 
+The runs go in `--rounds` rounds (the host's speed moves an eval's time by a second from run to run; each
+run's median is `LABEL_s`, every round's `LABEL_rounds_s`); new tokens and answers are the last round's.
 The prefix cache is emptied before each run, so every run prefills as the eval does. `--runs` picks some
 (a CPU is slow for all); `--adapter none` answers with the base model throughout.
 
@@ -25,6 +27,7 @@ import argparse
 import asyncio
 import gzip
 import json
+import statistics
 import time
 from collections import Counter
 from itertools import pairwise
@@ -148,21 +151,27 @@ async def measure(args: argparse.Namespace) -> dict[str, object]:
     figures: dict[str, object] = {"prompts": len(prompts), "start_s": time.perf_counter() - started}
     answering = Sampling(max_tokens=args.max_tokens)
     await engine.complete_many(prompts[: args.warmup], answering, adapter)
-    answers = {}
-    for label, (sampling, run_adapter, aside) in runs(answering, adapter).items():
-        if label not in args.runs:
-            continue
-        kept = {name: getattr(engine, name) for name in aside}
-        for name, value in aside.items():
-            setattr(engine, name, value)
-        await engine.reset_prefix_cache()
-        began = time.perf_counter()
-        completions = await engine.complete_many(prompts, sampling, run_adapter)
-        figures[f"{label}_s"] = time.perf_counter() - began
-        figures[f"{label}_new_tokens"] = sum(c.completion_tokens for c in completions)
-        answers[label] = [c.text for c in completions]
-        for name, value in kept.items():
-            setattr(engine, name, value)
+    answers: dict[str, list[str]] = {}
+    seconds: dict[str, list[float]] = {}
+    # Rounds of every run in turn, so that a drift of the host's speed reaches each run alike.
+    for _ in range(args.rounds):
+        for label, (sampling, run_adapter, aside) in runs(answering, adapter).items():
+            if label not in args.runs:
+                continue
+            kept = {name: getattr(engine, name) for name in aside}
+            for name, value in aside.items():
+                setattr(engine, name, value)
+            await engine.reset_prefix_cache()
+            began = time.perf_counter()
+            completions = await engine.complete_many(prompts, sampling, run_adapter)
+            seconds.setdefault(label, []).append(time.perf_counter() - began)
+            figures[f"{label}_new_tokens"] = sum(c.completion_tokens for c in completions)
+            answers[label] = [c.text for c in completions]
+            for name, value in kept.items():
+                setattr(engine, name, value)
+    for label, each in seconds.items():
+        figures[f"{label}_s"] = statistics.median(each)
+        figures[f"{label}_rounds_s"] = each
     figures.update(different_answers(answers))
     if "profiled" in args.runs:
         await engine.reset_prefix_cache()
@@ -204,6 +213,9 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--runs", nargs="+", choices=RUNS, default=list(RUNS), help="the runs to make")
     parser.add_argument("--warmup", type=int, default=64, help="prompts answered before the runs")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="each run this many times, in turn; LABEL_s is the median"
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     figures = asyncio.run(measure(args))
