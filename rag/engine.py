@@ -394,7 +394,8 @@ class VLLMEngine:
     async def stream(
         self, prompt: str, sampling: Sampling, adapter: str | None = None
     ) -> AsyncIterator[Delta]:
-        """Stream an answer; the loop guard stops generation as soon as the answer starts repeating."""
+        """Stream an answer; the loop guard stops generation as soon as the answer starts repeating. The
+        prompt reaches vLLM as token ids, as `complete_many`'s do."""
         from vllm.sampling_params import RequestOutputKind
 
         self._raise_if_dead()
@@ -403,7 +404,9 @@ class VLLMEngine:
         started = time.perf_counter()
         first_token_s: float | None = None
         guard = LoopGuard()
-        async with aclosing(self._outputs(prompt, params, self._lora_for(adapter))) as outputs:
+        lora = self._lora_for(adapter)
+        [tokens] = await asyncio.to_thread(self._tokens_prompts, [prompt])
+        async with aclosing(self._outputs(tokens, params, lora)) as outputs:
             async for output in outputs:
                 choice = output.outputs[0]
                 if first_token_s is None and choice.token_ids:
@@ -436,8 +439,10 @@ class VLLMEngine:
     ) -> list[Completion]:
         """All prompts go to vLLM at once, so its scheduler batches them.
 
-        The prompts reach vLLM as token ids, encoded in one batched call off the event loop: vLLM would
-        encode each text on the loop, one at a time, while the loop also carries every request's output.
+        The prompts reach vLLM as token ids, encoded in one batched call off the event loop by kotae's own
+        tokenizer: vLLM would encode each text on the loop, one at a time, while the loop also carries
+        every request's output, through a pool of tokenizer copies that deep-copies the whole tokenizer
+        whenever more callers come at once than it holds (`_read_tokenizer`).
         Each answer comes back once, finished: streaming a thousand answers token by token costs a
         Python wake-up per token and request. The loop guard then cuts each text where `stream` would
         have stopped it (greedy decoding generates the same text either way); only the token count

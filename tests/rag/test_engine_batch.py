@@ -164,12 +164,15 @@ def test_a_batch_of_many_gives_each_request_its_own_finished_answer(answers: Ans
     assert any(c.text for c in together)
 
 
-def test_a_batch_reaches_vllm_as_the_token_ids_vllm_would_have_made(answers: Answers) -> None:
-    # The streaming path hands vLLM the text, and the prompt token count it reports is vLLM's own.
+def test_a_batch_reaches_vllm_as_the_token_ids_vllm_would_have_made(
+    served: EngineOnLoop, answers: Answers
+) -> None:
     handed = sorted(answers.handed_to_vllm, key=lambda prompt: len(prompt["prompt_token_ids"]))
     assert [prompt["prompt"] for prompt in handed] == PROMPTS
-    lengths = [len(prompt["prompt_token_ids"]) for prompt in handed]
-    assert lengths == [streamed.prompt_tokens for streamed, _ in answers.alone]
+    vllms_own = served.engine._llm.get_tokenizer()  # type: ignore[union-attr]
+    assert [list(prompt["prompt_token_ids"]) for prompt in handed] == [
+        vllms_own.encode(prompt) for prompt in PROMPTS
+    ]
 
 
 def test_a_batch_stops_at_stop_tokens_in_vllms_engine_core(answers: Answers) -> None:
