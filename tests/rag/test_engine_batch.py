@@ -15,6 +15,7 @@ import copy
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,8 @@ class EngineOnLoop:
     engine: VLLMEngine
     loop: asyncio.AbstractEventLoop
     profile_dir: Path
+    tokenizer_copies_at_start: list[str]
+    """The tokenizers this process deep-copied while the engine started."""
 
 
 @engine_fixture(scope="module")
@@ -56,7 +59,9 @@ def served(tmp_path_factory) -> Iterator[EngineOnLoop]:
     async def start() -> VLLMEngine:  # inside the loop, so that vLLM's output handler belongs to it
         return VLLMEngine.configure(Path(model), settings, profile_dir=work / "profile").launch()
 
-    started = EngineOnLoop(loop.run_until_complete(start()), loop, work / "profile")
+    with counting_tokenizer_copies() as copies:
+        engine = loop.run_until_complete(start())
+    started = EngineOnLoop(engine, loop, work / "profile", copies)
     yield started
     started.engine.shutdown()
     loop.close()
@@ -205,6 +210,24 @@ def test_the_engine_core_is_forked_from_the_fork_server(served: EngineOnLoop) ->
     assert any("VLLM::EngineCore" in title for title in titles), titles
 
 
+@contextmanager
+def counting_tokenizer_copies() -> Iterator[list[str]]:
+    """The class names of the tokenizers `copy.deepcopy` copies meanwhile, in this process."""
+    copied: list[str] = []
+    deepcopy = copy.deepcopy
+
+    def counting(value: Any, *args: Any, **kwargs: Any) -> Any:
+        if hasattr(value, "backend_tokenizer"):
+            copied.append(type(value).__name__)
+        return deepcopy(value, *args, **kwargs)
+
+    copy.deepcopy = counting
+    try:
+        yield copied
+    finally:
+        copy.deepcopy = deepcopy
+
+
 def title(process: psutil.Process) -> str:
     """A process's command line as `ps` shows it; empty for one that has ended and not yet been reaped (an
     earlier test's child in this worker)."""
@@ -214,21 +237,17 @@ def title(process: psutil.Process) -> str:
         return ""
 
 
-def test_kotae_encodes_without_copying_vllms_tokenizer(served: EngineOnLoop, monkeypatch) -> None:
+def test_the_engine_starts_without_copying_the_tokenizer(served: EngineOnLoop) -> None:
+    # vLLM's renderer would deep-copy it twice for its pool (`kotae.rag.tokenizer_pool`).
+    assert served.tokenizer_copies_at_start == []
+
+
+def test_kotae_encodes_without_copying_vllms_tokenizer(served: EngineOnLoop) -> None:
     # vLLM hands out a tokenizer whose calls borrow from a pool of deep copies, and deep-copies the whole
     # tokenizer for a call that finds them all borrowed (`kotae.rag.engine._read_tokenizer`).
-    copied = []
-    deepcopy = copy.deepcopy
-
-    def counting(value: Any, *args: Any, **kwargs: Any) -> Any:
-        if hasattr(value, "backend_tokenizer"):
-            copied.append(type(value).__name__)
-        return deepcopy(value, *args, **kwargs)
-
-    monkeypatch.setattr(copy, "deepcopy", counting)
     counter = served.engine.count_tokens
     prompter = Prompter("chat-template", counter.tokenizer)
-    with ThreadPoolExecutor(16) as pool:
+    with counting_tokenizer_copies() as copied, ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda prompt: counter.encode_many([prompt]), PROMPTS * 4))
         list(pool.map(counter, PROMPTS * 4))
         list(pool.map(lambda prompt: prompter.qa(prompt, ["富士山"]), PROMPTS * 4))
