@@ -21,8 +21,8 @@
 # bitsandbytes eval), METADATA (0 skips the LoRA metadata benchmark, not its tests), HTTP (0 skips step 4),
 # OVERLAP (0 skips step 3), FLOOR (0 skips step 5), VARIANTS (after everything else, the warm bf16 eval again
 # under other settings: space-separated "LABEL:VAR=VALUE[,VAR=VALUE]", e.g.
-# "b256:KOTAE_EVAL_RETRIEVAL_BATCH=256", or "vllm-meta:VLLM_PLUGINS=none" for vLLM's own LoRA metadata update,
-# each into $R/variant-LABEL), W4_VARIANTS (the same for the GPTQ W4A16 eval, e.g.
+# "b256:KOTAE_EVAL_RETRIEVAL_BATCH=256", or "vllm-meta:VLLM_PLUGINS=kotae_tokenizer_pool" for vLLM's own
+# LoRA metadata update, each into $R/variant-LABEL), W4_VARIANTS (the same for the GPTQ W4A16 eval, e.g.
 # "marlin:VLLM_DISABLED_KERNELS=MacheteLinearKernel", into $R/w4-variant-LABEL), SERVE_VARIANTS (the same for
 # step 4's `kotae serve` alone, on step 4's prompts, each into $R/serve-LABEL, e.g.
 # "t16k:KOTAE_MAX_NUM_BATCHED_TOKENS=16384").
