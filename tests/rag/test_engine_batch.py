@@ -11,11 +11,9 @@ The engine runs on one event loop that the tests drive with `run_until_complete`
 scripts do; the last test shuts it down from outside that loop while it is idle."""
 
 import asyncio
-import copy
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ from typing import Any
 import psutil
 import pytest
 from engine_marker import engine_fixture
+from tokenizer_copies import counting_tokenizer_copies
 
 from kotae.core.config import Settings
 from kotae.models.testing import build_tiny_gemma
@@ -208,24 +207,6 @@ def test_the_engine_core_is_forked_from_the_fork_server(served: EngineOnLoop) ->
     # vLLM titles its process (setproctitle), as it does a spawned one: tools and tests find it by the title.
     titles = [title(child) for child in fork_servers[0].children()]
     assert any("VLLM::EngineCore" in title for title in titles), titles
-
-
-@contextmanager
-def counting_tokenizer_copies() -> Iterator[list[str]]:
-    """The class names of the tokenizers `copy.deepcopy` copies meanwhile, in this process."""
-    copied: list[str] = []
-    deepcopy = copy.deepcopy
-
-    def counting(value: Any, *args: Any, **kwargs: Any) -> Any:
-        if hasattr(value, "backend_tokenizer"):
-            copied.append(type(value).__name__)
-        return deepcopy(value, *args, **kwargs)
-
-    copy.deepcopy = counting
-    try:
-        yield copied
-    finally:
-        copy.deepcopy = deepcopy
 
 
 def title(process: psutil.Process) -> str:

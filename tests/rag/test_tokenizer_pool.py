@@ -3,9 +3,8 @@ call on the pooled tokenizer still runs on a copy of its own, made once and kept
 copies nothing is `tests/rag/test_engine_batch.py`'s."""
 
 import copy
-from typing import Any
 
-import pytest
+from tokenizer_copies import counting_tokenizer_copies
 from transformers import AutoTokenizer
 
 from kotae.models.testing import gemma_tokenizer_dir
@@ -14,28 +13,15 @@ from kotae.rag import tokenizer_pool
 QUESTION = "富士山の高さは？"
 
 
-@pytest.fixture
-def copies(monkeypatch) -> list[str]:
-    made: list[str] = []
-    deepcopy = copy.deepcopy
-
-    def counting(value: Any, *args: Any, **kwargs: Any) -> Any:
-        if hasattr(value, "backend_tokenizer"):
-            made.append(type(value).__name__)
-        return deepcopy(value, *args, **kwargs)
-
-    monkeypatch.setattr(copy, "deepcopy", counting)
-    return made
-
-
-def test_the_pool_starts_empty_and_keeps_the_copy_a_call_made(copies: list[str]) -> None:
+def test_the_pool_starts_empty_and_keeps_the_copy_a_call_made() -> None:
     from vllm.renderers import hf as renderer
 
     tokenizer_pool.register()
     tokenizer_pool.register()  # vLLM loads plugins once per process; a second call changes nothing
     tokenizer = AutoTokenizer.from_pretrained(gemma_tokenizer_dir())
     expected = tokenizer.encode(QUESTION)
-    pooled = renderer.maybe_make_thread_pool(copy.copy(tokenizer), 2)
-    assert copies == []
-    assert [pooled.encode(QUESTION) for _ in range(3)] == [expected] * 3
+    with counting_tokenizer_copies() as copies:
+        pooled = renderer.maybe_make_thread_pool(copy.copy(tokenizer), 2)
+        assert copies == []
+        assert [pooled.encode(QUESTION) for _ in range(3)] == [expected] * 3
     assert len(copies) == 1
