@@ -513,7 +513,7 @@ class VLLMEngine:
         return adapter_record(self._adapters, adapter).request
 
     async def _outputs(
-        self, prompt: "str | TokensPrompt", params: "SamplingParams", lora: "LoRARequest | None"
+        self, prompt: "TokensPrompt", params: "SamplingParams", lora: "LoRARequest | None"
     ) -> AsyncIterator["RequestOutput"]:
         """vLLM's outputs for one request, counted against its adapter (for deferred removal). A request
         left before it finished (the caller stopped reading, the client went away) is aborted; a failure
