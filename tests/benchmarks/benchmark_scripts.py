@@ -1,6 +1,8 @@
-"""Runs a script of `benchmarks/` in the test's process, as `python benchmarks/NAME.py ARGS` would."""
+"""Runs a script of `benchmarks/` in the test's process, as `python benchmarks/NAME.py ARGS` would; a small
+corpus and questions with gold passages for the scripts that retrieve."""
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -10,6 +12,42 @@ import pytest
 from kotae.core.config import get_settings
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+PASSAGES = [
+    {"id": "fuji-1", "title": "富士山", "text": "富士山は日本で最も高い山である。"},
+    {"id": "fuji-2", "title": "富士山", "text": "富士山の標高は3776メートルである。"},
+    {"id": "biwa", "title": "琵琶湖", "text": "琵琶湖は滋賀県にある日本最大の湖である。"},
+    {"id": "tone", "title": "利根川", "text": "利根川は関東地方を流れる川である。"},
+    {"id": "yaku", "title": "屋久島", "text": "屋久島は縄文杉で知られる島である。"},
+]
+"""Five passages of four articles (富士山 has two)."""
+QUESTIONS = [
+    {
+        "qid": "q1",
+        "question": "富士山の標高は？",
+        "answers": ["3776メートル"],
+        "gold_passage_ids": ["fuji-2"],
+    },
+    {
+        "qid": "q2",
+        "question": "日本最大の湖はどこにある？",
+        "answers": ["滋賀県"],
+        "gold_passage_ids": ["biwa"],
+    },
+    {
+        "qid": "q3",
+        "question": "縄文杉で知られる島は？",
+        "answers": ["屋久島"],
+        "gold_passage_ids": ["nowhere"],
+    },
+]
+"""Questions on `PASSAGES`; q3's gold passage is not among them."""
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    """`rows` as JSONL at `path`."""
+    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+    return path
 
 
 def load_script(name: str) -> ModuleType:

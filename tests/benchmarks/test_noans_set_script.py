@@ -1,47 +1,13 @@
 """`benchmarks/noans_set.py` writes each question's unanswerable twin: asked without its gold article, in the
 QA JSONL that `kotae eval` reads."""
 
-import json
 from pathlib import Path
 
 import pytest
-from benchmark_scripts import run_script
+from benchmark_scripts import PASSAGES, QUESTIONS, run_script, write_jsonl
 
 from kotae.evals.datasets import load_dataset
 from kotae.indexer.embedder import Embedder
-
-PASSAGES = [
-    {"id": "fuji-1", "title": "富士山", "text": "富士山は日本で最も高い山である。"},
-    {"id": "fuji-2", "title": "富士山", "text": "富士山の標高は3776メートルである。"},
-    {"id": "biwa", "title": "琵琶湖", "text": "琵琶湖は滋賀県にある日本最大の湖である。"},
-    {"id": "tone", "title": "利根川", "text": "利根川は関東地方を流れる川である。"},
-    {"id": "yaku", "title": "屋久島", "text": "屋久島は縄文杉で知られる島である。"},
-]
-QUESTIONS = [
-    {
-        "qid": "q1",
-        "question": "富士山の標高は？",
-        "answers": ["3776メートル"],
-        "gold_passage_ids": ["fuji-2"],
-    },
-    {
-        "qid": "q2",
-        "question": "日本最大の湖はどこにある？",
-        "answers": ["滋賀県"],
-        "gold_passage_ids": ["biwa"],
-    },
-    {
-        "qid": "q3",
-        "question": "縄文杉で知られる島は？",
-        "answers": ["屋久島"],
-        "gold_passage_ids": ["nowhere"],
-    },
-]
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
-    return path
 
 
 def test_noans_twins_lack_the_gold_article(
