@@ -5,12 +5,12 @@
 #      compared on those, never on the dev sets; builds SFT examples of the rest, once per share of negatives
 #      in SHARES (questions asked again without their gold article, taught to abstain; the same seed, so
 #      every set holds the same positives), and the unanswerable twins of the held-out questions and of
-#      jsquad-valid-dev (benchmarks/noans_set.py);
+#      both dev sets (benchmarks/noans_set.py);
 #   3. trains one adapter per share (`negN` for N% negatives; neg0 is the same recipe with abstention off),
 #      two at a time, then continues the second share's against the 4-bit weights (`negN-w4`, its base the
 #      W4A16 model);
-#   4. scores every adapter on the held-out questions and on jsquad-valid-dev with their twins and on
-#      jaquad-dev, bf16 and W4A16, with
+#   4. scores every adapter on the held-out questions, jsquad-valid-dev and jaquad-dev, each with its twins,
+#      bf16 and W4A16, with
 #      benchmarks/adapter_table.py: one engine per base, the shipped default first, while the others train.
 # Reports go to $R (default /tmp/r): bf16/table.md, w4/table.md, times.txt, progress.log, logs/; adapters
 # to $R/adapters, examples to $R/ex. Run it detached and keep a call alive while it works:
@@ -41,7 +41,7 @@ base=$KOTAE_HOME/models/gemma-3-270m
 w4=$KOTAE_HOME/models/gemma-3-270m-w4a16
 HOLD_OUT=${HOLD_OUT:-10}
 train_set=$DATA/qa/jsquad-valid-train.jsonl
-sets=("$R/sets/jsquad-valid-dev-mixed.jsonl" "$DATA/qa/jaquad-dev.jsonl")
+sets=("$R/sets/jsquad-valid-dev-mixed.jsonl" "$R/sets/jaquad-dev-mixed.jsonl")
 [ "$HOLD_OUT" -gt 0 ] && { train_set=$R/sets/train-part.jsonl; sets=("$R/sets/held-out-mixed.jsonl" "${sets[@]}"); }
 mkdir -p "$R/ex" "$R/sets" "$R/logs" "$KOTAE_ADAPTER_DIR"
 cd /tmp || exit 1
@@ -116,9 +116,11 @@ PY
   for share in $SHARES; do examples "$share" "$R/sets/mix.jsonl" mix- & done
 fi
 for share in $SHARES; do examples "$share" & done
-python3 "$repo/benchmarks/noans_set.py" --data "$DATA/qa/jsquad-valid-dev.jsonl" --index "$KOTAE_INDEX" \
-  --out "$R/sets/jsquad-valid-dev-mixed.jsonl" --with-answerable > "$R/logs/noans.log" 2>&1
-stamp "noans sets (exit $?)"
+for dev in jsquad-valid-dev jaquad-dev; do
+  python3 "$repo/benchmarks/noans_set.py" --data "$DATA/qa/$dev.jsonl" --index "$KOTAE_INDEX" \
+    --out "$R/sets/$dev-mixed.jsonl" --with-answerable > "$R/logs/noans-$dev.log" 2>&1
+  stamp "noans set $dev (exit $?)"
+done
 wait $(jobs -p | grep -vx "$quantizing")
 
 # The shipped default on both bases while the new adapters train (it also fills each base's compile cache).
