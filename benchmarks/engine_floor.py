@@ -5,18 +5,18 @@ vLLM engine, started as `kotae eval` starts it (batch workload), answers them al
 
   full      with the adapter, the eval's sampling (greedy, --max-tokens)
   strings   the same, ended by the stop strings alone, without kotae's stop tokens (`kotae.rag.stop_tokens`):
-            its answers must be full's, as many as full_again's are (`strings_different_answers`)
+            its answers must be full's, as many as full's own rounds are (`strings_different_answers`)
   loops     the same, with looping answers generated to --max-tokens before the loop guard cuts them,
             without the engine core's loop stop (`kotae.rag.loop_guard`): the same (`loops_different_answers`)
   prefill   with the adapter, one new token each: the prompts' prefill alone
   base      without the adapter, one new token each: what the LoRA costs the prefill
-  full_again  `full` once more: its time, and how many answers a GPU changes from run to run
-            (`full_again_different_answers`)
   profiled  `full` again under vLLM's torch profiler (slower): the GPU's busy share of the wall, the
             kernels it ran longest, and the host's time inside and between the engine's steps
 
 The runs go in `--rounds` rounds (the host's speed moves an eval's time by a second from run to run; each
 run's median is `LABEL_s`, every round's `LABEL_rounds_s`); new tokens and answers are the last round's.
+How many answers a GPU changes from run to run is `full_again_different_answers`: full's last round
+against its first.
 The prefix cache is emptied before each run, so every run prefills as the eval does. `--runs` picks some
 (a CPU is slow for all); `--adapter none` answers with the base model throughout.
 
@@ -112,7 +112,6 @@ def runs(
         "loops": (answering, adapter, {"ends_loops": False}),
         "prefill": (Sampling(max_tokens=1), adapter, {}),
         "base": (Sampling(max_tokens=1), None, {}),
-        "full_again": (answering, adapter, {}),
     }
 
 
@@ -121,7 +120,8 @@ RUNS = (*runs(Sampling(), None), "profiled")
 
 def different_answers(answers: dict[str, list[str]]) -> dict[str, int]:
     """How many of each run's answers differ from `full`'s. A GPU's greedy answers change with the company
-    a request keeps in its batches (bf16 sums round differently): `full_again`'s count is that share."""
+    a request keeps in its batches (bf16 sums round differently): `full_again` (full's first round, against
+    its last) counts that share."""
     if "full" not in answers:
         return {}
     return {
@@ -153,6 +153,7 @@ async def measure(args: argparse.Namespace) -> dict[str, object]:
     await engine.complete_many(prompts[: args.warmup], answering, adapter)
     answers: dict[str, list[str]] = {}
     seconds: dict[str, list[float]] = {}
+    first_full: list[str] | None = None
     # Rounds of every run in turn, so that a drift of the host's speed reaches each run alike.
     for _ in range(args.rounds):
         for label, (sampling, run_adapter, aside) in runs(answering, adapter).items():
@@ -167,11 +168,15 @@ async def measure(args: argparse.Namespace) -> dict[str, object]:
             seconds.setdefault(label, []).append(time.perf_counter() - began)
             figures[f"{label}_new_tokens"] = sum(c.completion_tokens for c in completions)
             answers[label] = [c.text for c in completions]
+            if label == "full" and first_full is None:
+                first_full = answers[label]
             for name, value in kept.items():
                 setattr(engine, name, value)
     for label, each in seconds.items():
         figures[f"{label}_s"] = statistics.median(each)
         figures[f"{label}_rounds_s"] = each
+    if first_full is not None and args.rounds > 1:
+        answers["full_again"] = first_full
     figures.update(different_answers(answers))
     if "profiled" in args.runs:
         await engine.reset_prefix_cache()
