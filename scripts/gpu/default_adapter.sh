@@ -22,9 +22,10 @@
 # run trains on too, e.g. $DATA/qa/jaquad-train.jsonl; none by default), MIX_QUESTIONS (that many of MIX's
 # questions, chosen by the sha256 of their ids; default all), INIT (the adapter every run continues; default
 # the shipped one, which was trained on every jsquad-valid-train article: held-out figures are clean only from
-# one that never saw them, such as the JaQuAD-only default of 830c625, taken out with
-#   git archive 830c625 adapters/trained/default | tar -x -C /tmp/jaquad
-# and INIT=/tmp/jaquad/adapters/trained/default; the tables still score the shipped one as `default`).
+# one that never saw them, such as the JaQuAD-only default of 830c625, taken out of git before the lease with
+#   mkdir -p .carry/init && git archive 830c625 adapters/trained/default | tar -x -C .carry/init
+# and carried in a call of its own (30 MB) that runs `cp -r .carry/init/adapters/trained/default /tmp/init`:
+# INIT=/tmp/init. The tables still score the shipped one as `default`).
 # Run python from outside the repository: there the source folder kotae/ would shadow the installed package.
 set -u
 export PYTHONPATH=/tmp/site VLLM_USE_FLASHINFER_SAMPLER=0 HF_HUB_OFFLINE=1 JAX_PLATFORMS=cpu PYTHONUNBUFFERED=1 \
