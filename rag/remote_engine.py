@@ -6,8 +6,10 @@ or not, kotae does not care — started with `--enable-lora` and `VLLM_ALLOW_RUN
   (refused connection, broken stream, a 5xx, silence past `replica_timeout_s`, an adapter it should
   have and has not) is marked unhealthy, and the request moves to another replica while none of it was
   streamed to the client. With no healthy replica left, requests fail at once (`EngineDead`: 503).
-- Every `replica_health_interval_s` each replica's `/health` is probed; a failed replica rejoins at the
-  first probe it passes, after the adapters it lacks (a restarted replica has none) are loaded into it.
+- Every `replica_health_interval_s` each replica's `/health` is probed. `PROBE_FAILURES` failed probes in a
+  row take it out of rotation (one slow answer on a loaded host is no outage); a probe that times out while
+  the replica streams an answer does not count (busy, not frozen). A failed replica rejoins at the first
+  probe it passes, after the adapters it lacks (a restarted replica has none) are loaded into it.
 - An adapter loads on every healthy replica or on none. Replicas serve it under its kotae name plus a
   digest of its files: new weights get a new name, so no replica cache keyed on the name (vLLM's prefix
   cache keys on name and path) can answer with the old weights, and a restarted kotae finds unchanged
@@ -49,6 +51,8 @@ logger = logging.getLogger(__name__)
 
 PROBE_TIMEOUT_S = 5.0
 """A health probe or a model listing slower than this counts as a failure."""
+PROBE_FAILURES = 2
+"""Failed health probes in a row that take a replica out of rotation."""
 CONNECT_TIMEOUT_S = 5.0
 """A replica that does not accept a connection this fast is down: the request moves on."""
 START_POLL_S = 2.0
@@ -71,6 +75,10 @@ class Replica:
     last_turn: int = 0
     """When it was last picked: among equally busy replicas the one idle longest goes next, so
     one-at-a-time traffic takes turns."""
+    last_streamed: float = 0.0
+    """`time.monotonic()` when it last streamed a chunk of an answer."""
+    failed_probes: int = 0
+    """Health probes failed in a row."""
 
 
 @dataclass(slots=True)
@@ -254,6 +262,7 @@ class RemoteEngine:
                     if not line.startswith("data: ") or line == "data: [DONE]":
                         continue
                     chunk = json.loads(line.removeprefix("data: "))
+                    replica.last_streamed = time.monotonic()
                     if "error" in chunk:
                         raise ReplicaFailed(f"{replica.url} failed mid-answer: {chunk['error']}")
                     if not chunk.get("choices"):
@@ -446,15 +455,20 @@ class RemoteEngine:
         await asyncio.gather(*(self._probe(r) for r in self.replicas))
 
     async def _probe(self, replica: Replica) -> None:
+        began = time.monotonic()
         try:
             response = await self._session().get(f"{replica.url}/health", timeout=PROBE_TIMEOUT_S)
             alive = response.status_code == HTTPStatus.OK
             failure = f"/health answered {response.status_code}"
+        except httpx.TimeoutException as error:
+            # Too slow to answer /health, yet streaming answers meanwhile: busy, not frozen.
+            alive, failure = replica.last_streamed >= began, f"/health: {type(error).__name__}"
         except httpx.TransportError as error:
             alive, failure = False, f"/health: {type(error).__name__}"
-        if not alive:
-            self._mark_failed(replica, failure)
-        elif not replica.healthy:
+        replica.failed_probes = 0 if alive else replica.failed_probes + 1
+        if replica.failed_probes >= PROBE_FAILURES:
+            self._mark_failed(replica, f"{failure} ({replica.failed_probes} probes in a row)")
+        elif alive and not replica.healthy:
             await self._rejoin(replica)
 
     async def _rejoin(self, replica: Replica) -> None:

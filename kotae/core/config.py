@@ -157,8 +157,9 @@ class Settings(BaseSettings):
     `--enable-lora` and `VLLM_ALLOW_RUNTIME_LORA_UPDATING=True`, and reads the adapter root at the path
     kotae reads it. Empty: vLLM runs inside kotae. kotae still reads the generator's tokenizer."""
     replica_health_interval_s: float = Field(5.0, gt=0)
-    """Seconds between `/health` probes of every replica: a failed replica rejoins at the first probe it
-    passes, once the adapters it lacks are loaded into it."""
+    """Seconds between `/health` probes of every replica: two failed in a row take it out of rotation (one
+    slow answer on a loaded host is no outage, nor a timeout while it streams answers); a failed replica
+    rejoins at the first probe it passes, once the adapters it lacks are loaded into it."""
     replica_timeout_s: float = Field(600.0, gt=0)
     """Longest a replica may stay silent in a request (queueing included) before it counts as failed."""
     replica_start_timeout_s: float = Field(600.0, gt=0)
