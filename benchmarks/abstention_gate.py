@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from kotae.core.config import RetrievalMode, Settings
+from kotae.core.jsonl import read_jsonl
 from kotae.core.qa_jsonl import QAItem, read_qa_jsonl
 from kotae.rag.retriever import Retriever
 from kotae.rag.unanswerable import search_without_gold
@@ -129,13 +130,11 @@ def _at(cosine: dict[str, np.ndarray], threshold: float) -> dict[str, float]:
 
 def _predictions(paths: list[Path]) -> dict[str, dict[str, bool]]:
     """qid -> whether the answer was exact and whether the model abstained, over every predictions file."""
-    rows = {}
-    for path in paths:
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                row = json.loads(line)
-                rows[row["qid"]] = {"exact": bool(row["exact"]), "abstained": bool(row["abstained"])}
-    return rows
+    return {
+        row["qid"]: {"exact": bool(row["exact"]), "abstained": bool(row["abstained"])}
+        for path in paths
+        for _, row in read_jsonl(path)
+    }
 
 
 def _joint(

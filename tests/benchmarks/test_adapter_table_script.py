@@ -2,10 +2,9 @@
 a set has unanswerable questions, and reads finished runs instead of running them again."""
 
 import json
-from pathlib import Path
 
 import pytest
-from benchmark_scripts import run_script
+from benchmark_scripts import run_script, write_jsonl
 
 from kotae.indexer.build import build_index
 from kotae.models.testing import build_random_lora, build_tiny_gemma
@@ -27,11 +26,6 @@ NOANS = {
     "answerable": False,
     "gold_passage_ids": ["fuji"],
 }
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
-    return path
 
 
 def test_every_adapter_on_every_set_in_one_table(tiny_e5, embedder, tmp_path, monkeypatch):
