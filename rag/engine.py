@@ -148,7 +148,8 @@ def _set_cache_dir(name: str, folder: Path) -> None:
 def configure_vllm_environment(settings: Settings) -> None:
     """vLLM reads these at import time or engine start; explicit user settings win.
 
-    On CPU, an unset KV-cache size asks for 92% of RAM and the default thread binding leaves a core idle.
+    On CPU, the default thread binding leaves a core idle (the KV cache is an engine argument:
+    `cpu_engine_args`).
     Everywhere, vLLM's own processes are spawned rather than forked: a fork inherits modules such as
     numba (the BM25 search kernel) that crash vLLM's start-up in the child. (The engine core itself is
     forked from a clean fork server: `kotae.rag.engine_process`.) On a GPU, vLLM's LoRA kernels take
@@ -157,7 +158,6 @@ def configure_vllm_environment(settings: Settings) -> None:
     """
     os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
     os.environ.setdefault("VLLM_TUNED_CONFIG_FOLDER", str(LORA_KERNEL_CONFIGS))
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{settings.kv_cache_gib:g}")
     cores = os.sched_getaffinity(0)
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"{min(cores)}-{max(cores)}")
     _set_cache_dir("VLLM_CACHE_ROOT", vllm_cache_root(settings))
@@ -205,6 +205,14 @@ def refuse_4bit_without_cpu_kernel(model: Path) -> None:
             "(its AVX2 build lacks it): serve the 16-bit model on this machine, or this one on a GPU or an "
             "AVX-512 CPU"
         )
+
+
+def cpu_engine_args(settings: Settings) -> dict[str, object]:
+    """Engine arguments that only a CPU reads: the KV cache of `kv_cache_gib`, which vLLM allocates and
+    fills at start. Unset, vLLM would ask for most of the machine's memory. As an engine argument it may
+    be a fraction of a GiB, and each engine of a process gets its own (vLLM's `VLLM_CPU_KVCACHE_SPACE`
+    takes whole GiB, is read from the environment, and still overrides it where a user sets it)."""
+    return {"kv_cache_memory_bytes": int(settings.kv_cache_gib * 2**30)}
 
 
 def gpu_engine_args(
@@ -361,10 +369,10 @@ class VLLMEngine:
             limits.max_num_seqs,
             limits.max_num_batched_tokens,
         )
-        gpu_args = (
+        device_args = (
             gpu_engine_args(model, settings, limits, current_platform.get_device_total_memory())
             if on_gpu
-            else {}
+            else cpu_engine_args(settings)
         )
         args = AsyncEngineArgs(
             model=str(model),
@@ -378,7 +386,7 @@ class VLLMEngine:
             max_num_batched_tokens=limits.max_num_batched_tokens,
             enable_prefix_caching=True,
             disable_log_stats=False,
-            **supported_args(AsyncEngineArgs, gpu_args | profiler_args(profile_dir)),
+            **supported_args(AsyncEngineArgs, device_args | profiler_args(profile_dir)),
         )
         # vLLM sizes its batch by who starts it: the default engine context gets 128 sequences and
         # 2,048 tokens per step, its own OpenAI server up to 1,024 and 8,192–16,384 on large GPUs.

@@ -17,6 +17,10 @@ import logging
 import multiprocessing
 import multiprocessing.forkserver
 import os
+import select
+import signal
+import threading
+import time
 from multiprocessing.context import ForkServerContext, ForkServerProcess
 
 logger = logging.getLogger(__name__)
@@ -26,16 +30,42 @@ PRELOADED_MODULES = [__name__, "vllm.v1.engine.core"]
 class from it) and the module holding vLLM's engine-core entry point, which imports torch and vLLM."""
 
 
+OWNER_GONE_GRACE_S = 10.0
+"""How long a forked process whose starter exited has to end on SIGTERM (vLLM's engine core stops its
+workers) before it gets SIGKILL."""
+
+
+def end_with(owner: int) -> None:
+    """End this process when the process `owner` exits, whichever way it does: SIGTERM, then SIGKILL after
+    `OWNER_GONE_GRACE_S`. The fork server's children are not the owner's, so nothing else ends them when
+    the owner is killed (by the OOM killer, say), and an engine core would hold its model and KV cache."""
+    try:
+        watched: int | None = os.pidfd_open(owner)
+    except ProcessLookupError:
+        watched = None
+
+    def watch() -> None:
+        if watched is not None:
+            select.select([watched], [], [])  # readable once the owner has exited
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(OWNER_GONE_GRACE_S)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="kotae-owner-watch", daemon=True).start()
+
+
 class EnvironmentCarryingProcess(ForkServerProcess):
     """A process forked from the fork server with the environment of the process that started it, as a
     spawned process would have: the server's own is the one it was started with, and kotae and vLLM set
-    variables for the engine core after that."""
+    variables for the engine core after that. It ends when that process does (`end_with`)."""
 
     def start(self) -> None:
         self.environment = dict(os.environ)
+        self.owner = os.getpid()
         super().start()
 
     def run(self) -> None:
+        end_with(self.owner)
         # Only what differs: emptying the environment moves it away from the command line's memory, and
         # vLLM's process titles (setproctitle, "VLLM::EngineCore") then no longer take.
         for name in set(os.environ) - set(self.environment):

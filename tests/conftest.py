@@ -2,6 +2,7 @@
 log handler off pytest's capture streams; gives each pytest-xdist worker whole packages; the models that
 tests of several packages share."""
 
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,6 +12,11 @@ from engine_marker import needs_engine
 
 if TYPE_CHECKING:
     from kotae.indexer.embedder import Embedder
+
+# Every engine the tests start, in process or in a `kotae serve` of their own, takes its whole KV cache from
+# the machine's memory at start, and two workers run several at once on CI's 24 GiB. 128 MiB holds over
+# 100k tokens of the tiny models; kotae's default (2 GiB) is sized for a real one.
+os.environ.setdefault("KOTAE_KV_CACHE_GIB", "0.125")
 
 LONGEST_PACKAGES = ("tests/server", "tests/adapters")
 """The packages that start the most engines and train models, given to the pytest-xdist workers first: a long

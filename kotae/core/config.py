@@ -114,7 +114,8 @@ class Settings(BaseSettings):
     max_model_len: int = Field(4096, ge=256)
     """vLLM context length."""
     kv_cache_gib: float = Field(2.0, gt=0)
-    """KV cache size on CPU (GiB); on a GPU see `gpu_memory_utilization`."""
+    """KV cache size on CPU (GiB, fractions too), taken from memory when the engine starts; on a GPU see
+    `gpu_memory_utilization`."""
     gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
     """Share of the GPU's memory vLLM may take. Unset: vLLM gets a KV cache sized to the model and the
     workload's concurrency instead (`kv_cache_memory_bytes`: `max_num_seqs` sequences of a full prompt plus

@@ -247,7 +247,6 @@ class EngineHandle:
 def engine_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return Settings(
         home=tmp_path_factory.mktemp("home"),
-        kv_cache_gib=1,
         max_model_len=2048,
         max_lora_rank=16,
         context_token_budget=200,

@@ -112,7 +112,7 @@ def test_w4a16_checkpoint_serves_in_vllm_with_a_lora_adapter(method, calib, tmp_
     assert record.keeps_activations == (method == "gptq"), "AWQ's smoothing rescales what LoRA reads"
 
     adapter = build_random_lora(base, tmp_path / "lora", seed=1)
-    settings = Settings(home=tmp_path / "home", kv_cache_gib=1, max_model_len=512, max_lora_rank=8)
+    settings = Settings(home=tmp_path / "home", max_model_len=512, max_lora_rank=8)
     if not cpu_has_4bit_kernel():
         with pytest.raises(KotaeError, match=CPU_4BIT_KERNEL):
             VLLMEngine.configure(out, settings)

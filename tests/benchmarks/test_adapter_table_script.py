@@ -41,7 +41,6 @@ def test_every_adapter_on_every_set_in_one_table(tiny_e5, embedder, tmp_path, mo
         "KOTAE_INDEX": tmp_path / "index",
         "KOTAE_ADAPTER_DIR": tmp_path / "adapters",
         "KOTAE_DEFAULT_ADAPTER": "",
-        "KOTAE_KV_CACHE_GIB": 1,
         "KOTAE_MAX_MODEL_LEN": 1024,
         "KOTAE_MAX_LORAS": 1,
         "KOTAE_MAX_LORA_RANK": 8,

