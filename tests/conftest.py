@@ -1,6 +1,7 @@
 """Marks `engine` every test that uses a fixture declared with `engine_marker.engine_fixture`; keeps absl's
-log handler off pytest's capture streams; gives each pytest-xdist worker whole packages; the models that
-tests of several packages share."""
+log handler off pytest's capture streams; gives each pytest-xdist worker whole packages, and orders the
+modules that share engines; keeps the tests' engines small in memory; the models that tests of several
+packages share."""
 
 import os
 import sys
@@ -26,6 +27,11 @@ VLLM_METRICS_READERS = ("test_cancellation.py", "test_dashboard_metrics.py", "te
 """Test modules that read the session engine's `vllm:` metrics. vLLM unregisters every `vllm:` collector
 when an engine starts in the process, so these run before any test that starts an engine of its own."""
 
+SHARED_SERVE_TAKER = "test_graceful_shutdown.py"
+"""The test module that takes tests/server's shared `kotae serve` process and stops it, run right after the
+metrics readers (test_cancellation.py starts the process): otherwise the process and its engine would idle in
+memory through most of the package."""
+
 
 def pytest_configure() -> None:
     # `import openvino` (the embedder) imports absl, whose log handler keeps the sys.stderr of that moment,
@@ -45,7 +51,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if needs_engine(item):
             item.add_marker(pytest.mark.engine)
-    items.sort(key=lambda item: item.path.name not in VLLM_METRICS_READERS)
+    items.sort(
+        key=lambda item: (item.path.name not in VLLM_METRICS_READERS, item.path.name != SHARED_SERVE_TAKER)
+    )
 
 
 @pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist, which `make test` runs under

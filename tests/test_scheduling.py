@@ -1,4 +1,5 @@
-"""The root conftest's pytest-xdist scheduling: whole packages to each worker, the longest packages first."""
+"""The root conftest's scheduling: whole packages to each pytest-xdist worker, the longest packages first;
+in a package, the modules that share tests/server's `kotae serve` process first."""
 
 from pathlib import Path
 from types import SimpleNamespace
@@ -57,3 +58,16 @@ def test_the_longest_packages_go_first_each_whole_to_one_worker(pytestconfig: py
     first = [{collection[index].rsplit("/", 1)[0] for index in worker.sent[0]} for worker in workers]
     assert first == [{"tests/server"}, {"tests/adapters"}]
     assert [collection[index] for index in workers[0].sent[0]] == collection[10:12]
+
+
+def test_the_shared_serve_is_taken_right_after_the_metrics_readers(pytestconfig: pytest.Config) -> None:
+    conftest: Any = pytestconfig.pluginmanager.get_plugin(str(CONFTEST))
+    names = ["test_abstention_api.py", "test_graceful_shutdown.py", "test_cancellation.py", "test_qa_api.py"]
+    items: Any = [SimpleNamespace(path=Path("tests/server", name), _fixtureinfo=None) for name in names]
+    conftest.pytest_collection_modifyitems(items)
+    assert [item.path.name for item in items] == [
+        "test_cancellation.py",
+        "test_graceful_shutdown.py",
+        "test_abstention_api.py",
+        "test_qa_api.py",
+    ]

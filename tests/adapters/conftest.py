@@ -2,7 +2,6 @@
 with questions, and one vLLM engine for the whole session."""
 
 import asyncio
-import json
 import os
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
@@ -11,6 +10,7 @@ from typing import Any, TypeVar
 
 import pytest
 from engine_marker import engine_fixture
+from jsonl_files import write_jsonl
 
 from kotae.core.config import Settings
 
@@ -78,11 +78,6 @@ QUESTIONS = [
         "gold_passage_ids": ["p6"],
     },
 ]
-
-
-def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
-    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
-    return path
 
 
 @pytest.fixture(scope="session")

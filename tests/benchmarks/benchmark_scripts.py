@@ -2,7 +2,6 @@
 corpus and questions with gold passages for the scripts that retrieve."""
 
 import importlib.util
-import json
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -42,12 +41,6 @@ QUESTIONS = [
     },
 ]
 """Questions on `PASSAGES`; q3's gold passage is not among them."""
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    """`rows` as JSONL at `path`."""
-    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
-    return path
 
 
 def load_script(name: str) -> ModuleType:

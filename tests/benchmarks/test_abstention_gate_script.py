@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from benchmark_scripts import PASSAGES, QUESTIONS, load_script, run_script, write_jsonl
+from benchmark_scripts import PASSAGES, QUESTIONS, load_script, run_script
+from jsonl_files import write_jsonl
 
 from kotae.indexer.embedder import Embedder
 

@@ -4,7 +4,8 @@ a set has unanswerable questions, and reads finished runs instead of running the
 import json
 
 import pytest
-from benchmark_scripts import run_script, write_jsonl
+from benchmark_scripts import run_script
+from jsonl_files import write_jsonl
 
 from kotae.indexer.build import build_index
 from kotae.models.testing import build_random_lora, build_tiny_gemma

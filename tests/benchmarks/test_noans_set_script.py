@@ -4,7 +4,8 @@ QA JSONL that `kotae eval` reads."""
 from pathlib import Path
 
 import pytest
-from benchmark_scripts import PASSAGES, QUESTIONS, run_script, write_jsonl
+from benchmark_scripts import PASSAGES, QUESTIONS, run_script
+from jsonl_files import write_jsonl
 
 from kotae.evals.datasets import load_dataset
 from kotae.indexer.embedder import Embedder

@@ -1,6 +1,7 @@
 import json
 
 import pytest
+from jsonl_files import write_jsonl
 
 from kotae.core.errors import InputError
 from kotae.core.passage import Passage
@@ -11,7 +12,7 @@ def squad(articles):
     return {"version": "test", "data": articles}
 
 
-def test_kotae_qa_jsonl(tmp_path, write_jsonl):
+def test_kotae_qa_jsonl(tmp_path):
     path = write_jsonl(
         tmp_path / "qa.jsonl",
         [
@@ -34,7 +35,7 @@ def test_kotae_qa_jsonl(tmp_path, write_jsonl):
     assert (second.question, second.gold_passage_ids) == ("川の長さは？", ())
 
 
-def test_kotae_qa_jsonl_with_contexts_and_a_limit(tmp_path, write_jsonl):
+def test_kotae_qa_jsonl_with_contexts_and_a_limit(tmp_path):
     path = write_jsonl(
         tmp_path / "qa.jsonl",
         [
@@ -55,7 +56,7 @@ def test_kotae_qa_jsonl_with_contexts_and_a_limit(tmp_path, write_jsonl):
     )
 
 
-def test_unanswerable_questions_have_no_answers(tmp_path, write_jsonl):
+def test_unanswerable_questions_have_no_answers(tmp_path):
     path = write_jsonl(
         tmp_path / "mixed.jsonl",
         [
@@ -71,7 +72,7 @@ def test_unanswerable_questions_have_no_answers(tmp_path, write_jsonl):
     assert (bare.answerable, bare.answers) == (False, ())
 
 
-def test_aio_style_jsonl_gives_ctxs_as_contexts(tmp_path, write_jsonl):
+def test_aio_style_jsonl_gives_ctxs_as_contexts(tmp_path):
     path = write_jsonl(
         tmp_path / "aio.jsonl",
         [
@@ -159,7 +160,7 @@ def test_malformed_squad_names_the_place_in_the_tree(tmp_path):
         load_dataset(path)
 
 
-def test_missing_and_empty_inputs_are_refused(tmp_path, write_jsonl):
+def test_missing_and_empty_inputs_are_refused(tmp_path):
     with pytest.raises(InputError, match="no such file"):
         load_dataset(tmp_path / "absent.jsonl")
     with pytest.raises(InputError, match="no questions"):

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+from jsonl_files import write_jsonl
 from typer.testing import CliRunner
 
 from kotae.core.config import Settings, get_settings
@@ -43,7 +44,7 @@ QUESTIONS = [
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory, write_jsonl, tiny_e5, embedder):
+def workspace(tmp_path_factory, tiny_e5, embedder):
     """Tiny generator and embedder, an index of PASSAGES, and a QA file that also carries contexts."""
     root = tmp_path_factory.mktemp("e2e")
     gemma = build_tiny_gemma(root / "tiny-gemma")

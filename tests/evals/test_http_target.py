@@ -9,6 +9,7 @@ import threading
 import pytest
 import uvicorn
 from fastapi import FastAPI, HTTPException
+from jsonl_files import write_jsonl
 from typer.testing import CliRunner
 
 from kotae.core.errors import KotaeError
@@ -65,7 +66,7 @@ def server():
 
 
 @pytest.fixture
-def qa_file(tmp_path, write_jsonl):
+def qa_file(tmp_path):
     rows = [
         {"qid": "q1", "question": "鳥の名は？", "answers": ["ツバメ"], "gold_passage_ids": ["p2"]},
         {"qid": "q2", "question": "花の色は？", "answers": ["白"], "gold_passage_ids": ["p9"]},

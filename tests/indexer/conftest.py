@@ -4,7 +4,8 @@ root conftest's)."""
 from pathlib import Path
 
 import pytest
-from indexer_fixtures import CORPUS, write_jsonl
+from indexer_fixtures import CORPUS
+from jsonl_files import write_jsonl
 
 
 @pytest.fixture

@@ -1,8 +1,7 @@
 """Data the indexer tests share (a module of its own: every test folder has a `conftest`, and pytest's
 default import mode would let one shadow another)."""
 
-import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -41,11 +40,6 @@ CORPUS = [
         "text": "新幹線は1964年に開業した高速鉄道である。東京と大阪を結んだ。",
     },
 ]
-
-
-def write_jsonl(path: Path, rows: Iterable[dict]) -> Path:
-    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
-    return path
 
 
 class FailingEmbedder(Embedder):

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from indexer_fixtures import CORPUS, FailingEmbedder, write_jsonl
+from indexer_fixtures import CORPUS, FailingEmbedder
+from jsonl_files import write_jsonl
 
 from kotae import __version__
 from kotae.core.errors import InputError, KotaeError

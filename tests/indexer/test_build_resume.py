@@ -15,7 +15,8 @@ import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from indexer_fixtures import CORPUS, write_jsonl
+from indexer_fixtures import CORPUS
+from jsonl_files import write_jsonl
 
 from kotae.core.errors import InputError, KotaeError
 from kotae.indexer.build import build_index, staging_path

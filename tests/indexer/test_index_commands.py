@@ -3,7 +3,7 @@
 from pathlib import Path
 
 import pytest
-from indexer_fixtures import write_jsonl
+from jsonl_files import write_jsonl
 from typer.testing import CliRunner
 
 from kotae.core.errors import KotaeError

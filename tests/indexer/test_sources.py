@@ -8,7 +8,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from indexer_fixtures import CORPUS, DATA, FIXTURES, write_jsonl
+from indexer_fixtures import CORPUS, DATA, FIXTURES
+from jsonl_files import write_jsonl
 
 from kotae.core.errors import InputError
 from kotae.indexer.sources import detect_format, read_documents

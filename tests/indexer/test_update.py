@@ -4,7 +4,8 @@ import copy
 from pathlib import Path
 
 import pytest
-from indexer_fixtures import CORPUS, FailingEmbedder, write_jsonl
+from indexer_fixtures import CORPUS, FailingEmbedder
+from jsonl_files import write_jsonl
 
 from kotae.core.errors import KotaeError
 from kotae.indexer.build import build_index

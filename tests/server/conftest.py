@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 from engine_marker import engine_fixture
+from jsonl_files import write_jsonl
 from pydantic import SecretStr
 from server_fixtures import (
     ALL_KEY,
@@ -32,7 +33,6 @@ from server_fixtures import (
     tiny_pipeline,
     wait_healthy,
     wait_ready,
-    write_jsonl,
 )
 
 # vLLM reads these when the engine starts.

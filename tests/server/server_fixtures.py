@@ -150,11 +150,6 @@ class BorrowedEngine:
         pass
 
 
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
-    return path
-
-
 def free_port() -> socket.socket:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))

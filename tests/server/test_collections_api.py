@@ -7,7 +7,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from server_fixtures import ADMIN_TOKEN, ALL_KEY, MANUALS, MANUALS_KEY, LiveServer, write_jsonl
+from jsonl_files import write_jsonl
+from server_fixtures import ADMIN_TOKEN, ALL_KEY, MANUALS, MANUALS_KEY, LiveServer
 
 MANUAL_IDS = {row["id"] for row in MANUALS}
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from server_fixtures import BASE_MODEL, ReplicaProcess, server_settings, write_jsonl
+from jsonl_files import write_jsonl
+from server_fixtures import BASE_MODEL, ReplicaProcess, server_settings
 from typer.testing import CliRunner
 
 from kotae.core.config import get_settings
