@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from jsonl_files import write_jsonl
 from rich.console import Console
 
 from kotae.adapters.quantize import calibration_samples, quantize_model
@@ -32,12 +33,7 @@ def model_dir(tmp_path):
 @pytest.fixture
 def calib(tmp_path):
     passages = tmp_path / "passages.jsonl"
-    passages.write_text(
-        "".join(
-            json.dumps({"id": str(i), "title": f"題{i}", "text": f"本文{i}"}, ensure_ascii=False) + "\n"
-            for i in range(6)
-        )
-    )
+    write_jsonl(passages, [{"id": str(i), "title": f"題{i}", "text": f"本文{i}"} for i in range(6)])
     examples = tmp_path / "examples.jsonl"
     examples.write_text(
         "".join(

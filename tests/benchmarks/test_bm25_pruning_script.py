@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from jsonl_files import write_jsonl
 
 from kotae.indexer.bm25 import Bm25Index, Bm25Params
 from kotae.indexer.tokenizer import SudachiTokenizer
@@ -29,7 +30,7 @@ def test_pruned_and_exhaustive_searches_agree(
     Bm25Index.build(tmp_path / "bm25", [(keys, [tokenizer.tokenize(t) for t in TEXTS])], Bm25Params())
     data = tmp_path / "qa.jsonl"
     rows = [{"question": q, "answers": ["x"]} for q in QUESTIONS]
-    data.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+    write_jsonl(data, rows)
     monkeypatch.syspath_prepend(str(SCRIPT.parent))  # it imports index_scale.py beside it
     spec = importlib.util.spec_from_file_location("bm25_pruning", SCRIPT)
     assert spec and spec.loader

@@ -2,13 +2,13 @@
 `doc#2`, finds it), and sweeps IVF-PQ's nprobe."""
 
 import importlib.util
-import json
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from jsonl_files import write_jsonl
 
 from kotae.core.config import Settings
 from kotae.core.passage import Passage
@@ -43,7 +43,7 @@ def retriever_over(
     tmp_path: Path, embedder: Embedder, index_type: IndexType, params: Mapping[str, int]
 ) -> Iterator[Retriever]:
     corpus = tmp_path / "corpus.jsonl"
-    corpus.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in PASSAGES), encoding="utf-8")
+    write_jsonl(corpus, PASSAGES)
     build_index([corpus], tmp_path / "index", embedder, index_type, params, chunk_chars=60, workers=0)
     index = Index.open(tmp_path / "index", gpu=False)
     assert index.passage("yaku") is None and index.passage("yaku#2") is not None

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from jsonl_files import write_jsonl
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "seed_table.py"
 
@@ -113,11 +114,7 @@ def test_the_prompts_stage_writes_the_prompts_the_server_would(
     monkeypatch.setattr(runtime, "Embedder", lambda folder: embedder)  # the session's, loaded once
     passages = [("p1", "富士山", "富士山は日本一高い山である。"), ("p2", "琵琶湖", "琵琶湖は滋賀県にある。")]
     corpus = tmp_path / "corpus.jsonl"
-    corpus.write_text(
-        "".join(
-            json.dumps({"id": i, "title": t, "text": x}, ensure_ascii=False) + "\n" for i, t, x in passages
-        )
-    )
+    write_jsonl(corpus, [{"id": i, "title": t, "text": x} for i, t, x in passages])
     build_index([corpus], tmp_path / "index", embedder, workers=0)
     qa = tmp_path / "qa.jsonl"
     qa.write_text(

@@ -1,8 +1,9 @@
 """The embedded default's demo index follows the shipped corpus: built on first use, kept while the corpus is
 the same, rebuilt when a new kotae ships another one."""
 
-import json
 from pathlib import Path
+
+from jsonl_files import write_jsonl
 
 from kotae import runtime
 from kotae.core.config import Settings
@@ -11,8 +12,7 @@ from kotae.indexer.manifest import read_manifest
 
 def write_corpus(path: Path, texts: list[str]) -> Path:
     rows = [{"id": f"d{i}", "title": f"題{i}", "text": text} for i, text in enumerate(texts)]
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    return path
+    return write_jsonl(path, rows)
 
 
 def test_demo_index_is_rebuilt_only_when_the_shipped_corpus_changes(tmp_path, monkeypatch, embedder):

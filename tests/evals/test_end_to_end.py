@@ -220,7 +220,4 @@ def with_noans_twins(qa: Path, out: Path) -> Path:
          "gold_passage_ids": row["gold_passage_ids"]}
         for row in rows
     ]  # fmt: skip
-    out.write_text(
-        "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows + twins), encoding="utf-8"
-    )
-    return out
+    return write_jsonl(out, rows + twins)

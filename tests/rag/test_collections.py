@@ -1,10 +1,10 @@
 """Collections: several indexes by name, each swapped for a newer build while requests finish on the old."""
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from jsonl_files import write_jsonl
 
 from kotae.core.config import Settings
 from kotae.core.errors import KotaeError
@@ -25,16 +25,11 @@ MANUALS = [
 SETTINGS = Settings(retrieval="bm25")
 
 
-def write(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
-    return path
-
-
 @pytest.fixture
 def served(tmp_path: Path, embedder: Embedder) -> Collections:
-    build_index([write(tmp_path / "wiki.jsonl", WIKI)], tmp_path / "wiki", embedder, workers=0)
+    build_index([write_jsonl(tmp_path / "wiki.jsonl", WIKI)], tmp_path / "wiki", embedder, workers=0)
     root = tmp_path / "collections"
-    build_index([write(tmp_path / "manuals.jsonl", MANUALS)], root / "manuals", embedder, workers=0)
+    build_index([write_jsonl(tmp_path / "manuals.jsonl", MANUALS)], root / "manuals", embedder, workers=0)
     (root / "not-an-index").mkdir()
     default = Retriever(Index.open(tmp_path / "wiki"), embedder, SETTINGS)
     return Collections.open(default, root)
@@ -64,8 +59,10 @@ def test_a_rebuild_is_served_after_reload_and_requests_on_the_old_index_finish(
     before = served.get("manuals")
     assert served.reload_changed() == []
     rebuilt = [*MANUALS, {"id": "wifi", "title": "無線LAN", "text": "会議室の無線LANはkaigi-5gである。"}]
-    build_index([write(tmp_path / "manuals2.jsonl", rebuilt)], served.root / "manuals", embedder, workers=0)
-    build_index([write(tmp_path / "hr.jsonl", MANUALS[1:])], served.root / "hr", embedder, workers=0)
+    build_index(
+        [write_jsonl(tmp_path / "manuals2.jsonl", rebuilt)], served.root / "manuals", embedder, workers=0
+    )
+    build_index([write_jsonl(tmp_path / "hr.jsonl", MANUALS[1:])], served.root / "hr", embedder, workers=0)
 
     assert served.reload_changed() == ["hr", "manuals"]
     assert ids(served.get("manuals"), "無線LANの名前は？")[0] == "wifi"
@@ -130,7 +127,7 @@ def test_written_documents_survive_a_reopen_and_a_rebuild(
     directory = served.get("manuals").index.directory
     reopened = Index.open(directory)  # a new process: the overlay is read back from its file
     assert reopened.document("printer") is not None and reopened.document("leave") is None
-    build_index([write(tmp_path / "again.jsonl", MANUALS)], directory, embedder, workers=0)
+    build_index([write_jsonl(tmp_path / "again.jsonl", MANUALS)], directory, embedder, workers=0)
     assert served.reload_changed() == ["manuals"]
     index = served.get("manuals").index
     assert index.document("printer") is not None and index.document("leave") is None

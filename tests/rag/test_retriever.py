@@ -1,13 +1,13 @@
 """Retrieval: rank fusion on hand-made rankings, then each mode over a small real index."""
 
 import copy
-import json
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
+from jsonl_files import write_jsonl
 
 from kotae.core.config import Settings
 from kotae.core.errors import KotaeError
@@ -104,9 +104,7 @@ class CountingEmbedder(Embedder):
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("corpus") / "corpus.jsonl"
-    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in CORPUS), encoding="utf-8")
-    return path
+    return write_jsonl(tmp_path_factory.mktemp("corpus") / "corpus.jsonl", CORPUS)
 
 
 @pytest.fixture(scope="module")
