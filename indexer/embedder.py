@@ -92,6 +92,10 @@ class Embedder:
         # The runtime's one-time set-up (a GPU's cuBLAS handles and kernel choice, compiled graphs) happens
         # here rather than in the first question's batch.
         self.embed_queries([WARM_UP_QUERY])
+        if self.choice.compiled:
+            # torch.compile specializes a batch of one row; its graph for any other count would otherwise
+            # compile inside the first request that shares a batch, with every request queued behind it.
+            self.embed_queries([WARM_UP_QUERY, WARM_UP_QUERY])
 
     @property
     def device(self) -> str:

@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     demo corpus), else bf16 where it computes bf16 natively (AVX-512 BF16, AMX), else fp32."""
     embedder_compile: bool = False
     """Run the embedder's encoder through `torch.compile` (torch backend): fused kernels, faster on CUDA;
-    the first batches take a minute to compile."""
+    loading the embedder takes about a minute longer, since it compiles for every batch size then."""
     index: Path | None = None
     """Index directory to serve as the `default` collection; unset means the embedded demo index under
     `home`."""

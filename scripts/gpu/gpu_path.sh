@@ -19,6 +19,8 @@
 # Environment: DATA (a copy of ../shared/data; default beside the repository), LIMIT (980), ADAPTER (default),
 # BASE (0 skips step 2's base model), W4 (0 skips quantizing and the 4-bit eval), BNB (0 skips the
 # bitsandbytes eval), METADATA (0 skips the LoRA metadata benchmark, not its tests), HTTP (0 skips step 4),
+# HTTP_ROUNDS (3: step 4's pair of servers measured that many times in turn, into $R/http, $R/http-2, …: one
+# pair's ratio moves by 20 points from run to run),
 # OVERLAP (0 skips step 3), FLOOR (0 skips step 5), VARIANTS (after everything else, the warm bf16 eval again
 # under other settings: space-separated "LABEL:VAR=VALUE[,VAR=VALUE]", e.g.
 # "b256:KOTAE_EVAL_RETRIEVAL_BATCH=256", or "vllm-meta:VLLM_PLUGINS=kotae_tokenizer_pool" for vLLM's own
@@ -93,7 +95,12 @@ stages=(eval-adapter)
 [ "${BNB:-1}" = 1 ] && stages+=(eval-bnb-adapter)
 seed warm "${stages[@]}"
 [ "${OVERLAP:-1}" = 1 ] && KOTAE_EVAL_RETRIEVAL_BATCH=0 seed no-overlap eval-adapter
-[ "${HTTP:-1}" = 1 ] && seed http prompts serve vllm
+if [ "${HTTP:-1}" = 1 ]; then
+  seed http prompts serve vllm
+  for round in $(seq 2 "${HTTP_ROUNDS:-3}"); do
+    mkdir -p "$R/http-$round" && cp "$R/http/prompts.jsonl" "$R/http-$round/" && seed "http-$round" serve vllm
+  done
+fi
 serve_again() { mkdir -p "$R/serve-$1" && cp "$R/http/prompts.jsonl" "$R/serve-$1/" && seed "serve-$1" serve; }
 each_variant serve_again ${SERVE_VARIANTS:-}
 floor() {  # floor() LABEL: benchmarks/engine_floor.py on step 4's prompts into $R/floor-LABEL

@@ -148,6 +148,29 @@ def test_loading_embeds_one_query_before_the_first_caller_does(
     assert rows == [1]
 
 
+def test_a_compiled_encoder_is_compiled_for_every_batch_size_while_it_loads(
+    tiny_e5: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server's first batch of several questions must not wait for a compilation (session 30's lease: the
+    first one took about 30 s on an H100 while every request queued behind it)."""
+    import functools
+
+    import torch
+    from torch._dynamo.utils import counters
+
+    # Dynamo's graph capture and guards decide what compiles again; its eager backend keeps the test fast.
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
+    torch._dynamo.reset()
+    counters.clear()
+    compiled = Embedder(tiny_e5, device="cpu", backend="torch", precision="fp32", compiled=True)
+    graphs_at_load = counters["stats"]["unique_graphs"]
+    assert graphs_at_load > 0
+    for questions in (QUERIES, QUERIES[:2], [QUERIES[0]], [text[:60] for text in PASSAGES[:5] if text]):
+        compiled.embed_queries(questions)
+    assert counters["stats"]["unique_graphs"] == graphs_at_load
+    torch._dynamo.reset()
+
+
 def test_length_sorted_batches_return_vectors_in_input_order(torch_fp32: Embedder) -> None:
     inputs = texts(40)
     one_by_one = np.concatenate([torch_fp32.embed_passages([text]) for text in inputs])
