@@ -151,8 +151,8 @@ def test_loading_embeds_one_query_before_the_first_caller_does(
 def test_a_compiled_encoder_is_compiled_for_every_batch_size_while_it_loads(
     tiny_e5: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A server's first batch of several questions must not wait for a compilation (session 30's lease: the
-    first one took about 30 s on an H100 while every request queued behind it)."""
+    """A server's first batch of several questions must not wait for a compilation, with every request
+    queued behind it (docs/BENCHMARKS.md, session 30's lease)."""
     import functools
 
     import torch
