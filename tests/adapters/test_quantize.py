@@ -34,13 +34,9 @@ def model_dir(tmp_path):
 def calib(tmp_path):
     passages = tmp_path / "passages.jsonl"
     write_jsonl(passages, [{"id": str(i), "title": f"題{i}", "text": f"本文{i}"} for i in range(6)])
-    examples = tmp_path / "examples.jsonl"
-    examples.write_text(
-        "".join(
-            json.dumps({"prompt": f"### 指示:\n問{i}\n", "completion": f"答{i}\n\n"}, ensure_ascii=False)
-            + "\n"
-            for i in range(6)
-        )
+    examples = write_jsonl(
+        tmp_path / "examples.jsonl",
+        [{"prompt": f"### 指示:\n問{i}\n", "completion": f"答{i}\n\n"} for i in range(6)],
     )
     return [passages, examples]
 

@@ -116,10 +116,8 @@ def test_the_prompts_stage_writes_the_prompts_the_server_would(
     corpus = tmp_path / "corpus.jsonl"
     write_jsonl(corpus, [{"id": i, "title": t, "text": x} for i, t, x in passages])
     build_index([corpus], tmp_path / "index", embedder, workers=0)
-    qa = tmp_path / "qa.jsonl"
-    qa.write_text(
-        json.dumps({"qid": "q1", "question": "日本一高い山は？", "answers": ["富士山"]}, ensure_ascii=False)
-        + "\n"
+    qa = write_jsonl(
+        tmp_path / "qa.jsonl", [{"qid": "q1", "question": "日本一高い山は？", "answers": ["富士山"]}]
     )
     gemma = build_tiny_gemma(tmp_path / "tiny-gemma")
     shipped = SCRIPT.parents[1] / "adapters" / "trained"
