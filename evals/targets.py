@@ -27,7 +27,6 @@ from kotae.rag.engine_protocol import Sampling
 from kotae.rag.pipeline import Answer, Pipeline, PreparedQuestion
 from kotae.rag.prompt import PromptFormat
 from kotae.rag.qa_reply import QAResponse
-from kotae.rag.retriever import Retrieval
 from kotae.rag.stage_times import StageTimes
 
 BATCH_STAGE_PREFIX = "batch."
@@ -207,8 +206,8 @@ class InProcessTarget:
     ) -> tuple[list[PreparedQuestion], list[list[str]] | None]:
         """The batch's prompts, with the dataset's passages or retrieved ones. Retrieval ranks
         `retrieval_depth` passages once per question (`vectors`: the questions' embeddings, when they were
-        embedded beforehand); the first `top_k` make the prompt, and the ranking is returned for recall. An
-        unanswerable question is asked without the article of its gold passages."""
+        embedded beforehand); the first `top_k` are read for the prompt, and the ranking's ids are returned
+        for recall. An unanswerable question is asked without the article of its gold passages."""
         questions = [item.question for item in items]
         if ask.contexts == "given":
             given = [_given(item, ask.top_k) for item in items]
@@ -225,13 +224,17 @@ class InProcessTarget:
                 for item in items
             ]
         found = retriever.search_many(
-            questions, ask.retrieval_depth, excluded_titles=excluded, times=times, query_vectors=vectors
+            questions,
+            ask.top_k,
+            excluded_titles=excluded,
+            times=times,
+            query_vectors=vectors,
+            ranked_depth=ask.retrieval_depth,
         )
         retrieve_ms = (time.perf_counter() - started) * 1000 / len(questions)
-        top = [Retrieval(r.hits[: ask.top_k], r.best_cosine) for r in found]
         with times.stage("prompt"):
-            prepared = self.pipeline.prepared(questions, top, retrieve_ms, prompt_format)
-        return prepared, [[hit.passage.id for hit in r.hits] for r in found]
+            prepared = self.pipeline.prepared(questions, found, retrieve_ms, prompt_format)
+        return prepared, [r.ranked_ids or [] for r in found]
 
     async def _adapter(self, ask: AskOptions) -> str | None:
         """The adapter to answer with, loaded with the others of the adapter root."""

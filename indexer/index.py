@@ -221,6 +221,13 @@ class IndexView:
             for ranking in rankings
         ]
 
+    def passage_ids(self, rankings: Sequence[KeyRanking]) -> list[list[str]]:
+        """The passage ids of (key, score) rankings, read in one query for all, without their text."""
+        keys = [key for ranking in rankings for key, _ in ranking if key >= 0]
+        stored = dict(zip(keys, self.index._store.ids(keys), strict=True))
+        written = self.snapshot.passages if self.snapshot is not None else {}
+        return [[stored[key] if key >= 0 else written[key].id for key, _ in ranking] for ranking in rankings]
+
     def _merged(self, built: KeyRanking, written: KeyRanking, k: int) -> KeyRanking:
         kept = [(key, score) for key, score in built if key not in self.hidden]
         return sorted(kept + written, key=lambda pair: -pair[1])[:k]

@@ -42,6 +42,9 @@ class Retrieval:
     best_cosine: float | None
     """The highest dense cosine similarity of the question to any passage searched (the abstention
     gate's signal); None when the dense index was not searched (BM25 with the gate off)."""
+    ranked_ids: list[str] | None = None
+    """The ids of the ranking's first `ranked_depth` passages when `search_many` was asked for them, best
+    first; beyond the hits they were not read."""
 
 
 class Retriever:
@@ -106,6 +109,7 @@ class Retriever:
         excluded_titles: Sequence[Collection[str]] | None = None,
         times: StageTimes | None = None,
         query_vectors: np.ndarray | None = None,
+        ranked_depth: int = 0,
     ) -> list[Retrieval]:
         """`retrieve_many` with each question's best cosine, searched even in BM25 mode when the
         abstention gate is on. `excluded_titles`, one collection per question: passages of those titles
@@ -115,7 +119,9 @@ class Retriever:
         `read`, and `rerank` with a reranker. In hybrid mode the BM25 half (`tokenize`, `bm25`) runs in a
         thread beside the dense half (`embed`, `dense`), so their times overlap; with a reranker the fused
         top `rerank_depth` are read and re-ordered before the top `top_k` are kept. `query_vectors`: the
-        questions' `embedder.embed_queries`, when the caller embedded them beforehand."""
+        questions' `embedder.embed_queries`, when the caller embedded them beforehand. `ranked_depth`: each
+        retrieval's `ranked_ids` names the first that many passages of the ranking, of which only the hits
+        are read (recall is measured deeper than a prompt reaches)."""
         mode = mode or self.settings.retrieval
         if not questions:
             return []
@@ -123,7 +129,7 @@ class Retriever:
             raise ValueError(f"{len(query_vectors)} query vectors for {len(questions)} questions")
         reranking = self.reranker is not None and mode == "hybrid"
         kept = max(top_k, self.settings.rerank_depth) if reranking else top_k
-        depth = max(kept, self.fusion_depth) if mode == "hybrid" else top_k
+        depth = max(kept, ranked_depth, self.fusion_depth if mode == "hybrid" else 0)
         if excluded_titles is not None:
             depth += EXCLUSION_DEPTH
         view = self.index.view()
@@ -163,11 +169,19 @@ class Retriever:
                 ranked = chosen
         with clock.stage("read"):
             hit_lists = view.hits([ranking[:kept] for ranking in ranked])
+            unread_ids = view.passage_ids([ranking[kept:ranked_depth] for ranking in ranked])
         if reranking:
             with clock.stage("rerank"):
-                hit_lists = [hits[:top_k] for hits in self.rerank(questions, hit_lists)]
+                hit_lists = self.rerank(questions, hit_lists)
+        ranked_ids = [
+            ([hit.passage.id for hit in hits] + unread)[:ranked_depth] if ranked_depth else None
+            for hits, unread in zip(hit_lists, unread_ids, strict=True)
+        ]
         best = [ranking[0][1] if ranking else None for ranking in dense] if dense else [None] * len(questions)
-        return [Retrieval(hits, cosine) for hits, cosine in zip(hit_lists, best, strict=True)]
+        return [
+            Retrieval(hits[:top_k], cosine, ids)
+            for hits, cosine, ids in zip(hit_lists, best, ranked_ids, strict=True)
+        ]
 
     def embeds_questions(self, mode: RetrievalMode | None = None) -> bool:
         """Whether `search_many` embeds the questions in `mode` (default: the settings'): to search

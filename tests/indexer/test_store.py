@@ -1,5 +1,6 @@
 """Passage store: insert, look up by key and id, documents, deletion, read-only opening."""
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,31 @@ def test_ids_name_passages_or_whole_documents(store: PassageStore) -> None:
     keys = store.keys().tolist()
     assert store.keys_of(["a", "b", "a#2", "nope"]) == {"a": keys[:2], "b": [keys[2]], "a#2": [keys[1]]}
     assert store.keys_of_documents(["a"]) == keys[:2]
+
+
+def test_passages_and_their_ids_come_back_as_one_row_a_batch(
+    store: PassageStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many rows stepped one at a time retake the GIL once each (see `PassageStore._rows_as_one`)."""
+    keys = store.keys().tolist()
+    rows_fetched: list[int] = []
+    query = PassageStore._query
+
+    def counted(self: PassageStore, sql: str, params: Sequence[object]) -> list[tuple]:
+        rows = query(self, sql, params)
+        rows_fetched.append(len(rows))
+        return rows
+
+    monkeypatch.setattr(PassageStore, "_query", counted)
+    tricky = Passage("c", '改行\nと"引用"', "タブ\t、バックスラッシュ\\、絵文字🗻。")
+    store.insert("c", [tricky], ["[]"])
+    [*_, tricky_key] = store.keys().tolist()
+    rows_fetched.clear()
+    assert store.passages([keys[2], tricky_key, keys[0]]) == [B, tricky, A1]
+    assert store.ids([keys[1], tricky_key]) == ["a#2", "c"]
+    assert rows_fetched == [1, 1]
+    with pytest.raises(KeyError):
+        store.ids([tricky_key + 1])
 
 
 def test_duplicate_passage_id_is_refused_and_keys_are_never_reused(store: PassageStore) -> None:

@@ -103,6 +103,8 @@ def test_written_documents_are_searched_at_once_and_override_the_built_ones(
         retriever = Retriever(served.get("manuals").index, embedder, Settings(retrieval=mode))
         hits = retriever.retrieve("三階のプリンターの機種は？", 5)
         assert "printer" in [hit.passage.id for hit in hits], mode
+        [named] = retriever.search_many(["三階のプリンターの機種は？"], 1, ranked_depth=5)
+        assert named.ranked_ids == [hit.passage.id for hit in hits], "written passages are named by id too"
         texts = [hit.passage.text for hit in retriever.retrieve("VPNで接続する", 5)]
         assert "VPNは廃止された。今はZTNAで接続する。" in texts, mode
         assert not any("接続先はvpn.example.jp" in text for text in texts), "the replaced version is gone"

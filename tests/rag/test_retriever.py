@@ -15,6 +15,7 @@ from kotae.core.passage import Passage
 from kotae.indexer.build import build_index
 from kotae.indexer.embedder import Embedder
 from kotae.indexer.index import Index, IndexView, KeyRanking
+from kotae.indexer.store import PassageStore
 from kotae.rag.fusion import min_max, reciprocal_rank_fusion, weighted_fusion
 from kotae.rag.reranker import Reranker
 from kotae.rag.retriever import Retriever
@@ -196,6 +197,29 @@ def test_questions_embedded_beforehand_are_searched_as_if_embedded_there(
         retriever.search_many(questions[:3], 4, query_vectors=vectors[:2])
 
 
+@pytest.mark.parametrize("mode", ["hybrid", "dense", "bm25"])
+def test_a_deeper_ranking_is_named_but_only_the_hits_are_read(
+    index: Index, tiny: Embedder, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    retriever = Retriever(index, tiny, Settings(retrieval=mode))
+    questions = list(QUESTIONS)
+    deep = retriever.search_many(questions, 5)
+    read: list[int] = []
+    passages = PassageStore.passages
+
+    def counted(store: PassageStore, keys: Sequence[int]) -> list[Passage]:
+        read.append(len(keys))
+        return passages(store, keys)
+
+    monkeypatch.setattr(PassageStore, "passages", counted)
+    found = retriever.search_many(questions, 2, ranked_depth=5)
+    assert read == [sum(len(retrieval.hits) for retrieval in found)], "the others are named, not read"
+    for shallow, full in zip(found, deep, strict=True):
+        assert shallow.hits == full.hits[:2]
+        assert shallow.ranked_ids == [hit.passage.id for hit in full.hits]
+    assert deep[0].ranked_ids is None
+
+
 class WaitingEmbedder(CountingEmbedder):
     """The real embedder, which embeds only once BM25 has ranked (or after a timeout)."""
 
@@ -328,6 +352,16 @@ def test_hybrid_hits_are_the_fused_candidates_reordered_by_the_reranker(index: I
         rest = next(hit.passage.id for hit in plain if hit.passage.id not in {"sumo", "mikan"})
         assert [hit.passage.id for hit in hits] == ["sumo", "mikan", rest]  # ties keep the fused order
         assert [hit.score for hit in hits] == [2.0, 1.0, 0.0]
+
+
+def test_a_reranked_ranking_is_named_in_the_rerankers_order(index: Index, tiny: Embedder) -> None:
+    settings = Settings(retrieval="hybrid", rerank_depth=3)
+    question = "くるみ山の標高は何メートルか。"
+    fused = [hit.passage.id for hit in Retriever(index, tiny, settings).retrieve(question, 6)]
+    retriever = Retriever(index, tiny, settings, reranker=FavouriteScorer([fused[2]]))
+    [found] = retriever.search_many([question], 1, ranked_depth=6)
+    assert [hit.passage.id for hit in found.hits] == [fused[2]]
+    assert found.ranked_ids == [fused[2], fused[0], fused[1], *fused[3:]]
 
 
 def test_only_the_rerank_depth_is_reordered_and_other_modes_never(index: Index, tiny: Embedder) -> None:
