@@ -29,9 +29,11 @@
 # step 4's `kotae serve` alone, on step 4's prompts, each into $R/serve-LABEL, e.g.
 # "t16k:KOTAE_MAX_NUM_BATCHED_TOKENS=16384").
 # Run python from outside the repository: there the source folder kotae/ would shadow the installed package.
+# TOKENIZERS_PARALLELISM stays unset, as in a user's shell: each batch's prompts are counted and encoded in one
+# Rust call that runs on every core ("false" runs it on one, on the eval's retrieval path).
 set -u
 export PYTHONPATH=/tmp/site VLLM_USE_FLASHINFER_SAMPLER=0 HF_HUB_OFFLINE=1 JAX_PLATFORMS=cpu PYTHONUNBUFFERED=1 \
-  TOKENIZERS_PARALLELISM=false KOTAE_HOME=${KOTAE_HOME:-/tmp/kotae-home}
+  KOTAE_HOME=${KOTAE_HOME:-/tmp/kotae-home}
 export KOTAE_INDEX=$KOTAE_HOME/indexes/jawiki
 repo=${1:?usage: gpu_path.sh REPO}
 R=${R:-/tmp/r}
