@@ -2,9 +2,10 @@
 with the documents written through the API since it was built (`overlay.py`) searched beside it."""
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -20,6 +21,8 @@ from kotae.indexer.tokenizer import SudachiTokenizer
 
 KeyRanking = list[tuple[int, float]]
 """(passage key, score) pairs, best first: a ranking before its passages are read."""
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,20 +216,28 @@ class IndexView:
 
     def hits(self, rankings: Sequence[KeyRanking]) -> list[list[Hit]]:
         """The passages of (key, score) rankings; the built index's are read in one query for all."""
-        keys = [key for ranking in rankings for key, _ in ranking if key >= 0]
-        stored = dict(zip(keys, self.index._store.passages(keys), strict=True))
-        written = self.snapshot.passages if self.snapshot is not None else {}
-        return [
-            [Hit(stored[key] if key >= 0 else written[key], score) for key, score in ranking]
-            for ranking in rankings
-        ]
+        passages = self._by_key(rankings, self.index._store.passages, lambda passage: passage)
+        return [[Hit(passages[key], score) for key, score in ranking] for ranking in rankings]
 
     def passage_ids(self, rankings: Sequence[KeyRanking]) -> list[list[str]]:
         """The passage ids of (key, score) rankings, read in one query for all, without their text."""
-        keys = [key for ranking in rankings for key, _ in ranking if key >= 0]
-        stored = dict(zip(keys, self.index._store.ids(keys), strict=True))
-        written = self.snapshot.passages if self.snapshot is not None else {}
-        return [[stored[key] if key >= 0 else written[key].id for key, _ in ranking] for ranking in rankings]
+        ids = self._by_key(rankings, self.index._store.ids, lambda passage: passage.id)
+        return [[ids[key] for key, _ in ranking] for ranking in rankings]
+
+    def _by_key(
+        self,
+        rankings: Sequence[KeyRanking],
+        read_built: Callable[[list[int]], list[T]],
+        of_written: Callable[[Passage], T],
+    ) -> dict[int, T]:
+        """Each key of `rankings` mapped to what `read_built` reads for the built index's keys (in one call)
+        or `of_written` makes of the overlay's passage (negative keys)."""
+        keys = [key for ranking in rankings for key, _ in ranking]
+        built = [key for key in keys if key >= 0]
+        found = dict(zip(built, read_built(built), strict=True))
+        if self.snapshot is not None:
+            found.update((key, of_written(self.snapshot.passages[key])) for key in keys if key < 0)
+        return found
 
     def _merged(self, built: KeyRanking, written: KeyRanking, k: int) -> KeyRanking:
         kept = [(key, score) for key, score in built if key not in self.hidden]

@@ -212,21 +212,12 @@ class PassageStore:
 
     def passages(self, keys: Sequence[int]) -> list[Passage]:
         """In the order of `keys`; a key not stored raises KeyError."""
-        keys = [int(key) for key in keys]  # numpy integers do not bind as SQLite parameters
-        by_key: dict[int, Passage] = {}
-        for batch in _batches(keys):
-            for key, passage_id, title, text in self._rows_as_one("key, id, title, text", batch):
-                by_key[key] = Passage(passage_id, title, text)
-        return [by_key[key] for key in keys]
+        return [Passage(*row) for row in self._rows("id, title, text", keys)]
 
     def ids(self, keys: Sequence[int]) -> list[str]:
         """The passage ids of `keys`, in their order, without reading the passages; a key not stored
         raises KeyError."""
-        keys = [int(key) for key in keys]
-        by_key: dict[int, str] = {}
-        for batch in _batches(keys):
-            by_key.update(self._rows_as_one("key, id", batch))
-        return [by_key[key] for key in keys]
+        return [passage_id for (passage_id,) in self._rows("id", keys)]
 
     def passage(self, passage_id: str) -> Passage | None:
         rows = self._query("SELECT id, title, text FROM passages WHERE id = ?", [passage_id])
@@ -260,15 +251,20 @@ class PassageStore:
         [(largest,)] = self._query("SELECT COALESCE(MAX(key), 0) FROM passages", [])
         return int(largest)
 
-    def _rows_as_one(self, columns: str, keys: list[int]) -> list[list]:
-        """The `columns` of the passages `keys`, fetched as one JSON row. Python's sqlite3 lets go of the
-        GIL and takes it back for every row it steps; while another thread runs Python (vLLM's output
-        handling beside an eval's retrieval) each retake can wait out the interpreter's switch interval,
-        so a batch's thousands of rows took seconds where one row takes one wait."""
-        marks = ",".join("?" * len(keys))
-        sql = f"SELECT json_group_array(json_array({columns})) FROM passages WHERE key IN ({marks})"
-        [(rows,)] = self._query(sql, keys)
-        return json.loads(rows)
+    def _rows(self, columns: str, keys: Sequence[int]) -> list[list]:
+        """The `columns` of the passages `keys`, in their order; a key not stored raises KeyError. Each
+        batch comes back as one JSON row: Python's sqlite3 lets go of the GIL and takes it back for every
+        row it steps, and while another thread runs Python (vLLM's output handling beside an eval's
+        retrieval) each retake can wait out the interpreter's switch interval, so a batch's thousands of
+        rows took seconds where one row takes one wait."""
+        keys = [int(key) for key in keys]  # numpy integers do not bind as SQLite parameters
+        by_key: dict[int, list] = {}
+        for batch in _batches(keys):
+            marks = ",".join("?" * len(batch))
+            sql = f"SELECT json_group_array(json_array(key, {columns})) FROM passages WHERE key IN ({marks})"
+            [(rows,)] = self._query(sql, batch)
+            by_key.update((row[0], row[1:]) for row in json.loads(rows))
+        return [by_key[key] for key in keys]
 
     def _query(self, sql: str, params: Sequence[object]) -> list[tuple]:
         with self._lock:

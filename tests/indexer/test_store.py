@@ -42,7 +42,7 @@ def test_ids_name_passages_or_whole_documents(store: PassageStore) -> None:
 def test_passages_and_their_ids_come_back_as_one_row_a_batch(
     store: PassageStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Many rows stepped one at a time retake the GIL once each (see `PassageStore._rows_as_one`)."""
+    """Many rows stepped one at a time retake the GIL once each (see `PassageStore._rows`)."""
     keys = store.keys().tolist()
     rows_fetched: list[int] = []
     query = PassageStore._query
