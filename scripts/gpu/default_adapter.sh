@@ -45,6 +45,12 @@ HOLD_OUT=${HOLD_OUT:-10}
 train_set=$DATA/qa/jsquad-valid-train.jsonl
 sets=("$R/sets/jsquad-valid-dev-mixed.jsonl" "$R/sets/jaquad-dev-mixed.jsonl")
 [ "$HOLD_OUT" -gt 0 ] && { train_set=$R/sets/train-part.jsonl; sets=("$R/sets/held-out-mixed.jsonl" "${sets[@]}"); }
+init_adapter=${INIT:-$repo/adapters/trained/default}
+# Checked before the lease's minutes go into pulling and indexing: a wrong path fails here, not in the trainings.
+[ -f "$init_adapter/adapter_config.json" ] || { echo "INIT=$init_adapter: no adapter_config.json there (give the adapter's own folder)" >&2; exit 2; }
+for input in "$DATA/jawiki-paragraphs.jsonl" "$DATA"/qa/{jsquad-valid-train,jsquad-valid-dev,jaquad-dev}.jsonl ${MIX:+"$MIX"}; do
+  [ -f "$input" ] || { echo "$input: no such file" >&2; exit 2; }
+done
 mkdir -p "$R/ex" "$R/sets" "$R/logs" "$KOTAE_ADAPTER_DIR"
 cd /tmp || exit 1
 stamp() { echo "$(date +%s) $*" >> "$R/times.txt"; echo "[$(date +%T)] $*" >> "$R/progress.log"; }
@@ -77,7 +83,7 @@ table() {  # table OUT GENERATOR ADAPTER...
 stamp start
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader > "$R/gpu.txt"
 cp -r "$repo/adapters/trained/default" "$KOTAE_ADAPTER_DIR/default"
-cp -r "${INIT:-$repo/adapters/trained/default}" "$KOTAE_ADAPTER_DIR/init"
+cp -r "$init_adapter" "$KOTAE_ADAPTER_DIR/init"
 python3 -m kotae models pull > "$R/logs/pull.log" 2>&1; stamp pulled
 ( if [ "${W4:-1}" = 1 ]; then
     KOTAE_QUANT_SITE=/tmp/site_q python3 -m kotae quantize --model "$base" --out "$w4" \
