@@ -10,8 +10,10 @@ to `POST /v1/qa` in flight. The third target, an OpenAI-compatible endpoint, is
 import asyncio
 import os
 import platform
+import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import httpx
@@ -114,20 +116,21 @@ class InProcessTarget:
         generating: list[asyncio.Task[list[Answer]]] = []
         retrieved_s: float | None = None
         try:
-            vectors = await asyncio.to_thread(self._embed_questions, items, ask, times)
-            for batch in self._batches(len(items)):
-                batch_prepared, batch_ranked = await asyncio.to_thread(
-                    self._prepare,
-                    items[batch],
-                    ask,
-                    prompt_format,
-                    times,
-                    None if vectors is None else vectors[batch],
-                )
-                generating.append(submit(batch_prepared))
-                prepared += batch_prepared
-                if ranked is not None and batch_ranked is not None:
-                    ranked += batch_ranked
+            with switch_interval(self.pipeline.settings.eval_switch_interval_ms):
+                vectors = await asyncio.to_thread(self._embed_questions, items, ask, times)
+                for batch in retrieval_batches(len(items), self.pipeline.settings.eval_retrieval_batch):
+                    batch_prepared, batch_ranked = await asyncio.to_thread(
+                        self._prepare,
+                        items[batch],
+                        ask,
+                        prompt_format,
+                        times,
+                        None if vectors is None else vectors[batch],
+                    )
+                    generating.append(submit(batch_prepared))
+                    prepared += batch_prepared
+                    if ranked is not None and batch_ranked is not None:
+                        ranked += batch_ranked
             retrieved_s = time.perf_counter() - started
             answered = await asyncio.gather(*generating)
         except BaseException:
@@ -171,19 +174,6 @@ class InProcessTarget:
                 "first_token": "each batch submitted at once: time from submission to each first token",
             },
         )
-
-    def _batches(self, count: int) -> list[slice]:
-        """The retrieval batches of `count` questions: `eval_retrieval_batch` each, after a first of a quarter
-        of that and a second of half, so that the engine gets its first prompts sooner. One batch when the
-        setting is 0."""
-        size = self.pipeline.settings.eval_retrieval_batch
-        if not size:
-            return [slice(0, count)]
-        batches, start, step = [], 0, max(1, size // 4)
-        while start < count:
-            batches.append(slice(start, start + step))
-            start, step = start + step, min(2 * step, size)
-        return batches
 
     def _embed_questions(
         self, items: Sequence[QAItem], ask: AskOptions, times: StageTimes
@@ -251,6 +241,31 @@ class InProcessTarget:
             return None
         # Replicas quantize as their own command line says, not as kotae's settings do.
         return weights_format(engine.model_path, None if settings.replicas else settings.quantization)
+
+
+def retrieval_batches(count: int, size: int) -> list[slice]:
+    """The in-process eval's retrieval batches of `count` questions: `size` each, after a first of a quarter
+    of that and a second of half, so that the engine gets its first prompts sooner. One batch when `size` is
+    0."""
+    if not size:
+        return [slice(0, count)]
+    batches, start, step = [], 0, max(1, size // 4)
+    while start < count:
+        batches.append(slice(start, start + step))
+        start, step = start + step, min(2 * step, size)
+    return batches
+
+
+@contextmanager
+def switch_interval(ms: float) -> Iterator[None]:
+    """Python's thread switch interval set to `ms` inside the block (0: left as it is), restored after."""
+    before = sys.getswitchinterval()
+    if ms:
+        sys.setswitchinterval(ms / 1000)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(before)
 
 
 def _given(item: QAItem, top_k: int) -> list[Passage]:

@@ -101,6 +101,11 @@ class Settings(BaseSettings):
     soon as the batch is retrieved, while the next one is retrieved, so generation starts after the first
     batch rather than after every question's retrieval. 0: all questions in one batch, then generation (no
     overlap; the answers are the same)."""
+    eval_switch_interval_ms: float = Field(1.0, ge=0)
+    """Python's thread switch interval while an in-process `kotae eval` retrieves, restored when retrieval
+    ends. The retrieval thread shares the interpreter with the event loop that carries the engine's outputs;
+    faiss, BM25, SQLite and Sudachi hand the interpreter back inside their calls, and at Python's default
+    (5 ms) each return can wait that long behind the loop. 0 keeps Python's default."""
 
     max_tokens: int = Field(64, ge=1)
     """Answer tokens when a request does not say."""

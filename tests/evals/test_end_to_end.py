@@ -5,6 +5,7 @@ what is checked is that every stage runs, is measured and is written."""
 import asyncio
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -125,10 +126,19 @@ def test_eval_command_in_process_with_retrieval(workspace, monkeypatch):
     assert (out / "row.md").read_text().startswith("| tiny-gemma | base |")
 
 
-def test_given_contexts_on_a_pipeline_built_by_the_caller(workspace):
+def test_given_contexts_on_a_pipeline_built_by_the_caller(workspace, monkeypatch):
     """`--contexts given`: the dataset's passages go into the prompt; retrieval is not scored. Two runs
     share one engine inside one event loop, which is how notebooks and benchmarks call `evaluate`."""
     root, qa, environment = workspace
+    python_default = sys.getswitchinterval()
+    switch_intervals: list[float] = []  # as each retrieval batch saw it
+    search_many = Retriever.search_many
+
+    def search_many_recording(self, *args, **kwargs):
+        switch_intervals.append(sys.getswitchinterval())
+        return search_many(self, *args, **kwargs)
+
+    monkeypatch.setattr(Retriever, "search_many", search_many_recording)
     settings = Settings(
         home=root / "home",
         adapter_dir=root / "adapters",
@@ -161,15 +171,19 @@ def test_given_contexts_on_a_pipeline_built_by_the_caller(workspace):
             EvalConfig(mixed, out=root / "mixed-stopped"), configured(abstain_min_cosine=1.0)
         )
         # Retrieval in batches of 1, 2, 3 and 2, each generating while the next is retrieved, against all 8
-        # at once.
+        # at once (and Python's own thread switch interval).
+        switch_intervals.clear()
         overlapped = await evaluate(
             EvalConfig(mixed, out=root / "overlapped"),
-            configured(abstain_min_cosine=0.0, eval_retrieval_batch=3),
+            configured(abstain_min_cosine=0.0, eval_retrieval_batch=3, eval_switch_interval_ms=0.5),
         )
+        assert switch_intervals == [0.0005] * 4 and sys.getswitchinterval() == python_default
+        switch_intervals.clear()
         together = await evaluate(
             EvalConfig(mixed, out=root / "together"),
-            configured(abstain_min_cosine=0.0, eval_retrieval_batch=0),
+            configured(abstain_min_cosine=0.0, eval_retrieval_batch=0, eval_switch_interval_ms=0),
         )
+        assert switch_intervals == [python_default]
         return given, limited, asked, stopped, overlapped, together
 
     try:

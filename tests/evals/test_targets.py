@@ -1,18 +1,14 @@
-"""How the in-process target cuts a run into retrieval batches."""
+"""How the in-process target cuts a run into retrieval batches, and the switch interval it retrieves at."""
 
-from types import SimpleNamespace
-from typing import cast
+import sys
 
 import pytest
 
-from kotae.core.config import Settings
-from kotae.evals.targets import InProcessTarget
-from kotae.rag.pipeline import Pipeline
+from kotae.evals.targets import retrieval_batches, switch_interval
 
 
 def batches(count: int, size: int) -> list[int]:
-    pipeline = cast(Pipeline, SimpleNamespace(settings=Settings(eval_retrieval_batch=size)))
-    cut = InProcessTarget(pipeline)._batches(count)
+    cut = retrieval_batches(count, size)
     assert [s.start for s in cut] == [0, *(s.stop for s in cut[:-1])], "contiguous, in order"
     assert range(count)[cut[-1]][-1:] == range(count)[-1:], "the last question is in the last batch"
     return [len(range(count)[s]) for s in cut]
@@ -27,3 +23,15 @@ def test_the_first_batches_ramp_up_so_that_generation_starts_sooner() -> None:
 @pytest.mark.parametrize("count", [1, 980])
 def test_no_overlap_is_one_batch(count: int) -> None:
     assert batches(count, 0) == [count]
+
+
+def test_the_switch_interval_is_set_inside_the_block_and_restored_after_it() -> None:
+    before = sys.getswitchinterval()
+    with switch_interval(0.25):
+        assert sys.getswitchinterval() == 0.00025
+    assert sys.getswitchinterval() == before
+    with pytest.raises(RuntimeError), switch_interval(2):
+        raise RuntimeError("a failed retrieval")
+    assert sys.getswitchinterval() == before, "restored when retrieval fails too"
+    with switch_interval(0):
+        assert sys.getswitchinterval() == before, "0 leaves Python's own"

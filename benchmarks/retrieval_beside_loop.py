@@ -1,0 +1,123 @@
+"""The in-process eval's retrieval beside a thread that keeps the interpreter busy, as the event loop carrying
+vLLM's outputs does during `kotae eval`: the first LIMIT questions in the eval's retrieval batches, embedded
+beforehand as the eval embeds them, first alone, then beside a thread that runs Python for BUSY ms and
+sleeps IDLE ms, once per thread switch interval given (`KOTAE_EVAL_SWITCH_INTERVAL_MS`). Prints one JSON
+line per setting: the median retrieval wall of ROUNDS runs, its stages, and how many loop turns a second
+the busy thread got through (its share of the interpreter).
+
+    KOTAE_INDEX=/tmp/jawiki-idx python benchmarks/retrieval_beside_loop.py \\
+        ../shared/data/qa/jsquad-valid.jsonl --switch-ms 5 1 0.5
+"""
+
+import argparse
+import json
+import platform
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from kotae.core.config import Settings
+from kotae.evals.datasets import load_dataset
+from kotae.evals.targets import retrieval_batches, switch_interval
+from kotae.rag.metrics import RECALL_KS
+from kotae.rag.retriever import Retriever
+from kotae.rag.stage_times import StageTimes
+from kotae.runtime import open_retriever
+
+
+class BusyLoop:
+    """A thread that runs Python for `busy_ms`, then sleeps `idle_ms`, until stopped, counting its turns."""
+
+    def __init__(self, busy_ms: float, idle_ms: float) -> None:
+        self.busy_s, self.idle_s = busy_ms / 1000, idle_ms / 1000
+        self.turns = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            until = time.perf_counter() + self.busy_s
+            while time.perf_counter() < until:
+                self.turns += 1
+            time.sleep(self.idle_s)
+
+    def __enter__(self) -> "BusyLoop":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+Retrieval = Callable[[], tuple[float, dict[str, float]]]
+"""One eval's retrieval: its wall (ms) and each stage's total (ms)."""
+
+
+def eval_retrieval(
+    retriever: Retriever, questions: list[str], vectors: np.ndarray, settings: Settings
+) -> Retrieval:
+    """The in-process eval's retrieval of `questions`, as `InProcessTarget` does it with `settings`."""
+    depth = max(RECALL_KS[-1], settings.top_k)
+
+    def run() -> tuple[float, dict[str, float]]:
+        times = StageTimes()
+        started = time.perf_counter()
+        for part in retrieval_batches(len(questions), settings.eval_retrieval_batch):
+            retriever.search_many(
+                questions[part], settings.top_k, times=times, query_vectors=vectors[part], ranked_depth=depth
+            )
+        return (time.perf_counter() - started) * 1000, {name: sum(ms) for name, ms in times.ms.items()}
+
+    return run
+
+
+def median_of(rounds: int, run: Retrieval) -> dict[str, object]:
+    """The median run's wall and stages, and the fastest wall."""
+    results = sorted((run() for _ in range(rounds)), key=lambda result: result[0])
+    wall, stages = results[len(results) // 2]
+    stages_ms = {name: round(ms) for name, ms in stages.items()}
+    return {"wall_ms": round(wall), "min_ms": round(results[0][0]), "stages_ms": stages_ms}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("questions", type=Path, help="QA set (any format `kotae eval --data` reads)")
+    parser.add_argument("--limit", type=int, default=980)
+    parser.add_argument("--rounds", type=int, default=7, help="runs per setting; the median is reported")
+    parser.add_argument("--busy-ms", type=float, default=20.0)
+    parser.add_argument("--idle-ms", type=float, default=1.0)
+    parser.add_argument("--switch-ms", type=float, nargs="+", default=[5.0, 1.0], help="intervals to try")
+    args = parser.parse_args()
+
+    settings = Settings()
+    questions = [item.question for item in load_dataset(args.questions, args.limit)]
+    retriever = open_retriever(settings)
+    run = eval_retrieval(retriever, questions, retriever.embedder.embed_queries(questions), settings)
+    run()  # warm-up: index pages and tokenizer caches
+    base = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": platform.processor() or platform.machine(),
+        "questions": len(questions),
+        "rounds": args.rounds,
+    }
+    print(json.dumps({**base, "beside": None, **median_of(args.rounds, run)}))
+    for switch_ms in args.switch_ms:
+        with switch_interval(switch_ms), BusyLoop(args.busy_ms, args.idle_ms) as loop:
+            started = time.perf_counter()
+            result = median_of(args.rounds, run)
+            turns_per_s = loop.turns / (time.perf_counter() - started)
+        beside = {"busy_ms": args.busy_ms, "idle_ms": args.idle_ms, "switch_ms": switch_ms}
+        print(
+            json.dumps({**base, "beside": beside, **result, "loop_mturns_per_s": round(turns_per_s / 1e6, 2)})
+        )
+
+
+if __name__ == "__main__":
+    main()

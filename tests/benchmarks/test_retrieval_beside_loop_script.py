@@ -1,0 +1,40 @@
+"""`benchmarks/retrieval_beside_loop.py` retrieves the eval's batches alone and beside a busy thread at each
+switch interval, and leaves Python's own interval as it found it."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from benchmark_scripts import PASSAGES, QUESTIONS, run_script
+from jsonl_files import write_jsonl
+
+from kotae.indexer.embedder import Embedder
+
+
+def test_one_line_alone_and_one_per_switch_interval(
+    tiny_e5: Path,
+    embedder: Embedder,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from kotae.indexer.build import build_index
+
+    build_index([write_jsonl(tmp_path / "corpus.jsonl", PASSAGES)], tmp_path / "index", embedder)
+    qa = write_jsonl(tmp_path / "qa.jsonl", QUESTIONS)
+    monkeypatch.setenv("KOTAE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("KOTAE_EMBEDDER", str(tiny_e5))
+    monkeypatch.setenv("KOTAE_INDEX", str(tmp_path / "index"))
+    monkeypatch.setenv("KOTAE_EVAL_RETRIEVAL_BATCH", "4")  # batches of 1 and 2
+    python_default = sys.getswitchinterval()
+
+    args = [str(qa), "--rounds", "1", "--busy-ms", "2", "--idle-ms", "1", "--switch-ms", "5", "0.5"]
+    run_script("retrieval_beside_loop", args, monkeypatch)
+
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["beside"] and line["beside"]["switch_ms"] for line in lines] == [None, 5, 0.5]
+    assert all(line["questions"] == 3 and line["wall_ms"] >= line["min_ms"] >= 0 for line in lines)
+    assert {"dense", "tokenize", "bm25", "fuse", "read"} <= set(lines[0]["stages_ms"])
+    assert all(line["loop_mturns_per_s"] > 0 for line in lines[1:]), "the busy thread ran"
+    assert sys.getswitchinterval() == python_default
