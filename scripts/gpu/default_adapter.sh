@@ -12,7 +12,7 @@
 #   4. scores every adapter on the held-out questions, jsquad-valid-dev and jaquad-dev, each with its twins,
 #      bf16 and W4A16, with
 #      benchmarks/adapter_table.py: one engine per base, the shipped default first, while the others train.
-# Reports go to $R (default /tmp/r): bf16/table.md, w4/table.md, times.txt, progress.log, logs/; adapters
+# Reports go to $R (default /tmp/r): bf16/table.md, w4/table.md (w4-tuned/table.md with TRAINED), times.txt, progress.log, logs/; adapters
 # to $R/adapters, examples to $R/ex. Run it detached and keep a call alive while it works:
 #   setsid nohup bash scripts/gpu/default_adapter.sh "$PWD" > /tmp/default_adapter.log 2>&1 &
 # Environment: DATA (a copy of ../shared/data; default beside the repository), SHARES ("0 0.5 0.25": the
@@ -26,7 +26,9 @@
 # one that never saw them, such as the JaQuAD-only default of 830c625, taken out of git before the lease with
 #   mkdir -p .carry/init && git archive 830c625 adapters/trained/default | tar -x -C .carry/init
 # and carried in a call of its own (30 MB) that runs `cp -r .carry/init/adapters/trained/default /tmp/init`:
-# INIT=/tmp/init. The tables still score the shipped one as `default`).
+# INIT=/tmp/init. The tables still score the shipped one as `default`), TRAINED (an adapter already trained on
+# the second share's examples, e.g. the shipped default with SHARES="0 0.25", MIX and MIX_QUESTIONS=4000 as its
+# recipe: no bf16 training, only its one epoch against the 4-bit weights and the W4A16 tables, about 10 minutes).
 # Run python from outside the repository: there the source folder kotae/ would shadow the installed package.
 set -u
 export PYTHONPATH=/tmp/site VLLM_USE_FLASHINFER_SAMPLER=0 HF_HUB_OFFLINE=1 JAX_PLATFORMS=cpu PYTHONUNBUFFERED=1 \
@@ -47,7 +49,9 @@ sets=("$R/sets/jsquad-valid-dev-mixed.jsonl" "$R/sets/jaquad-dev-mixed.jsonl")
 [ "$HOLD_OUT" -gt 0 ] && { train_set=$R/sets/train-part.jsonl; sets=("$R/sets/held-out-mixed.jsonl" "${sets[@]}"); }
 init_adapter=${INIT:-$repo/adapters/trained/default}
 # Checked before the lease's minutes go into pulling and indexing: a wrong path fails here, not in the trainings.
-[ -f "$init_adapter/adapter_config.json" ] || { echo "INIT=$init_adapter: no adapter_config.json there (give the adapter's own folder)" >&2; exit 2; }
+for adapter in "INIT=$init_adapter" ${TRAINED:+"TRAINED=$TRAINED"}; do
+  [ -f "${adapter#*=}/adapter_config.json" ] || { echo "$adapter: no adapter_config.json there (give the adapter's own folder)" >&2; exit 2; }
+done
 for input in "$DATA/jawiki-paragraphs.jsonl" "$DATA"/qa/{jsquad-valid-train,jsquad-valid-dev,jaquad-dev}.jsonl ${MIX:+"$MIX"}; do
   [ -f "$input" ] || { echo "$input: no such file" >&2; exit 2; }
 done
@@ -138,15 +142,22 @@ wait $(jobs -p | grep -vx "$quantizing")
 defaults=$!
 set -- $SHARES
 main=$(name "$2")
-( train "$1"; shift 2; for share in "$@"; do train "$share"; done ) &  # the control, then the shares after the second
-others=$!
-train "$2"
-[ "${W4:-1}" = 1 ] && quantized && train "$2" "$w4"
-wait $others $defaults
-runs=()
-for share in $SHARES; do runs+=("$(name "$share")"); done
-table bf16 "$base" default "${runs[@]}" &
-[ "${W4:-1}" = 1 ] && table w4 "$w4" default "$main" "$main-w4"
-wait
-cat "$R/bf16/table.md" "$R/w4/table.md" > "$R/table.md" 2>/dev/null
+if [ -n "${TRAINED:-}" ]; then  # the 4-bit step alone: TRAINED stands in for the second share's run
+  cp -r "$TRAINED" "$KOTAE_ADAPTER_DIR/$main"
+  quantized && train "$2" "$w4"
+  wait $defaults
+  table w4-tuned "$w4" "$main-w4"
+else
+  ( train "$1"; shift 2; for share in "$@"; do train "$share"; done ) &  # the control, then the shares after the second
+  others=$!
+  train "$2"
+  [ "${W4:-1}" = 1 ] && quantized && train "$2" "$w4"
+  wait $others $defaults
+  runs=()
+  for share in $SHARES; do runs+=("$(name "$share")"); done
+  table bf16 "$base" default "${runs[@]}" &
+  [ "${W4:-1}" = 1 ] && table w4 "$w4" default "$main" "$main-w4"
+  wait
+fi
+cat "$R/bf16/table.md" "$R/w4/table.md" "$R/w4-tuned/table.md" > "$R/table.md" 2>/dev/null
 stamp done

@@ -1,5 +1,5 @@
 """`scripts/gpu/default_adapter.sh` refuses a wrong input before it spends the lease: nothing is pulled,
-indexed or written when `INIT` or a data file is not where it says."""
+indexed or written when `INIT`, `TRAINED` or a data file is not where it says."""
 
 import os
 import subprocess
@@ -35,15 +35,16 @@ def run(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_an_init_folder_that_only_holds_the_adapter_is_refused(tmp_path: Path, data: Path) -> None:
+@pytest.mark.parametrize("variable", ["INIT", "TRAINED"])
+def test_a_folder_that_only_holds_the_adapter_is_refused(tmp_path: Path, data: Path, variable: str) -> None:
     holder = tmp_path / "init"
     (holder / "default").mkdir(parents=True)
     (holder / "default" / "adapter_config.json").write_text("{}", encoding="utf-8")
 
-    result = run(tmp_path, DATA=str(data), INIT=str(holder))
+    result = run(tmp_path, DATA=str(data), **{variable: str(holder)})
 
     assert result.returncode == 2
-    assert f"INIT={holder}: no adapter_config.json there" in result.stderr
+    assert f"{variable}={holder}: no adapter_config.json there" in result.stderr
     assert not (tmp_path / "r").exists(), "refused before anything is written"
 
 
