@@ -43,8 +43,10 @@ class TokenCounter:
         return self.tokenizer(list(texts), add_special_tokens=add_special_tokens)["input_ids"]
 
     def knowing(self, texts: Sequence[str]) -> Callable[[str], int]:
-        """A counter that answers `texts` from one `many` call and anything else one by one."""
-        known = dict(zip(texts, self.many(texts), strict=True))
+        """A counter that answers `texts` from one `many` call, each distinct text encoded once (a batch's
+        questions often share passages), and anything else one by one."""
+        distinct = list(dict.fromkeys(texts))
+        known = dict(zip(distinct, self.many(distinct), strict=True))
 
         def count(text: str) -> int:
             cached = known.get(text)

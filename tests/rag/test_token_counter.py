@@ -48,3 +48,19 @@ def test_a_backend_set_to_truncate_keeps_the_tokenizers_call(tokenizer) -> None:
     expected = tokenizer(TEXTS, add_special_tokens=False)["input_ids"]
     tokenizer.backend_tokenizer.enable_truncation(max_length=3)
     assert TokenCounter(tokenizer).encode_many(TEXTS) == expected
+
+
+def test_a_known_batch_encodes_each_distinct_text_once(tokenizer, monkeypatch: pytest.MonkeyPatch) -> None:
+    counter = TokenCounter(tokenizer)
+    encoded: list[str] = []
+    encode_many = counter.encode_many
+
+    def recording(texts, add_special_tokens=False):
+        encoded.extend(texts)
+        return encode_many(texts, add_special_tokens)
+
+    monkeypatch.setattr(counter, "encode_many", recording)
+    count = counter.knowing([*TEXTS, *TEXTS[:2]])
+    assert encoded == TEXTS, "one call, the repeated texts not encoded again"
+    assert [count(text) for text in TEXTS] == counter.many(TEXTS)
+    assert count("琵琶湖") == counter("琵琶湖"), "an unknown text is counted on its own"
