@@ -14,9 +14,11 @@ conversation of one question and nothing else gets exactly the single-question p
 - `chat-template`: the template's own messages: a `system` message (folded into the first user turn
   when the template has no system role), one user/assistant pair per earlier turn, and the last user
   turn holding the question and the passages as in a single question;
-- `alpaca-ja`, `rwkv`, `record-line`: the system text goes before the question in the instruction; the
-  earlier turns go at the head of the input, one `質問: …` and one `答え: …` line per turn, before the
-  passage lines.
+- `alpaca-ja`, `rwkv`, `record-line`: the instruction holds the system text, then the question made
+  standalone (`kotae.rag.standalone_query`, the query the passages were retrieved for); the earlier turns
+  follow the passage lines in the input, one `質問: …` and one `答え: …` line per turn. Adapters trained on
+  single questions extract their answer from the input: with the bare follow-up as the question and the
+  turns before the passages, they copied the previous answer (docs/RESULTS.md, "Chat answers").
 """
 
 from collections.abc import Callable, Sequence
@@ -30,6 +32,7 @@ from kotae.core.passage import Passage
 from kotae.rag.conversation import Conversation
 from kotae.rag.engine_protocol import ANSWER_STOPS
 from kotae.rag.loop_guard import cut_repetition
+from kotae.rag.standalone_query import standalone_query
 
 PROMPT_VERSION = "alpaca-ja-v1"
 """Recorded in adapter metadata; bump when the template changes."""
@@ -88,10 +91,9 @@ class Prompter:
                 history.append(HISTORY_ANSWER + turn.answer.strip())
         # alpaca-ja's instruction is a block of lines; the line formats keep it on one line.
         joiner = "\n" if self.format == "alpaca-ja" else " "
-        instruction = joiner.join(
-            part for part in (conversation.system.strip(), conversation.question) if part
-        )
-        return self.render(instruction, self._lines([*history, *contexts]))
+        question = standalone_query(conversation)
+        instruction = joiner.join(part for part in (conversation.system.strip(), question) if part)
+        return self.render(instruction, self._lines([*contexts, *history]))
 
     def _lines(self, lines: Sequence[str]) -> str:
         separator = " " if self.format == "record-line" else "\n"

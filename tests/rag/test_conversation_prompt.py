@@ -13,6 +13,8 @@ CHAT = Conversation(
     turns=(Turn("日本一高い山は？", "富士山"), Turn("どこにありますか？")),
     system="簡潔に答えてください。",
 )
+STANDALONE = "日本一 山 富士山 その標高は？"
+"""`CHAT`'s last question made standalone (`kotae.rag.standalone_query`): the instruction formats ask it."""
 
 
 class RoleTokenizer:
@@ -44,27 +46,27 @@ def test_a_lone_question_gets_exactly_the_single_question_prompt(prompt_format):
     assert lone.conversation(Conversation("挨拶して。"), []) == lone.qa("挨拶して。", [])
 
 
-def test_alpaca_puts_the_system_text_in_the_instruction_and_the_turns_before_the_passages():
+def test_alpaca_asks_the_standalone_question_after_the_system_text_and_puts_the_turns_after_the_passages():
     assert prompter("alpaca-ja").conversation(CHAT, CONTEXTS) == (
-        PREAMBLE + "\n\n### 指示:\n簡潔に答えてください。\nその標高は？\n\n"
-        "### 入力:\n質問: 日本一高い山は？\n答え: 富士山\n質問: どこにありますか？\n"
-        "富士山 富士山は標高3776メートルの山です。\n\n### 応答:\n"
+        PREAMBLE + "\n\n### 指示:\n簡潔に答えてください。\n" + STANDALONE + "\n\n"
+        "### 入力:\n富士山 富士山は標高3776メートルの山です。\n"
+        "質問: 日本一高い山は？\n答え: 富士山\n質問: どこにありますか？\n\n### 応答:\n"
     )
 
 
 def test_rwkv_keeps_the_instruction_on_the_qa_line():
     assert prompter("rwkv").conversation(CHAT, CONTEXTS) == (
-        "+qa 簡潔に答えてください。 その標高は？\n"
-        "質問: 日本一高い山は？\n答え: 富士山\n質問: どこにありますか？\n"
-        "富士山 富士山は標高3776メートルの山です。\n答え:"
+        "+qa 簡潔に答えてください。 " + STANDALONE + "\n"
+        "富士山 富士山は標高3776メートルの山です。\n"
+        "質問: 日本一高い山は？\n答え: 富士山\n質問: どこにありますか？\n答え:"
     )
 
 
 def test_record_line_stays_on_one_line():
     assert prompter("record-line").conversation(CHAT, CONTEXTS) == (
-        "指示:簡潔に答えてください。 その標高は？ "
-        "入力:質問: 日本一高い山は？ 答え: 富士山 質問: どこにありますか？ "
-        "富士山 富士山は標高3776メートルの山です。 応答:"
+        "指示:簡潔に答えてください。 " + STANDALONE + " "
+        "入力:富士山 富士山は標高3776メートルの山です。 "
+        "質問: 日本一高い山は？ 答え: 富士山 質問: どこにありますか？ 応答:"
     )
 
 
