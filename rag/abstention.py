@@ -21,8 +21,10 @@ def _plain(text: str) -> str:
 
 
 def is_no_answer(answer: str) -> bool:
-    """Whether a cleaned answer is `NO_ANSWER` (width, whitespace and a final 。 aside)."""
-    return _plain(answer) == _plain(NO_ANSWER)
+    """Whether a cleaned answer is `NO_ANSWER` (width, whitespace and a final 。 aside), once or on each of
+    its lines: a model may repeat it line after line, which the loop guard leaves when it is short."""
+    lines = [_plain(line) for line in answer.splitlines()]
+    return any(lines) and all(line == _plain(NO_ANSWER) for line in lines if line)
 
 
 def passes_gate(best_cosine: float | None, min_cosine: float) -> bool:

@@ -14,6 +14,9 @@ from kotae.rag.abstention import NO_ANSWER, gate_completion, is_no_answer, passe
         ("富士山", False),
         ("", False),
         ("資料には答えが見つかりません。富士山", False),
+        (f"{NO_ANSWER}\n{NO_ANSWER}\n\n{NO_ANSWER}", True),
+        (f"{NO_ANSWER}\n富士山", False),
+        ("\n \n", False),
     ],
 )
 def test_the_model_abstains_by_writing_the_fixed_text(answer: str, abstains: bool) -> None:
