@@ -23,7 +23,7 @@ import numpy as np
 from kotae.core.config import Settings
 from kotae.evals.datasets import load_dataset
 from kotae.evals.targets import retrieval_batches, switch_interval
-from kotae.rag.metrics import RECALL_KS
+from kotae.rag.metrics import recall_depth
 from kotae.rag.retriever import Retriever
 from kotae.rag.stage_times import StageTimes
 from kotae.runtime import open_retriever
@@ -62,7 +62,7 @@ def eval_retrieval(
     retriever: Retriever, questions: list[str], vectors: np.ndarray, settings: Settings
 ) -> Retrieval:
     """The in-process eval's retrieval of `questions`, as `InProcessTarget` does it with `settings`."""
-    depth = max(RECALL_KS[-1], settings.top_k)
+    depth = recall_depth(settings.top_k)
 
     def run() -> tuple[float, dict[str, float]]:
         times = StageTimes()

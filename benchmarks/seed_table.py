@@ -311,7 +311,7 @@ def stage_prompts(args: argparse.Namespace) -> StageResult:
     from kotae.core.durable import atomic_text
     from kotae.evals.datasets import load_dataset
     from kotae.models.store import ModelStore
-    from kotae.rag.metrics import RECALL_KS
+    from kotae.rag.metrics import recall_depth
     from kotae.rag.pipeline import make_prompt
     from kotae.rag.prompt import DEFAULT_PROMPT_FORMAT, Prompter
     from kotae.runtime import open_retriever
@@ -331,7 +331,7 @@ def stage_prompts(args: argparse.Namespace) -> StageResult:
     prompter = Prompter(prompt_format or DEFAULT_PROMPT_FORMAT, tokenizer)
 
     started = time.perf_counter()
-    rankings = retriever.retrieve_many([i.question for i in items], max(RECALL_KS[-1], settings.top_k))
+    rankings = retriever.retrieve_many([i.question for i in items], recall_depth(settings.top_k))
     prompts = [
         make_prompt(
             i.question,

@@ -46,7 +46,7 @@ from kotae.evals.targets import (
     TargetRun,
 )
 from kotae.rag.engine_protocol import Sampling
-from kotae.rag.metrics import RECALL_KS, AnswerScore, score_answer, score_retrieval
+from kotae.rag.metrics import AnswerScore, recall_depth, score_answer, score_retrieval
 from kotae.rag.pipeline import Pipeline
 from kotae.rag.prompt import PROMPT_VERSION
 
@@ -130,7 +130,7 @@ async def evaluate(
     top_k = config.top_k or settings.top_k
     ask = AskOptions(
         top_k=top_k,
-        retrieval_depth=max(RECALL_KS[-1], top_k),
+        retrieval_depth=recall_depth(top_k),
         contexts=config.contexts,
         adapter=config.adapter,
         sampling=Sampling(max_tokens=settings.max_tokens, temperature=0.0),

@@ -31,7 +31,13 @@ OPENING_TO_CLOSING = {"「": "」", "『": "』"}
 CLOSING_TO_OPENING = {closing: opening for opening, closing in OPENING_TO_CLOSING.items()}
 FINAL_PERIOD = "。"
 RECALL_KS = (1, 5, 20)
-"""Ranks at which retrieval recall is reported; the runner retrieves max(20, top_k) deep for them."""
+"""Ranks at which retrieval recall is reported; an eval ranks `recall_depth` passages for them."""
+
+
+def recall_depth(top_k: int) -> int:
+    """Passages an eval ranks per question: deep enough for every rank of `RECALL_KS`, and never fewer than
+    the `top_k` its prompts hold."""
+    return max(RECALL_KS[-1], top_k)
 
 
 def normalize_answer(text: str) -> str:

@@ -12,8 +12,9 @@
 #   4. scores every adapter on the held-out questions, jsquad-valid-dev and jaquad-dev, each with its twins,
 #      bf16 and W4A16, with
 #      benchmarks/adapter_table.py: one engine per base, the shipped default first, while the others train.
-# Reports go to $R (default /tmp/r): bf16/table.md, w4/table.md (w4-tuned/table.md with TRAINED), times.txt, progress.log, logs/; adapters
-# to $R/adapters, examples to $R/ex. Run it detached and keep a call alive while it works:
+# Reports go to $R (default /tmp/r): bf16/table.md, w4/table.md (w4-tuned/table.md with TRAINED), times.txt,
+# progress.log, logs/; adapters to $R/adapters, examples to $R/ex. Run it detached and keep a call alive
+# while it works:
 #   setsid nohup bash scripts/gpu/default_adapter.sh "$PWD" > /tmp/default_adapter.log 2>&1 &
 # Environment: DATA (a copy of ../shared/data; default beside the repository), SHARES ("0 0.5 0.25": the
 # control first, then the share also tuned on 4 bits, then any others), HOLD_OUT (10 of the 44 articles, 610 questions; 0
