@@ -1,7 +1,8 @@
 """Files and folders that are whole or absent, and on disk once written: for state a killed process resumes
 from, and for outputs (indexes, adapters, models, caches) that readers must never see half-written; and
 the sha256 of a file, read in blocks. (`atomic_text` is whole or absent but not flushed: for reports and
-examples that a crash may lose but never leave half-written.)
+examples that a crash may lose but never leave half-written; its gzip output is the same bytes for the same
+text.)
 
 A folder is written into a staging folder beside its target (`.<name>.new-<random>`), flushed to disk, and
 then renamed into place: `staged_directory` replaces the target, `build_once` keeps a complete target that
@@ -14,6 +15,7 @@ import errno
 import fcntl
 import gzip
 import hashlib
+import io
 import os
 import shutil
 import tempfile
@@ -45,15 +47,16 @@ def atomic_text(target: Path) -> Iterator[IO[str]]:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
-        with _open_text(staging, compressed=target.suffix == ".gz") as stream:
-            yield stream
+        with contextlib.ExitStack() as stack:
+            stream: IO[bytes] = stack.enter_context(staging.open("wb"))
+            if target.suffix == ".gz":
+                # No file name and no time in the gzip header: the same text gives the same bytes, so a
+                # rebuilt file's sha256 matches the one recorded for it (an adapter's examples, say).
+                stream = stack.enter_context(gzip.GzipFile(filename="", mode="wb", fileobj=stream, mtime=0))
+            yield stack.enter_context(io.TextIOWrapper(stream, encoding="utf-8"))
         os.replace(staging, target)
     finally:
         staging.unlink(missing_ok=True)
-
-
-def _open_text(path: Path, compressed: bool) -> IO[str]:
-    return gzip.open(path, "wt", encoding="utf-8") if compressed else path.open("w", encoding="utf-8")
 
 
 def sync(path: Path) -> None:

@@ -39,9 +39,10 @@ R=${R:-/tmp/r}
 DATA=${DATA:-$repo/../shared/data}
 SHARES=${SHARES:-0 0.5 0.25} EPOCHS=${EPOCHS:-2} LR=${LR:-1e-4} SEED=${SEED:-47}
 W4_EPOCHS=${W4_EPOCHS:-1} W4_LR=${W4_LR:-5e-5}
-# Two engines and two trainings share the card: each engine gets a fifth of it (KV for far more than 980
-# prompts of Gemma 3 270M), each training about as much.
-export KOTAE_INDEX=$KOTAE_HOME/indexes/jawiki KOTAE_ADAPTER_DIR=$R/adapters KOTAE_GPU_MEMORY_UTILIZATION=0.2
+# Two engines and two trainings share the card: each engine gets the KV cache of 256 prompts (about 8 GB for
+# Gemma 3 270M), sized by kotae rather than by vLLM's measure of free memory at its start, which counts a
+# training's growth beside it as the engine's own and can leave the KV cache nothing.
+export KOTAE_INDEX=$KOTAE_HOME/indexes/jawiki KOTAE_ADAPTER_DIR=$R/adapters KOTAE_BATCH_MAX_NUM_SEQS=256
 base=$KOTAE_HOME/models/gemma-3-270m
 w4=$KOTAE_HOME/models/gemma-3-270m-w4a16
 HOLD_OUT=${HOLD_OUT:-10}

@@ -1,11 +1,13 @@
 """Durable folders: a staged one replaces the old only when complete, with or without renameat2; one built
-once is kept."""
+once is kept; a text file's bytes depend only on its text."""
 
+import time
 from pathlib import Path
 
 import pytest
 
 from kotae.core import durable
+from kotae.core.jsonl import open_binary
 
 
 def make(target: Path, content: str) -> None:
@@ -73,3 +75,22 @@ def test_build_once_replaces_an_incomplete_target_and_cleans_up_a_failed_build(t
     assert leftovers(target) == [] and (target / "half").is_file()
     durable.build_once(target, lambda folder: (folder / "marker").is_file(), lambda s: (s / "marker").touch())
     assert sorted(p.name for p in target.iterdir()) == ["marker"]
+
+
+@pytest.mark.parametrize("name", ["examples.jsonl", "examples.jsonl.gz"])
+def test_atomic_text_writes_the_same_bytes_for_the_same_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    def write(folder: str) -> bytes:
+        target = tmp_path / folder / name
+        with durable.atomic_text(target) as stream:
+            stream.write("日本語の例\n" * 3)
+        assert [p.name for p in target.parent.iterdir()] == [name]
+        return target.read_bytes()
+
+    first = write("one")
+    monkeypatch.setattr(time, "time", lambda: 2_000_000_000.0)  # gzip would otherwise stamp the hour
+    second = write("two")
+    assert first == second
+    with open_binary(tmp_path / "two" / name) as stream:
+        assert stream.read().decode() == "日本語の例\n" * 3
