@@ -413,6 +413,10 @@ def quantize(
     ] = None,
     samples: Annotated[int, typer.Option(help="Calibration samples.")] = 512,
     max_seq_length: Annotated[int, typer.Option(help="Tokens per calibration sample.")] = 2048,
+    group_size: Annotated[
+        int | None,
+        typer.Option(help="Weights sharing one scale: 32, 64 or 128 (default: the scheme's, 128)."),
+    ] = None,
     overwrite: Overwrite = False,
 ) -> None:
     """Quantize weights to 4 (or 8) bits with llm-compressor, in its own interpreter, for vLLM + LoRA."""
@@ -431,4 +435,5 @@ def quantize(
         samples,
         max_seq_length,
         overwrite=overwrite,
+        group_size=group_size,
     )

@@ -28,6 +28,8 @@ from kotae.models.store import model_hash
 
 SCHEMES = {"gptq": ("W4A16", "W4A16_ASYM", "W8A16"), "awq": ("W4A16", "W4A16_ASYM")}
 """Weight-only schemes: activations stay 16-bit, so LoRA (computed in 16 bits) applies on top unchanged."""
+GROUP_SIZES = (32, 64, 128)
+"""Weights sharing one scale, as vLLM's 4-bit GPU kernels (Marlin) take them; the schemes' own is 128."""
 DEFAULT_SITE = Path(sys.prefix) / "quant-site"
 """Where scripts/bootstrap.sh installs requirements/quant.lock."""
 WORKER = Path(__file__).with_name("quantize_worker.py")
@@ -62,6 +64,8 @@ class QuantizeJob(BaseModel):
     scheme: str
     samples: list[str]
     max_seq_length: int
+    group_size: int | None
+    """None keeps the scheme's own."""
     out: str
 
 
@@ -138,11 +142,14 @@ def quantize_model(
     max_seq_length: int = 2048,
     seed: int = 42,
     overwrite: bool = False,
+    group_size: int | None = None,
 ) -> Path:
     if not (model / "config.json").is_file():
         raise InputError(model / "config.json", None, "missing: not a Hugging Face model folder")
     if scheme not in SCHEMES[method]:
         raise KotaeError(f"{method} supports the schemes {', '.join(SCHEMES[method])}, not {scheme!r}")
+    if group_size is not None and group_size not in GROUP_SIZES:
+        raise KotaeError(f"the group size is one of {', '.join(map(str, GROUP_SIZES))}, not {group_size}")
     if not calib:
         raise KotaeError("give at least one --calib file (passages and/or training examples)")
     check_target(out, overwrite)
@@ -156,12 +163,14 @@ def quantize_model(
             scheme=scheme,
             samples=texts,
             max_seq_length=max_seq_length,
+            group_size=group_size,
             out=str(staging),
         )
         job_file = staging.parent / f".{out.name}.job.json"
         job_file.write_text(job.model_dump_json(), encoding="utf-8")
         try:
-            console.print(f"quantizing {model.name} ({method} {scheme}, {len(texts)} calibration samples)…")
+            groups = f", groups of {group_size}" if group_size else ""
+            console.print(f"quantizing {model.name} ({method} {scheme}{groups}, {len(texts)} samples)…")
             done = subprocess.run([worker.python, str(WORKER), str(job_file)], env=worker.env(), check=False)
         finally:
             job_file.unlink(missing_ok=True)
@@ -172,6 +181,7 @@ def quantize_model(
             model_hash=model_hash(model),
             method=method,
             scheme=scheme,
+            group_size=group_size,
             samples=len(texts),
         )
         (staging / RECORD_FILE).write_text(record.model_dump_json() + "\n", encoding="utf-8")

@@ -27,7 +27,7 @@ def main(job_path: str) -> None:
     oneshot(
         model=model,
         dataset=calibration,
-        recipe=_recipe(job["method"], job["scheme"]),
+        recipe=_recipe(job["method"], _quantized_layers(job["scheme"], job.get("group_size"))),
         max_seq_length=job["max_seq_length"],
         num_calibration_samples=len(job["samples"]),
     )
@@ -35,18 +35,29 @@ def main(job_path: str) -> None:
     tokenizer.save_pretrained(job["out"])
 
 
-def _recipe(method: str, scheme: str) -> object:
+def _quantized_layers(scheme: str, group_size: int | None) -> dict:
+    """The modifiers' arguments for the linear layers: the preset scheme, its weight groups resized."""
     # lm_head stays 16-bit: Gemma ties it to the embeddings, and 262k output rows are where 4 bits hurt most.
+    if group_size is None:
+        return {"targets": ["Linear"], "scheme": scheme, "ignore": ["lm_head"]}
+    from compressed_tensors.quantization import preset_name_to_scheme
+
+    layers = preset_name_to_scheme(scheme, ["Linear"])
+    layers.weights.group_size = group_size
+    return {"config_groups": {"group_0": layers}, "ignore": ["lm_head"]}
+
+
+def _recipe(method: str, layers: dict) -> object:
     if method == "awq":
         from llmcompressor.modifiers.quantization import QuantizationModifier
         from llmcompressor.modifiers.transform.awq import AWQModifier
 
         _skip_pinning_without_an_accelerator()
         # AWQ scales activation-salient channels, then round-to-nearest quantization of the scaled weights.
-        return [AWQModifier(), QuantizationModifier(targets=["Linear"], scheme=scheme, ignore=["lm_head"])]
+        return [AWQModifier(), QuantizationModifier(**layers)]
     from llmcompressor.modifiers.gptq import GPTQModifier
 
-    return GPTQModifier(targets=["Linear"], scheme=scheme, ignore=["lm_head"])
+    return GPTQModifier(**layers)
 
 
 def _skip_pinning_without_an_accelerator() -> None:

@@ -21,6 +21,8 @@ class QuantizeRecord(BaseModel):
     """`kotae.models.store.model_hash` of the source (absent in folders quantized before it was recorded)."""
     method: str
     scheme: str
+    group_size: int | None = None
+    """Weights per scale when not the scheme's own."""
     samples: int
     """Calibration samples used."""
 

@@ -19,8 +19,8 @@
 # Environment: DATA (a copy of ../shared/data; default beside the repository), SHARES ("0 0.5 0.25": the
 # control first, then the share also tuned on 4 bits, then any others), HOLD_OUT (10 of the 44 articles, 610 questions; 0
 # trains on all of them and compares on nothing but the dev sets), EPOCHS (2), LR (1e-4), W4_EPOCHS (1),
-# W4_LR (5e-5), W4 (0 leaves out the 4-bit base: no quantizing, and no tuning or tables on it, which a lease
-# short of time cannot fit), SEED (47), MIX (another training QA set whose examples, with the same share of negatives, every
+# W4_LR (5e-5), W4_GROUP_SIZE (weights per 4-bit scale: 32, 64 or 128; default the scheme's, 128), W4 (0
+# leaves out the 4-bit base: no quantizing, and no tuning or tables on it, which a lease short of time cannot fit), SEED (47), MIX (another training QA set whose examples, with the same share of negatives, every
 # run trains on too, e.g. $DATA/qa/jaquad-train.jsonl; none by default), MIX_QUESTIONS (that many of MIX's
 # questions, chosen by the sha256 of their ids; default all), INIT (the adapter every run continues; default
 # the shipped one, which was trained on every jsquad-valid-train article: held-out figures are clean only from
@@ -93,7 +93,8 @@ cp -r "$init_adapter" "$KOTAE_ADAPTER_DIR/init"
 python3 -m kotae models pull > "$R/logs/pull.log" 2>&1; stamp pulled
 ( if [ "${W4:-1}" = 1 ]; then
     KOTAE_QUANT_SITE=/tmp/site_q python3 -m kotae quantize --model "$base" --out "$w4" \
-      --calib "$DATA/jawiki-paragraphs.jsonl" > "$R/logs/quantize.log" 2>&1; stamp "quantized (exit $?)"
+      --calib "$DATA/jawiki-paragraphs.jsonl" ${W4_GROUP_SIZE:+--group-size "$W4_GROUP_SIZE"} \
+      > "$R/logs/quantize.log" 2>&1; stamp "quantized (exit $?)"
   fi
   touch "$R/quantize.done" ) &
 quantizing=$!

@@ -68,6 +68,8 @@ def test_arguments_are_checked_before_anything_runs(model_dir, calib, tmp_path):
     bad.write_text('{"title": "題"}\n')
     with pytest.raises(InputError, match=r"bad.jsonl:1: .*needs `text`"):
         quantize_model(model_dir, "gptq", "W4A16", [bad], tmp_path / "out", console)
+    with pytest.raises(KotaeError, match="the group size is one of 32, 64, 128, not 100"):
+        quantize_model(model_dir, "gptq", "W4A16", calib, tmp_path / "out", console, group_size=100)
     with pytest.raises(KotaeError, match="cannot run the quantization interpreter"):
         quantize_model(
             model_dir, "gptq", "W4A16", calib, tmp_path / "out", console, python="/nonexistent/python"
@@ -75,10 +77,11 @@ def test_arguments_are_checked_before_anything_runs(model_dir, calib, tmp_path):
 
 
 @pytest.mark.engine
-@pytest.mark.parametrize("method", ["gptq", "awq"])
-def test_w4a16_checkpoint_serves_in_vllm_with_a_lora_adapter(method, calib, tmp_path):
+@pytest.mark.parametrize(("method", "group_size"), [("gptq", None), ("awq", None), ("gptq", 32)])
+def test_w4a16_checkpoint_serves_in_vllm_with_a_lora_adapter(method, group_size, calib, tmp_path):
     """The command as CI runs it: no flag, so llm-compressor comes from the bootstrapped quant site. AWQ
-    runs here on the CPU too (its activation cache would pin memory for a GPU that is not there)."""
+    runs here on the CPU too (its activation cache would pin memory for a GPU that is not there). Smaller
+    weight groups than the scheme's own serve the same way."""
     import torch
     from safetensors import safe_open
 
@@ -88,19 +91,20 @@ def test_w4a16_checkpoint_serves_in_vllm_with_a_lora_adapter(method, calib, tmp_
     command = [sys.executable, "-m", "kotae", "quantize", "--model", str(base), "--out", str(out)]
     command += [arg for path in calib for arg in ("--calib", str(path))]
     command += ["--method", method, "--scheme", "W4A16", "--samples", "8", "--max-seq-length", "64"]
+    command += ["--group-size", str(group_size)] if group_size else []
     subprocess.run(command, check=True)
     config = json.loads((out / "config.json").read_text())["quantization_config"]
     weights = config["config_groups"]["group_0"]["weights"]
     assert (config["quant_method"], weights["num_bits"], weights["group_size"], config["ignore"]) == (
         "compressed-tensors",
         4,
-        128,
+        group_size or 128,
         ["lm_head"],
     )
     with safe_open(out / "model.safetensors", "pt") as tensors:
         assert tensors.get_tensor("model.layers.0.mlp.down_proj.weight_packed").dtype == torch.int32
     record = read_quantize_record(out)
-    assert record is not None and record.model_hash == model_hash(base)
+    assert record is not None and (record.model_hash, record.group_size) == (model_hash(base), group_size)
     assert record.keeps_activations == (method == "gptq"), "AWQ's smoothing rescales what LoRA reads"
 
     adapter = build_random_lora(base, tmp_path / "lora", seed=1)
