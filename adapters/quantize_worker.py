@@ -27,7 +27,7 @@ def main(job_path: str) -> None:
     oneshot(
         model=model,
         dataset=calibration,
-        recipe=_recipe(job["method"], _quantized_layers(job["scheme"], job.get("group_size"))),
+        recipe=_recipe(job["method"], _quantized_layers(job["scheme"], job["group_size"])),
         max_seq_length=job["max_seq_length"],
         num_calibration_samples=len(job["samples"]),
     )

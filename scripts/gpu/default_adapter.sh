@@ -20,7 +20,8 @@
 # control first, then the share also tuned on 4 bits, then any others), HOLD_OUT (10 of the 44 articles, 610 questions; 0
 # trains on all of them and compares on nothing but the dev sets), EPOCHS (2), LR (1e-4), W4_EPOCHS (1),
 # W4_LR (5e-5), W4_GROUP_SIZE (weights per 4-bit scale: 32, 64 or 128; default the scheme's, 128), W4 (0
-# leaves out the 4-bit base: no quantizing, and no tuning or tables on it, which a lease short of time cannot fit), SEED (47), MIX (another training QA set whose examples, with the same share of negatives, every
+# leaves out the 4-bit base: no quantizing, and no tuning or tables on it, which a lease short of time cannot
+# fit), SEED (47), MIX (another training QA set whose examples, with the same share of negatives, every
 # run trains on too, e.g. $DATA/qa/jaquad-train.jsonl; none by default), MIX_QUESTIONS (that many of MIX's
 # questions, chosen by the sha256 of their ids; default all), INIT (the adapter every run continues; default
 # the shipped one, which was trained on every jsquad-valid-train article: held-out figures are clean only from
