@@ -9,8 +9,20 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from kotae.evals.compare import load_run, markdown_table, mismatches, rich_table, write_chart
+from kotae.evals.compare import (
+    load_run,
+    markdown_table,
+    mismatches,
+    rich_table,
+    run_name,
+    to_markdown,
+    to_rich,
+    write_chart,
+)
 from kotae.evals.openai_engine import OpenAIApi
+from kotae.evals.paired import COLUMNS as PAIRED_COLUMNS
+from kotae.evals.paired import TEXT_COLUMNS as PAIRED_TEXT_COLUMNS
+from kotae.evals.paired import paired_rows
 from kotae.evals.schema import IN_PROCESS, AbstentionMetrics, ContextsMode
 
 eval_app = typer.Typer(no_args_is_help=True)
@@ -104,7 +116,13 @@ def evaluate(
 def compare(
     runs: list[Path] = typer.Argument(..., help="Run directories (or their metrics.json)."),
     png: Path | None = typer.Option(None, help="Also draw the comparison as a PNG chart here."),
-    markdown: bool = typer.Option(False, help="Print the table as markdown instead."),
+    markdown: bool = typer.Option(False, help="Print the tables as markdown instead."),
+    paired: bool = typer.Option(
+        False,
+        help="Also compare every run with the first question by question (from their predictions.jsonl): "
+        "exact gained and lost, and the standard error of the difference, over all questions and the "
+        "answerable ones.",
+    ),
 ) -> None:
     """The runs side by side: model / adapter / quantization, scores, runtime, GPU memory."""
     loaded = [load_run(path) for path in runs]
@@ -115,6 +133,12 @@ def compare(
         typer.echo(markdown_table(loaded))
     else:
         console.print(rich_table(loaded))
+    if paired:
+        rows = paired_rows(runs, [run_name(run) for run in loaded])
+        if markdown:
+            typer.echo("\n" + to_markdown(PAIRED_COLUMNS, rows, PAIRED_TEXT_COLUMNS))
+        else:
+            console.print(to_rich(PAIRED_COLUMNS, rows, PAIRED_TEXT_COLUMNS))
     if png is not None:
         write_chart(loaded, png)
         console.print(f"chart written to {png}", style="dim")

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from rich.table import Table
 
 from kotae.core.errors import InputError
-from kotae.evals.schema import EvalMetrics
+from kotae.evals.schema import METRICS_FILE, EvalMetrics
 
 COLUMNS = ("model", "adapter", "quantization", "exact", "partial", "char-F1", "recall@5", "runtime", "GPU MB")
 NAME_COLUMNS = COLUMNS[:3]
@@ -25,7 +25,7 @@ BASE_MODEL = "base"
 
 def load_run(path: Path) -> EvalMetrics:
     """The metrics of a run directory (or of its `metrics.json` named directly)."""
-    file = path / "metrics.json" if path.is_dir() else path
+    file = path / METRICS_FILE if path.is_dir() else path
     if not file.is_file():
         raise InputError(path, None, "not an eval run: no metrics.json")
     try:
@@ -58,26 +58,36 @@ def cells(metrics: EvalMetrics) -> list[str]:
     ]
 
 
-def markdown_row(metrics: EvalMetrics) -> str:
-    return "| " + " | ".join(cells(metrics)) + " |"
+def to_markdown(columns: Sequence[str], rows: Sequence[Sequence[str]], text_columns: int) -> str:
+    """A markdown table whose first `text_columns` columns are left-aligned and the rest (figures) right."""
+    rule = "|" + "|".join("---" if i < text_columns else "---:" for i in range(len(columns))) + "|"
+    return "\n".join([markdown_row(columns), rule, *(markdown_row(row) for row in rows)])
+
+
+def to_rich(columns: Sequence[str], rows: Sequence[Sequence[str]], text_columns: int) -> Table:
+    """The same table for rich to print."""
+    table = Table()
+    for i, column in enumerate(columns):
+        table.add_column(column, justify="left" if i < text_columns else "right")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def markdown_row(row: Sequence[str]) -> str:
+    return "| " + " | ".join(row) + " |"
 
 
 def markdown_table(runs: Sequence[EvalMetrics]) -> str:
-    header = "| " + " | ".join(COLUMNS) + " |"
-    rule = "|" + "|".join("---" if column in NAME_COLUMNS else "---:" for column in COLUMNS) + "|"
-    return "\n".join([header, rule, *(markdown_row(run) for run in runs)])
+    return to_markdown(COLUMNS, [cells(run) for run in runs], len(NAME_COLUMNS))
 
 
 def rich_table(runs: Sequence[EvalMetrics]) -> Table:
-    labelled = any(run.run.label for run in runs)
-    table = Table()
-    if labelled:
-        table.add_column("label")
-    for column in COLUMNS:
-        table.add_column(column, justify="left" if column in NAME_COLUMNS else "right")
-    for run in runs:
-        table.add_row(*([run.run.label or ""] if labelled else []), *cells(run))
-    return table
+    """The runs for the terminal, with a label column when any run has one."""
+    if any(run.run.label for run in runs):
+        rows = [[run.run.label or "", *cells(run)] for run in runs]
+        return to_rich(["label", *COLUMNS], rows, len(NAME_COLUMNS) + 1)
+    return to_rich(COLUMNS, [cells(run) for run in runs], len(NAME_COLUMNS))
 
 
 def mismatches(runs: Sequence[EvalMetrics]) -> list[str]:

@@ -17,13 +17,16 @@ from pathlib import Path
 from kotae.core.config import Settings, get_settings
 from kotae.core.errors import InputError, KotaeError
 from kotae.core.qa_jsonl import QAItem
-from kotae.evals.compare import BASE_MODEL, markdown_row
+from kotae.evals.compare import BASE_MODEL, cells, markdown_row
 from kotae.evals.datasets import dataset_name, load_dataset
 from kotae.evals.memory import GpuMemoryMonitor, peak_rss_mb
 from kotae.evals.openai_engine import OpenAIApi, check_endpoint
 from kotae.evals.openai_target import openai_target, openai_url
 from kotae.evals.schema import (
     IN_PROCESS,
+    METRICS_FILE,
+    PREDICTIONS_FILE,
+    ROW_FILE,
     AbstentionMetrics,
     AnswerMetrics,
     ContextsMode,
@@ -51,9 +54,6 @@ from kotae.rag.pipeline import Pipeline
 from kotae.rag.prompt import PROMPT_VERSION
 
 RUNS_DIR = Path("runs/eval")
-METRICS_FILE = "metrics.json"
-PREDICTIONS_FILE = "predictions.jsonl"
-ROW_FILE = "row.md"
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,4 +354,4 @@ def _write_run(out_dir: Path, metrics: EvalMetrics, rows: Sequence[PredictionRow
         for row in rows:
             lines.write(row.model_dump_json() + "\n")
     (out_dir / METRICS_FILE).write_text(metrics.model_dump_json(indent=2) + "\n", encoding="utf-8")
-    (out_dir / ROW_FILE).write_text(markdown_row(metrics) + "\n", encoding="utf-8")
+    (out_dir / ROW_FILE).write_text(markdown_row(cells(metrics)) + "\n", encoding="utf-8")

@@ -8,6 +8,10 @@ from pydantic import BaseModel, Field
 ContextsMode = Literal["retrieved", "given"]
 IN_PROCESS = "inprocess"
 """The target that builds the pipeline in this process (any other target is a server's URL)."""
+METRICS_FILE = "metrics.json"
+PREDICTIONS_FILE = "predictions.jsonl"
+ROW_FILE = "row.md"
+"""The run's markdown table row, for pasting."""
 
 
 class RunInfo(BaseModel):
