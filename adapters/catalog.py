@@ -62,20 +62,29 @@ class ServedBase:
         decides when both sides know it (the served model's own or its quantization source's); else the
         base model's folder name in the PEFT config must be the served model's."""
         if metadata is not None and self.hash is not None:
-            if self.rescaled_from and metadata.base_model.hash == self.rescaled_from[0]:
+            trained_on = metadata.base_model
+            if self.rescaled_from and trained_on.hash == self.rescaled_from[0]:
                 raise AdapterRejected(
-                    f"adapter {shown!r} was trained on {metadata.base_model.name!r}, which the served "
+                    f"adapter {shown!r} was trained on {trained_on.name!r}, which the served "
                     f"{self.name!r} was made from by {self.rescaled_from[1].upper()}: it rescales the "
                     f"activations the adapter reads. Serve a GPTQ model, or train the adapter on this one.",
                     "adapter_base_mismatch",
                 )
-            if metadata.base_model.hash not in {self.hash, self.quantized_from}:
+            accepted = {self.hash, self.quantized_from} - {None}
+            if trained_on.hash in accepted:
+                return trained_on.name
+            if trained_on.quantized_from in accepted:
                 raise AdapterRejected(
-                    f"adapter {shown!r} was trained on base model {metadata.base_model.name!r} "
-                    f"(another build than the served {self.name!r})",
+                    f"adapter {shown!r} was tuned on {trained_on.name!r}, another build of this model by "
+                    "`kotae quantize`: an adapter tuned on rounded weights fits those weights alone. Serve "
+                    f"it on {trained_on.name!r}, or serve here an adapter trained on the source model.",
                     "adapter_base_mismatch",
                 )
-            return metadata.base_model.name
+            raise AdapterRejected(
+                f"adapter {shown!r} was trained on base model {trained_on.name!r} "
+                f"(another build than the served {self.name!r})",
+                "adapter_base_mismatch",
+            )
         declared = config.get("base_model_name_or_path")
         if not isinstance(declared, str) or not declared.strip():
             raise AdapterRejected(

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from kotae.adapters.config import LoraSpec
 from kotae.core.errors import InputError
+from kotae.models.quantized import read_quantize_record
 from kotae.models.store import model_hash
 from kotae.rag.prompt import DEFAULT_PROMPT_FORMAT, PromptFormat
 
@@ -31,6 +32,9 @@ class ModelRef(BaseModel):
     """Where it was when the adapter was trained."""
     hash: str
     """`kotae.models.store.model_hash` of the folder: the server compares it with the model it serves."""
+    quantized_from: str | None = None
+    """For a `kotae quantize` output, the hash of the model it was made from: an adapter trained on those
+    rounded weights fits them alone, and the server says so when asked to serve it on another build."""
 
 
 class DataRef(BaseModel):
@@ -143,4 +147,10 @@ def read_peft_config(folder: Path) -> dict[str, Any]:
 
 
 def model_ref(path: Path) -> ModelRef:
-    return ModelRef(name=path.name, path=str(path.resolve()), hash=model_hash(path))
+    record = read_quantize_record(path)
+    return ModelRef(
+        name=path.name,
+        path=str(path.resolve()),
+        hash=model_hash(path),
+        quantized_from=record.model_hash if record is not None else None,
+    )

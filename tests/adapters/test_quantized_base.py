@@ -62,11 +62,12 @@ def test_an_adapter_continued_on_the_gptq_base_serves_there_only(
     tuned = brief_sft(w4, tmp_path / "tuned", examples_file, init_adapter=source_adapter)
 
     assert tuned.base_model.hash == model_hash(w4) and tuned.base_model.name == "w4a16"
+    assert tuned.base_model.quantized_from == model_hash(base)
     assert tuned.continued_from is not None and tuned.continued_from.path == str(source_adapter.resolve())
     assert tuned.lora == read_metadata(source_adapter).lora
     adapter_config = json.loads((tmp_path / "tuned" / "adapter_config.json").read_text())
     assert served_base("w4a16", w4).check_adapter(adapter_config, tuned, "tuned") == "w4a16"
-    with pytest.raises(AdapterRejected, match="another build"):
+    with pytest.raises(AdapterRejected, match=r"tuned on 'w4a16', another build .* fits those weights alone"):
         served_base("base", base).check_adapter(adapter_config, tuned, "tuned")
 
 

@@ -1,4 +1,5 @@
-"""Adapters trained on a bf16 base serve on its `kotae quantize` output, and still on nothing else."""
+"""Adapters trained on a bf16 base serve on its `kotae quantize` output, and still on nothing else; adapters
+tuned on such an output serve on it alone."""
 
 import json
 from pathlib import Path
@@ -6,8 +7,8 @@ from pathlib import Path
 import pytest
 from server_fixtures import write_kotae_metadata
 
-from kotae.adapters.catalog import AdapterRejected
-from kotae.adapters.metadata import METADATA_FILE, AdapterMetadata
+from kotae.adapters.catalog import AdapterRejected, ServedBase
+from kotae.adapters.metadata import METADATA_FILE, AdapterMetadata, ModelRef, model_ref
 from kotae.models.quantized import RECORD_FILE, QuantizeRecord
 from kotae.models.store import model_hash
 from kotae.runtime import served_base
@@ -32,10 +33,10 @@ def quantized(tmp_path: Path) -> Path:
     return folder
 
 
-def adapter_trained_on(tmp_path: Path, base_hash: str) -> AdapterMetadata:
+def adapter_trained_on(tmp_path: Path, base_hash: str, base: ModelRef | None = None) -> AdapterMetadata:
     folder = tmp_path / f"adapter-{base_hash[:4]}"
     folder.mkdir()
-    write_kotae_metadata(folder, base_hash)
+    write_kotae_metadata(folder, base_hash, **({"base_model": base} if base else {}))
     return AdapterMetadata.model_validate_json((folder / METADATA_FILE).read_text())
 
 
@@ -77,3 +78,27 @@ def test_awq_model_refuses_adapters_of_its_source_and_says_why(quantized: Path, 
     assert refused.value.code == "adapter_base_mismatch"
     own = adapter_trained_on(tmp_path, model_hash(quantized))
     assert base.check_adapter(CONFIG, own, "b") == "tiny-gemma"
+
+
+def test_a_quantize_output_is_recorded_with_its_source(quantized: Path) -> None:
+    reference = model_ref(quantized)
+    assert (reference.hash, reference.quantized_from) == (model_hash(quantized), SOURCE_HASH)
+    (quantized / RECORD_FILE).unlink()
+    assert model_ref(quantized).quantized_from is None
+
+
+def test_adapter_tuned_on_one_quantization_is_refused_on_its_source_and_on_another(
+    quantized: Path, tmp_path: Path
+) -> None:
+    tuned = adapter_trained_on(tmp_path, "b" * 64, base=model_ref(quantized))
+    other = tmp_path / "tiny-gemma-w4a16-g32"
+    other.mkdir()
+    for file in quantized.iterdir():
+        (other / file.name).write_bytes(file.read_bytes())
+    (other / "model.safetensors").write_bytes(b"\x02" * 4096)  # the same source, rounded otherwise
+    source = ServedBase(name="tiny-gemma", hash=SOURCE_HASH)
+    for served in (served_base(other.name, other), source):
+        with pytest.raises(AdapterRejected, match="fits those weights alone") as refused:
+            served.check_adapter(CONFIG, tuned, "tuned")
+        assert refused.value.code == "adapter_base_mismatch"
+    assert served_base(quantized.name, quantized).check_adapter(CONFIG, tuned, "tuned") == quantized.name
