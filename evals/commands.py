@@ -125,6 +125,8 @@ def compare(
     ),
 ) -> None:
     """The runs side by side: model / adapter / quantization, scores, runtime, GPU memory."""
+    if paired and len(runs) < 2:
+        raise typer.BadParameter("--paired compares runs with the first: give two runs or more")
     loaded = [load_run(path) for path in runs]
     for note in mismatches(loaded):
         console.print(f"[yellow]note:[/] {note}")

@@ -92,3 +92,9 @@ def test_compare_prints_the_paired_table_in_markdown(tmp_path):
     assert "| run | questions | n | exact Δ | gained | lost | SE |" in result.output
     assert "| gemma-3-270m / second / bf16 | all | 6 | +16.7 | 2 | 1 | 28.1 |" in result.output
     assert "| gemma-3-270m / second / bf16 | HasAns | 4 | +0.0 | 1 | 1 | 35.4 |" in result.output
+
+
+def test_paired_needs_a_second_run(tmp_path):
+    run = save_run(tmp_path, "first", rows_of(FIRST))
+    result = CliRunner().invoke(eval_app, ["compare", str(run), "--paired"])
+    assert result.exit_code == 2 and "give two runs or more" in result.output
