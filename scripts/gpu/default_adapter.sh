@@ -12,7 +12,8 @@
 #   4. scores every adapter on the held-out questions, jsquad-valid-dev and jaquad-dev, each with its twins,
 #      bf16 and W4A16, with
 #      benchmarks/adapter_table.py: one engine per base, the shipped default first, while the others train.
-# Reports go to $R (default /tmp/r): bf16/table.md, w4/table.md (w4-tuned/table.md with TRAINED), times.txt,
+# Reports go to $R (default /tmp/r): bf16/table.md, w4/table.md (w4-tuned/table.md with TRAINED), paired-SET.md
+# (every run against the default on bf16, question by question: `kotae eval compare --paired`), times.txt,
 # progress.log, logs/; adapters to $R/adapters, examples to $R/ex. Run it detached and keep a call alive
 # while it works:
 #   setsid nohup bash scripts/gpu/default_adapter.sh "$PWD" > /tmp/default_adapter.log 2>&1 &
@@ -164,4 +165,10 @@ else
   wait
 fi
 cat "$R/bf16/table.md" "$R/w4/table.md" "$R/w4-tuned/table.md" > "$R/table.md" 2>/dev/null
+for data in "${sets[@]}"; do  # every run against the shipped default on bf16, question by question
+  set_name=$(basename "$data" .jsonl) others=()
+  for run in "$R"/*/*-"$set_name"; do [ "$run" = "$R/bf16/default-$set_name" ] || others+=("$run"); done
+  python3 -m kotae eval compare "$R/bf16/default-$set_name" "${others[@]}" --paired --markdown \
+    > "$R/paired-$set_name.md" 2>&1
+done
 stamp done
