@@ -59,8 +59,9 @@ class ServedBase:
 
     def check_adapter(self, config: dict[str, Any], metadata: AdapterMetadata | None, shown: str) -> str:
         """The adapter's base model name, if it may serve on this model. The base model's content hash
-        decides when both sides know it (the served model's own or its quantization source's); else the
-        base model's folder name in the PEFT config must be the served model's."""
+        decides when both sides know it (the served model's own or its quantization source's; an adapter
+        tuned on another quantization of that source is refused with the reason); else the base model's
+        folder name in the PEFT config must be the served model's."""
         if metadata is not None and self.hash is not None:
             trained_on = metadata.base_model
             if self.rescaled_from and trained_on.hash == self.rescaled_from[0]:
