@@ -10,8 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import ValidationError
-
+from kotae.adapters.rows import read_rows
 from kotae.core.errors import InputError
 from kotae.evals.schema import PREDICTIONS_FILE, PredictionRow
 
@@ -53,17 +52,10 @@ def load_scores(run: Path) -> dict[str, ScoredQuestion]:
     file = (run if run.is_dir() else run.parent) / PREDICTIONS_FILE
     if not file.is_file():
         raise InputError(file, None, "no predictions to compare question by question")
-    scores = {}
-    with file.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            try:
-                row = PredictionRow.model_validate_json(line)
-            except ValidationError as error:
-                raise InputError(
-                    file, number, f"not a kotae prediction row ({error.error_count()} problems)"
-                ) from error
-            scores[row.qid] = ScoredQuestion(answerable=row.answerable, exact=row.exact)
-    return scores
+    return {
+        row.qid: ScoredQuestion(answerable=row.answerable, exact=row.exact)
+        for _, row in read_rows(file, PredictionRow)
+    }
 
 
 def paired_differences(

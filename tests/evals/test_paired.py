@@ -81,7 +81,7 @@ def test_missing_or_broken_predictions_name_the_file_and_line(tmp_path):
     broken = save_run(tmp_path, "broken", rows_of(FIRST))
     with (broken / "predictions.jsonl").open("a") as lines:
         lines.write('{"qid": "q9"}\n')
-    with pytest.raises(InputError, match=r"broken/predictions\.jsonl:7: not a kotae prediction row"):
+    with pytest.raises(InputError, match=r"broken/predictions\.jsonl:7: question: Field required"):
         load_scores(broken / "metrics.json")
 
 
