@@ -11,6 +11,7 @@ import asyncio
 import os
 import platform
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -87,8 +88,9 @@ class TargetRun:
 
 class InProcessTarget:
     """The same pipeline `kotae serve` runs, in this process. Questions are retrieved in batches of
-    `Settings.eval_retrieval_batch`; each batch's prompts go to the engine as soon as it is retrieved, so
-    retrieval of the next batch overlaps generation of the ones before."""
+    `Settings.eval_retrieval_batch`, one after another in one thread; each batch's prompts go to the engine
+    as soon as the event loop takes them, so retrieval of the next batch overlaps generation of the ones
+    before."""
 
     def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
@@ -115,25 +117,37 @@ class InProcessTarget:
         ranked: list[list[str]] | None = None if ask.contexts == "given" else []
         generating: list[asyncio.Task[list[Answer]]] = []
         retrieved_s: float | None = None
+        loop = asyncio.get_running_loop()
+        stopped = threading.Event()  # the run failed or was cancelled: retrieve and submit nothing more
+
+        def take(batch_prepared: list[PreparedQuestion], batch_ranked: list[list[str]] | None) -> None:
+            if stopped.is_set():
+                return
+            generating.append(submit(batch_prepared))
+            prepared.extend(batch_prepared)
+            if ranked is not None and batch_ranked is not None:
+                ranked.extend(batch_ranked)
+
+        def retrieve_all() -> None:
+            # One thread retrieves batch after batch and hands each to the event loop, which submits it when
+            # it next runs: the retrieval never waits for a loop that is busy with the engine's outputs.
+            vectors = self._embed_questions(items, ask, times)
+            for batch in retrieval_batches(len(items), self.pipeline.settings.eval_retrieval_batch):
+                if stopped.is_set():
+                    return
+                found = self._prepare(
+                    items[batch], ask, prompt_format, times, None if vectors is None else vectors[batch]
+                )
+                loop.call_soon_threadsafe(take, *found)
+
         try:
             with switch_interval(self.pipeline.settings.eval_switch_interval_ms):
-                vectors = await asyncio.to_thread(self._embed_questions, items, ask, times)
-                for batch in retrieval_batches(len(items), self.pipeline.settings.eval_retrieval_batch):
-                    batch_prepared, batch_ranked = await asyncio.to_thread(
-                        self._prepare,
-                        items[batch],
-                        ask,
-                        prompt_format,
-                        times,
-                        None if vectors is None else vectors[batch],
-                    )
-                    generating.append(submit(batch_prepared))
-                    prepared += batch_prepared
-                    if ranked is not None and batch_ranked is not None:
-                        ranked += batch_ranked
+                # Callbacks run in the order they were scheduled: every batch is taken before this resumes.
+                await asyncio.to_thread(retrieve_all)
             retrieved_s = time.perf_counter() - started
             answered = await asyncio.gather(*generating)
         except BaseException:
+            stopped.set()
             for task in generating:  # a failed batch or retrieval: nothing else keeps generating
                 task.cancel()
             raise

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -132,13 +133,27 @@ def test_given_contexts_on_a_pipeline_built_by_the_caller(workspace, monkeypatch
     root, qa, environment = workspace
     python_default = sys.getswitchinterval()
     switch_intervals: list[float] = []  # as each retrieval batch saw it
+    batch_started: list[float] = []
     search_many = Retriever.search_many
 
     def search_many_recording(self, *args, **kwargs):
         switch_intervals.append(sys.getswitchinterval())
+        batch_started.append(time.perf_counter())
         return search_many(self, *args, **kwargs)
 
+    # The next batch submitted holds the event loop for half a second, as the engine's outputs can.
+    hold_loop = {"next": False, "released": 0.0}
+    answer_prepared = Pipeline.answer_prepared
+
+    def answer_prepared_holding_the_loop(self, *args, **kwargs):
+        if hold_loop["next"]:
+            hold_loop["next"] = False
+            time.sleep(0.5)
+            hold_loop["released"] = time.perf_counter()
+        return answer_prepared(self, *args, **kwargs)
+
     monkeypatch.setattr(Retriever, "search_many", search_many_recording)
+    monkeypatch.setattr(Pipeline, "answer_prepared", answer_prepared_holding_the_loop)
     settings = Settings(
         home=root / "home",
         adapter_dir=root / "adapters",
@@ -173,11 +188,16 @@ def test_given_contexts_on_a_pipeline_built_by_the_caller(workspace, monkeypatch
         # Retrieval in batches of 1, 2, 3 and 2, each generating while the next is retrieved, against all 8
         # at once (and Python's own thread switch interval).
         switch_intervals.clear()
+        batch_started.clear()
+        hold_loop["next"] = True
         overlapped = await evaluate(
             EvalConfig(mixed, out=root / "overlapped"),
             configured(abstain_min_cosine=0.0, eval_retrieval_batch=3, eval_switch_interval_ms=0.5),
         )
         assert switch_intervals == [0.0005] * 4 and sys.getswitchinterval() == python_default
+        assert batch_started[1] < hold_loop["released"], (
+            "the second batch is retrieved while the event loop is busy submitting the first"
+        )
         switch_intervals.clear()
         together = await evaluate(
             EvalConfig(mixed, out=root / "together"),
