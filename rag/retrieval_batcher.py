@@ -7,7 +7,9 @@ in one forward (`Retriever.retrieve_many`). An idle server adds no delay: a lone
 """
 
 import asyncio
+import contextlib
 import dataclasses
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -59,13 +61,21 @@ class _Waiting:
 
 
 class RetrievalBatcher:
+    """Batches run one after another in one thread, which hands each question's result to its event loop
+    and goes straight on to the questions that arrived meanwhile: it never waits for a loop busy with
+    requests and the engine's outputs."""
+
     def __init__(self, prepare_many: PrepareMany, max_batch: int) -> None:
         self._prepare_many = prepare_many
         self._max_batch = max_batch
         self._waiting: list[_Waiting] = []
-        self._worker: asyncio.Task | None = None
+        self._lock = threading.Lock()
+        self._draining = False
+        """Whether a thread is retrieving, or about to: it takes every question queued before it stops."""
+        self._starting: asyncio.AbstractEventLoop | None = None
+        """The loop that is to start the next thread, until the thread runs."""
         self.on_batch: OnBatch | None = None
-        """Called with each finished batch (the server's metrics)."""
+        """Called with each finished batch (the server's metrics), in the retrieval thread."""
 
     async def prepare(
         self,
@@ -77,42 +87,45 @@ class RetrievalBatcher:
     ) -> "PreparedQuestion":
         """The question's `PreparedQuestion`; its `retrieve_ms` counts the wait for the batch too."""
         loop = asyncio.get_running_loop()
-        if self._worker is not None and self._worker.get_loop() is not loop:
-            # A pipeline outlived its event loop (one `asyncio.run` per command or test): what waited there
-            # can never run.
-            self._waiting, self._worker = [], None
         future = loop.create_future()
-        self._waiting.append(
-            _Waiting(question, top_k, mode, collection, prompt_format, future, time.perf_counter())
-        )
-        if self._worker is None or self._worker.done():
-            self._worker = loop.create_task(self._drain())
+        waiting = _Waiting(question, top_k, mode, collection, prompt_format, future, time.perf_counter())
+        with self._lock:
+            self._waiting.append(waiting)
+            # A start left to a loop that closed before it ran (one `asyncio.run` per command) never comes.
+            start = not self._draining or (self._starting is not None and self._starting.is_closed())
+            if start:
+                self._draining, self._starting = True, loop
+        if start:  # after this turn of the loop, so that the questions asked in it share the first batch
+            loop.call_soon(threading.Thread(target=self._drain, name="kotae-retrieval", daemon=True).start)
         return await future
 
-    async def _drain(self) -> None:
-        while self._waiting:
-            batch, self._waiting = self._waiting[: self._max_batch], self._waiting[self._max_batch :]
+    def _drain(self) -> None:
+        with self._lock:
+            self._starting = None
+        while True:
+            with self._lock:
+                if not self._waiting:
+                    self._draining = False
+                    return
+                batch, self._waiting = self._waiting[: self._max_batch], self._waiting[self._max_batch :]
             groups: dict[GroupKey, list[_Waiting]] = defaultdict(list)
             for waiting in batch:
                 if not waiting.future.done():  # its request was cancelled while it waited
                     key = (waiting.collection, waiting.top_k, waiting.mode, waiting.prompt_format)
                     groups[key].append(waiting)
             for key, members in groups.items():
-                await self._prepare_group(members, key)
+                self._prepare_group(members, key)
 
-    async def _prepare_group(self, members: list[_Waiting], key: GroupKey) -> None:
+    def _prepare_group(self, members: list[_Waiting], key: GroupKey) -> None:
         collection, top_k, mode, prompt_format = key
         questions = [member.question for member in members]
         times = StageTimes()
         started = time.perf_counter()
         try:
-            prepared = await asyncio.to_thread(
-                self._prepare_many, questions, top_k, mode, collection, prompt_format, times
-            )
+            prepared = self._prepare_many(questions, top_k, mode, collection, prompt_format, times)
         except Exception as error:  # every request of the batch gets the error (bad mode, broken index)
             for member in members:
-                if not member.future.done():
-                    member.future.set_exception(error)
+                _settle(member.future, error=error)
             return
         done_at = time.perf_counter()
         if self.on_batch is not None:
@@ -120,6 +133,24 @@ class RetrievalBatcher:
             stage_ms = {name: sum(samples) for name, samples in times.ms.items()}
             self.on_batch(RetrievalBatch(len(members), queued_ms, stage_ms))
         for member, result in zip(members, prepared, strict=True):
-            if not member.future.done():
-                waited_ms = (done_at - member.queued_at) * 1000
-                member.future.set_result(dataclasses.replace(result, retrieve_ms=waited_ms))
+            waited_ms = (done_at - member.queued_at) * 1000
+            _settle(member.future, dataclasses.replace(result, retrieve_ms=waited_ms))
+
+
+def _settle(
+    future: asyncio.Future, result: "PreparedQuestion | None" = None, error: Exception | None = None
+) -> None:
+    """From the retrieval thread: `future`'s result or error, set in its own event loop's thread unless its
+    request was cancelled meanwhile."""
+
+    def set_it() -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    # The loop may have closed while its question was retrieved (one `asyncio.run` per command or test).
+    with contextlib.suppress(RuntimeError):
+        future.get_loop().call_soon_threadsafe(set_it)

@@ -16,6 +16,7 @@ class RecordingPrepare:
 
     def __init__(self, seconds: float = 0.05) -> None:
         self.batches: list[tuple[list[str], int | None, str | None, str | None, str]] = []
+        self.started: list[float] = []
         self.seconds = seconds
         self.lock = threading.Lock()
 
@@ -24,6 +25,7 @@ class RecordingPrepare:
     ) -> list[PreparedQuestion]:
         with self.lock:
             self.batches.append((list(questions), top_k, mode, collection, prompt_format))
+            self.started.append(time.perf_counter())
         with times.stage("embed"):
             time.sleep(self.seconds)
         if mode == "bm25":
@@ -144,3 +146,38 @@ def test_a_batcher_outlives_an_event_loop_that_stopped_mid_batch():
 
     second = asyncio.run(asyncio.wait_for(batcher.prepare("second loop", None, None), 5))
     assert second.question == "second loop"
+
+
+def test_the_next_batch_is_retrieved_while_the_event_loop_is_busy():
+    """The loop that serves requests and the engine's outputs can be busy for a while: the questions that
+    arrived during a batch are retrieved as soon as it ends, not when the loop next gets to them."""
+    prepare = RecordingPrepare()
+    batcher = RetrievalBatcher(prepare, max_batch=64)
+
+    async def busy_loop():
+        first = asyncio.ensure_future(batcher.prepare("first", None, None))
+        await asyncio.sleep(0.01)  # the first batch is being retrieved
+        second = asyncio.ensure_future(batcher.prepare("second", None, None))
+        await asyncio.sleep(0)  # queued for the next batch
+        time.sleep(0.3)  # the loop busy while the first batch ends
+        released = time.perf_counter()
+        await asyncio.gather(first, second)
+        return released
+
+    released = asyncio.run(busy_loop())
+    assert [questions for questions, *_ in prepare.batches] == [["first"], ["second"]]
+    assert prepare.started[1] < released
+
+
+def test_a_loop_that_closed_before_starting_the_retrieval_does_not_stall_the_next():
+    prepare = RecordingPrepare()
+    batcher = RetrievalBatcher(prepare, max_batch=64)
+    closed = asyncio.new_event_loop()
+    lost = closed.create_task(batcher.prepare("lost", None, None))
+    closed.call_soon(closed.stop)  # in the request's own turn: the retrieval's start is left queued
+    closed.run_forever()
+    closed.close()
+    assert prepare.batches == [] and not lost.done()
+
+    answer = asyncio.run(asyncio.wait_for(batcher.prepare("next", None, None), 5))
+    assert answer.question == "next"
