@@ -102,19 +102,23 @@ class RetrievalBatcher:
     def _drain(self) -> None:
         with self._lock:
             self._starting = None
-        while True:
-            with self._lock:
-                if not self._waiting:
-                    self._draining = False
-                    return
-                batch, self._waiting = self._waiting[: self._max_batch], self._waiting[self._max_batch :]
+        while batch := self._next_batch():
             groups: dict[GroupKey, list[_Waiting]] = defaultdict(list)
             for waiting in batch:
-                if not waiting.future.done():  # its request was cancelled while it waited
+                # Its request was cancelled while it waited, or its loop is gone (one `asyncio.run` per
+                # command or test): nobody would read the answer.
+                if not waiting.future.done() and not waiting.future.get_loop().is_closed():
                     key = (waiting.collection, waiting.top_k, waiting.mode, waiting.prompt_format)
                     groups[key].append(waiting)
             for key, members in groups.items():
                 self._prepare_group(members, key)
+
+    def _next_batch(self) -> list[_Waiting]:
+        """The next questions, `max_batch` at most; none when nothing waits, and the thread then stops."""
+        with self._lock:
+            batch, self._waiting = self._waiting[: self._max_batch], self._waiting[self._max_batch :]
+            self._draining = bool(batch)
+            return batch
 
     def _prepare_group(self, members: list[_Waiting], key: GroupKey) -> None:
         collection, top_k, mode, prompt_format = key
@@ -123,18 +127,17 @@ class RetrievalBatcher:
         started = time.perf_counter()
         try:
             prepared = self._prepare_many(questions, top_k, mode, collection, prompt_format, times)
+            done_at = time.perf_counter()
+            if self.on_batch is not None:
+                queued_ms = [(started - member.queued_at) * 1000 for member in members]
+                stage_ms = {name: sum(samples) for name, samples in times.ms.items()}
+                self.on_batch(RetrievalBatch(len(members), queued_ms, stage_ms))
+            for member, result in zip(members, prepared, strict=True):
+                waited_ms = (done_at - member.queued_at) * 1000
+                _settle(member.future, dataclasses.replace(result, retrieve_ms=waited_ms))
         except Exception as error:  # every request of the batch gets the error (bad mode, broken index)
             for member in members:
                 _settle(member.future, error=error)
-            return
-        done_at = time.perf_counter()
-        if self.on_batch is not None:
-            queued_ms = [(started - member.queued_at) * 1000 for member in members]
-            stage_ms = {name: sum(samples) for name, samples in times.ms.items()}
-            self.on_batch(RetrievalBatch(len(members), queued_ms, stage_ms))
-        for member, result in zip(members, prepared, strict=True):
-            waited_ms = (done_at - member.queued_at) * 1000
-            _settle(member.future, dataclasses.replace(result, retrieve_ms=waited_ms))
 
 
 def _settle(

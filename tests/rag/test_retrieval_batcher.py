@@ -181,3 +181,24 @@ def test_a_loop_that_closed_before_starting_the_retrieval_does_not_stall_the_nex
 
     answer = asyncio.run(asyncio.wait_for(batcher.prepare("next", None, None), 5))
     assert answer.question == "next"
+    assert [questions for questions, *_ in prepare.batches] == [["next"]], "nobody waits for the lost one"
+
+
+def test_a_batch_whose_report_fails_gets_the_error_and_the_next_batch_still_runs():
+    prepare = RecordingPrepare()
+    batcher = RetrievalBatcher(prepare, max_batch=64)
+    reports: list[RetrievalBatch] = []
+
+    def report(batch: RetrievalBatch) -> None:
+        reports.append(batch)
+        if len(reports) == 1:
+            raise RuntimeError("metrics broke")
+
+    batcher.on_batch = report
+
+    async def two_batches():
+        with pytest.raises(RuntimeError, match="metrics broke"):
+            await asyncio.wait_for(batcher.prepare("first", None, None), 5)
+        return await asyncio.wait_for(batcher.prepare("second", None, None), 5)
+
+    assert asyncio.run(two_batches()).question == "second"
