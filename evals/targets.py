@@ -119,11 +119,17 @@ class InProcessTarget:
         retrieved_s: float | None = None
         loop = asyncio.get_running_loop()
         stopped = threading.Event()  # the run failed or was cancelled: retrieve and submit nothing more
+        failed: list[Exception] = []  # a batch the loop could not submit
 
         def take(batch_prepared: list[PreparedQuestion], batch_ranked: list[list[str]] | None) -> None:
             if stopped.is_set():
                 return
-            generating.append(submit(batch_prepared))
+            try:
+                generating.append(submit(batch_prepared))
+            except Exception as error:  # raised in the loop's callback, it would reach no caller
+                failed.append(error)
+                stopped.set()
+                return
             prepared.extend(batch_prepared)
             if ranked is not None and batch_ranked is not None:
                 ranked.extend(batch_ranked)
@@ -144,6 +150,8 @@ class InProcessTarget:
             with switch_interval(self.pipeline.settings.eval_switch_interval_ms):
                 # Callbacks run in the order they were scheduled: every batch is taken before this resumes.
                 await asyncio.to_thread(retrieve_all)
+            if failed:
+                raise failed[0]
             retrieved_s = time.perf_counter() - started
             answered = await asyncio.gather(*generating)
         except BaseException:

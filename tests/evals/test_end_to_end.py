@@ -142,10 +142,12 @@ def test_given_contexts_on_a_pipeline_built_by_the_caller(workspace, monkeypatch
         return search_many(self, *args, **kwargs)
 
     # The next batch submitted holds the event loop for half a second, as the engine's outputs can.
-    hold_loop = {"next": False, "released": 0.0}
+    hold_loop = {"next": False, "released": 0.0, "refuse": False}
     answer_prepared = Pipeline.answer_prepared
 
     def answer_prepared_holding_the_loop(self, *args, **kwargs):
+        if hold_loop["refuse"]:
+            raise RuntimeError("the engine refused the batch")
         if hold_loop["next"]:
             hold_loop["next"] = False
             time.sleep(0.5)
@@ -204,6 +206,10 @@ def test_given_contexts_on_a_pipeline_built_by_the_caller(workspace, monkeypatch
             configured(abstain_min_cosine=0.0, eval_retrieval_batch=0, eval_switch_interval_ms=0),
         )
         assert switch_intervals == [python_default]
+        hold_loop["refuse"] = True  # a batch that cannot be submitted fails the run, not only its own answers
+        with pytest.raises(RuntimeError, match="the engine refused the batch"):
+            await evaluate(EvalConfig(mixed, out=root / "refused"), configured(eval_retrieval_batch=3))
+        hold_loop["refuse"] = False
         return given, limited, asked, stopped, overlapped, together
 
     try:
