@@ -1,12 +1,13 @@
 """The in-process eval's retrieval beside a thread that keeps the interpreter busy, as the event loop carrying
-vLLM's outputs does during `kotae eval`: the first LIMIT questions in the eval's retrieval batches, embedded
-beforehand as the eval embeds them, first alone, then beside a thread that runs Python for BUSY ms and
-sleeps IDLE ms, once per thread switch interval given (`KOTAE_EVAL_SWITCH_INTERVAL_MS`). Prints one JSON
-line per setting: the median retrieval wall of ROUNDS runs, its stages, and how many loop turns a second
-the busy thread got through (its share of the interpreter).
+vLLM's outputs does during `kotae eval`: the first LIMIT questions in the eval's retrieval batches (every
+question embedded first, as the eval does it), first alone, then beside a thread that runs Python for BUSY ms
+and sleeps IDLE ms, once per thread switch interval given (`KOTAE_EVAL_SWITCH_INTERVAL_MS`); with `--apart`,
+each setting again with the retrieval in a process of its own (`kotae.evals.retrieval_process`). Prints one
+JSON line per setting: the median retrieval wall of ROUNDS runs, its stages, and how many loop turns a
+second the busy thread got through (its share of the interpreter).
 
     KOTAE_INDEX=/tmp/jawiki-idx python benchmarks/retrieval_beside_loop.py \\
-        ../shared/data/qa/jsquad-valid.jsonl --switch-ms 5 1 0.5
+        ../shared/data/qa/jsquad-valid.jsonl --switch-ms 5 1 0.5 --apart
 """
 
 import argparse
@@ -14,17 +15,16 @@ import json
 import platform
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-
-import numpy as np
 
 from kotae.core.config import Settings
 from kotae.evals.datasets import load_dataset
+from kotae.evals.retrieval_process import RetrievalJob, RetrievalProcess, RetrievedBatch, search_job
 from kotae.evals.targets import retrieval_batches, switch_interval
 from kotae.rag.metrics import recall_depth
-from kotae.rag.retriever import Retriever
 from kotae.rag.stage_times import StageTimes
 from kotae.runtime import open_retriever
 
@@ -56,21 +56,17 @@ class BusyLoop:
 
 Retrieval = Callable[[], tuple[float, dict[str, float]]]
 """One eval's retrieval: its wall (ms) and each stage's total (ms)."""
+Search = Callable[[RetrievalJob], Iterator[RetrievedBatch]]
 
 
-def eval_retrieval(
-    retriever: Retriever, questions: list[str], vectors: np.ndarray, settings: Settings
-) -> Retrieval:
-    """The in-process eval's retrieval of `questions`, as `InProcessTarget` does it with `settings`."""
-    depth = recall_depth(settings.top_k)
+def eval_retrieval(search: Search, job: RetrievalJob) -> Retrieval:
+    """The in-process eval's retrieval of `job` by `search` (`search_job` here, or a `RetrievalProcess`'s)."""
 
     def run() -> tuple[float, dict[str, float]]:
         times = StageTimes()
         started = time.perf_counter()
-        for part in retrieval_batches(len(questions), settings.eval_retrieval_batch):
-            retriever.search_many(
-                questions[part], settings.top_k, times=times, query_vectors=vectors[part], ranked_depth=depth
-            )
+        for batch in search(job):
+            times.merge(batch.stage_ms)
         return (time.perf_counter() - started) * 1000, {name: sum(ms) for name, ms in times.ms.items()}
 
     return run
@@ -94,18 +90,37 @@ def main() -> None:
     parser.add_argument("--busy-ms", type=float, default=20.0)
     parser.add_argument("--idle-ms", type=float, default=1.0)
     parser.add_argument("--switch-ms", type=float, nargs="+", default=[5.0, 1.0], help="intervals to try")
+    parser.add_argument("--apart", action="store_true", help="also in a process of its own")
     args = parser.parse_args()
 
     settings = Settings()
     questions = [item.question for item in load_dataset(args.questions, args.limit)]
+    batches = retrieval_batches(len(questions), settings.eval_retrieval_batch)
+    job = RetrievalJob(questions, None, settings.top_k, recall_depth(settings.top_k), batches)
     retriever = open_retriever(settings)
-    run = eval_retrieval(retriever, questions, retriever.embedder.embed_queries(questions), settings)
-    run()  # warm-up: index pages and tokenizer caches
+    process = RetrievalProcess.start(settings) if args.apart else None
+    try:
+        searches: dict[str, Search] = {"thread": partial(search_job, retriever)}
+        if process is not None:
+            process.wait_ready()
+            searches["process"] = process.search_batches
+        for where, search in searches.items():
+            run = eval_retrieval(search, job)
+            run()  # warm-up: index pages and tokenizer caches
+            measure(where, run, args, len(questions))
+    finally:
+        if process is not None:
+            process.close()
+
+
+def measure(where: str, run: Retrieval, args: argparse.Namespace, questions: int) -> None:
+    """One line alone, then one per switch interval beside the busy thread."""
     base = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": platform.processor() or platform.machine(),
-        "questions": len(questions),
+        "questions": questions,
         "rounds": args.rounds,
+        "retrieved_in": where,
     }
     print(json.dumps({**base, "beside": None, **median_of(args.rounds, run)}))
     for switch_ms in args.switch_ms:

@@ -22,6 +22,7 @@ from kotae.evals.datasets import dataset_name, load_dataset
 from kotae.evals.memory import GpuMemoryMonitor, peak_rss_mb
 from kotae.evals.openai_engine import OpenAIApi, check_endpoint
 from kotae.evals.openai_target import openai_target, openai_url
+from kotae.evals.retrieval_process import RetrievalProcess
 from kotae.evals.schema import (
     IN_PROCESS,
     METRICS_FILE,
@@ -191,12 +192,35 @@ async def _run_in_process(
     from kotae.runtime import build_pipeline
 
     started = time.perf_counter()
-    built = build_pipeline(settings, workload="batch")
-    load_s = time.perf_counter() - started
+    apart = _retrieves_apart(settings, ask)
+    # Started first, to open its retriever while this process builds the pipeline; the demo index, which the
+    # first use builds, only once the pipeline has built it.
+    retrieval = RetrievalProcess.start(settings) if apart and settings.index is not None else None
     try:
-        return await InProcessTarget(built).answer_all(items, ask, on_answer), load_s
+        built = build_pipeline(settings, workload="batch")
+        try:
+            if apart and retrieval is None:
+                retrieval = RetrievalProcess.start(settings)
+            if retrieval is not None:
+                await asyncio.to_thread(retrieval.wait_ready)
+            load_s = time.perf_counter() - started
+            return await InProcessTarget(built, retrieval).answer_all(items, ask, on_answer), load_s
+        finally:
+            built.engine.shutdown()
     finally:
-        built.engine.shutdown()
+        if retrieval is not None:
+            retrieval.close()
+
+
+def _retrieves_apart(settings: Settings, ask: AskOptions) -> bool:
+    """Whether the questions are ranked in a process of their own (`Settings.eval_retrieval_process`)."""
+    if ask.contexts == "given":
+        return False
+    if settings.eval_retrieval_process is not None:
+        return settings.eval_retrieval_process
+    from vllm.platforms import current_platform
+
+    return current_platform.is_cuda_alike()
 
 
 def _counter(total: int, on_progress: Progress | None) -> Callable[[], None]:

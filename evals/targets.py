@@ -14,16 +14,16 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 
 import httpx
-import numpy as np
 from pydantic import ValidationError
 
 from kotae.core.errors import KotaeError
 from kotae.core.passage import Hit, Passage
 from kotae.core.qa_jsonl import QAItem
+from kotae.evals.retrieval_process import RetrievalJob, RetrievalProcess, RetrievedBatch, search_job
 from kotae.evals.schema import ContextsMode
 from kotae.models.weights import weights_format
 from kotae.rag.engine_protocol import Sampling
@@ -88,12 +88,14 @@ class TargetRun:
 
 class InProcessTarget:
     """The same pipeline `kotae serve` runs, in this process. Questions are retrieved in batches of
-    `Settings.eval_retrieval_batch`, one after another in one thread; each batch's prompts go to the engine
-    as soon as the event loop takes them, so retrieval of the next batch overlaps generation of the ones
-    before."""
+    `Settings.eval_retrieval_batch`, one after another, in one thread of this process or in `retrieval` (a
+    process of its own); each batch's prompts are written in that thread and go to the engine as soon as the
+    event loop takes them, so retrieval of the next batch overlaps generation of the ones before."""
 
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: Pipeline, retrieval: RetrievalProcess | None = None) -> None:
         self.pipeline = pipeline
+        self.retrieval = retrieval
+        """Ranks the questions in a process of its own (the same retriever, opened there); None: here."""
 
     async def answer_all(
         self, items: Sequence[QAItem], ask: AskOptions, on_answer: Callable[[], None]
@@ -137,14 +139,11 @@ class InProcessTarget:
         def retrieve_all() -> None:
             # One thread retrieves batch after batch and hands each to the event loop, which submits it when
             # it next runs: the retrieval never waits for a loop that is busy with the engine's outputs.
-            vectors = self._embed_questions(items, ask, times)
-            for batch in retrieval_batches(len(items), self.pipeline.settings.eval_retrieval_batch):
-                if stopped.is_set():
-                    return
-                found = self._prepare(
-                    items[batch], ask, prompt_format, times, None if vectors is None else vectors[batch]
-                )
-                loop.call_soon_threadsafe(take, *found)
+            with closing(self._prepared_batches(items, ask, prompt_format, times)) as batches:
+                for found in batches:
+                    if stopped.is_set():
+                        return
+                    loop.call_soon_threadsafe(take, *found)
 
         try:
             with switch_interval(self.pipeline.settings.eval_switch_interval_ms):
@@ -191,62 +190,58 @@ class InProcessTarget:
                 **{f"{BATCH_STAGE_PREFIX}{name}": ms for name, ms in times.ms.items()},
             },
             stage_notes={
-                "retrieve": "retrieved in batches: each question's share of its batch's time",
+                "retrieve": (
+                    f"retrieved in batches{' in a process of its own' if self.retrieval else ''}: each "
+                    "question's share of its batch's time"
+                ),
                 "generate": "each batch submitted at once: time from its batch's submission to each answer",
                 "first_token": "each batch submitted at once: time from submission to each first token",
             },
         )
 
-    def _embed_questions(
-        self, items: Sequence[QAItem], ask: AskOptions, times: StageTimes
-    ) -> np.ndarray | None:
-        """Every question's query embedding in one call before the first batch, when retrieval embeds them:
-        the GPU is still idle then, where each batch's embedding would wait for the engine's steps."""
-        retriever = self.pipeline.retriever
-        if ask.contexts == "given" or not retriever.embeds_questions():
-            return None
-        with times.stage("embed"):
-            return retriever.embedder.embed_queries([item.question for item in items])
-
-    def _prepare(
-        self,
-        items: Sequence[QAItem],
-        ask: AskOptions,
-        prompt_format: PromptFormat,
-        times: StageTimes,
-        vectors: np.ndarray | None,
-    ) -> tuple[list[PreparedQuestion], list[list[str]] | None]:
-        """The batch's prompts, with the dataset's passages or retrieved ones. Retrieval ranks
-        `retrieval_depth` passages once per question (`vectors`: the questions' embeddings, when they were
-        embedded beforehand); the first `top_k` are read for the prompt, and the ranking's ids are returned
-        for recall. An unanswerable question is asked without the article of its gold passages."""
+    def _prepared_batches(
+        self, items: Sequence[QAItem], ask: AskOptions, prompt_format: PromptFormat, times: StageTimes
+    ) -> Iterator[tuple[list[PreparedQuestion], list[list[str]] | None]]:
+        """Each batch's prompts, with the dataset's passages or retrieved ones, and the ids of each retrieved
+        ranking (`retrieval_depth` passages, of which the first `top_k` are read for the prompt) for recall.
+        An unanswerable question is asked without the article of its gold passages."""
+        batches = retrieval_batches(len(items), self.pipeline.settings.eval_retrieval_batch)
         questions = [item.question for item in items]
         if ask.contexts == "given":
-            given = [_given(item, ask.top_k) for item in items]
-            prepared = self.pipeline.prepare_many(
-                questions, ask.top_k, prompt_format=prompt_format, times=times, given=given
-            )
-            return prepared, None
+            for batch in batches:
+                given = [_given(item, ask.top_k) for item in items[batch]]
+                prepared = self.pipeline.prepare_many(
+                    questions[batch], ask.top_k, prompt_format=prompt_format, times=times, given=given
+                )
+                yield prepared, None
+            return
+        job = RetrievalJob(questions, self._excluded_titles(items), ask.top_k, ask.retrieval_depth, batches)
+        for batch, retrieved in zip(batches, self._search(job), strict=True):
+            times.merge(retrieved.stage_ms)
+            found, retrieve_ms = retrieved.retrievals, retrieved.retrieve_ms
+            with times.stage("prompt"):
+                prepared = self.pipeline.prepared(questions[batch], found, retrieve_ms, prompt_format)
+            yield prepared, [r.ranked_ids or [] for r in found]
+
+    def _search(self, job: RetrievalJob) -> Iterator[RetrievedBatch]:
+        if self.retrieval is None:
+            yield from search_job(self.pipeline.retriever, job)
+            return
+        finished = False
+        try:
+            yield from self.retrieval.search_batches(job)
+            finished = True
+        finally:
+            if not finished:  # its remaining batches would reach the next job
+                self.retrieval.close()
+
+    def _excluded_titles(self, items: Sequence[QAItem]) -> list[frozenset[str]] | None:
+        if all(item.answerable for item in items):
+            return None
         retriever = self.pipeline.retriever
-        started = time.perf_counter()
-        excluded = None
-        if any(not item.answerable for item in items):
-            excluded = [
-                frozenset() if item.answerable else retriever.titles_of(item.gold_passage_ids)
-                for item in items
-            ]
-        found = retriever.search_many(
-            questions,
-            ask.top_k,
-            excluded_titles=excluded,
-            times=times,
-            query_vectors=vectors,
-            ranked_depth=ask.retrieval_depth,
-        )
-        retrieve_ms = (time.perf_counter() - started) * 1000 / len(questions)
-        with times.stage("prompt"):
-            prepared = self.pipeline.prepared(questions, found, retrieve_ms, prompt_format)
-        return prepared, [r.ranked_ids or [] for r in found]
+        return [
+            frozenset() if item.answerable else retriever.titles_of(item.gold_passage_ids) for item in items
+        ]
 
     async def _adapter(self, ask: AskOptions) -> str | None:
         """The adapter to answer with, loaded with the others of the adapter root."""

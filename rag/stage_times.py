@@ -17,3 +17,8 @@ class StageTimes:
             yield
         finally:
             self.ms.setdefault(name, []).append((time.perf_counter() - started) * 1000)
+
+    def merge(self, ms: dict[str, list[float]]) -> None:
+        """Add samples timed by another clock (another process's), after this one's own."""
+        for name, samples in ms.items():
+            self.ms.setdefault(name, []).extend(samples)

@@ -106,6 +106,12 @@ class Settings(BaseSettings):
     ends. The retrieval thread shares the interpreter with the event loop that carries the engine's outputs;
     faiss, BM25, SQLite and Sudachi hand the interpreter back inside their calls, and at Python's default
     (5 ms) each return can wait that long behind the loop. 0 keeps Python's default."""
+    eval_retrieval_process: bool | None = None
+    """Whether an in-process `kotae eval` (with retrieved contexts) ranks its questions in a process of its
+    own, which opens the default collection's retriever again (its index and query embedder) while the
+    engine starts. Beside the engine, the retrieval and the event loop that feeds the engine and takes its
+    outputs share one interpreter, and each slows the other. None: where vLLM runs on a GPU; on a CPU the
+    engine, not its feed, bounds an eval, and the second retriever would cost memory and a start."""
 
     max_tokens: int = Field(64, ge=1)
     """Answer tokens when a request does not say."""

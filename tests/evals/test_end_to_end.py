@@ -82,10 +82,12 @@ def workspace(tmp_path_factory, tiny_e5, embedder):
 
 
 def test_eval_command_in_process_with_retrieval(workspace, monkeypatch):
-    """The baseline command's path: settings → build_pipeline → all questions at once → run directory."""
+    """The baseline command's path: settings → build_pipeline → all questions at once → run directory, the
+    questions ranked in a process of their own (as on a GPU)."""
     root, qa, environment = workspace
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
+    monkeypatch.setenv("KOTAE_EVAL_RETRIEVAL_PROCESS", "true")
     get_settings.cache_clear()
     out = root / "retrieved"
     try:
@@ -117,6 +119,7 @@ def test_eval_command_in_process_with_retrieval(workspace, monkeypatch):
     assert speed["load_s"] > 0 and speed["wall_s"] > 0 and speed["generate"]["p95_ms"] > 0
     # Hybrid retrieval in one batch of four, each stage timed; vLLM compiled into kotae's home.
     assert speed["batches"] == 1
+    assert speed["retrieve"]["note"].startswith("retrieved in batches in a process of its own:")
     assert set(speed["batch_stages_ms"]) == {"embed", "dense", "tokenize", "bm25", "fuse", "read", "prompt"}
     assert os.environ["VLLM_CACHE_ROOT"] == str(root / "home" / "cache" / "vllm")
     assert metrics["memory"]["peak_rss_mb"] > 0 and metrics["errors"] == 0

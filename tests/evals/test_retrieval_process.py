@@ -1,0 +1,76 @@
+"""The eval's retrieval in a spawned process of its own ranks as it does in the eval's process."""
+
+import pytest
+from jsonl_files import write_jsonl
+
+from kotae.core.config import Settings
+from kotae.core.errors import KotaeError
+from kotae.evals.retrieval_process import RetrievalJob, RetrievalProcess, search_job
+from kotae.indexer.build import build_index
+from kotae.runtime import open_retriever
+
+PASSAGES = [
+    ("p1", "富士山", "富士山は標高3776メートルで、日本で最も高い山である。"),
+    ("p2", "琵琶湖", "琵琶湖は滋賀県にある日本最大の湖である。"),
+    ("p3", "利根川", "利根川は関東地方を流れる川で、流域面積は日本最大である。"),
+    ("p4", "屋久島", "屋久島は鹿児島県の島で、縄文杉が知られている。"),
+    ("p5", "奈良", "奈良には東大寺があり、大仏が安置されている。"),
+]
+QUESTIONS = [
+    "日本で最も高い山は？",
+    "日本最大の湖はどこにある？",
+    "縄文杉が知られている島は？",
+    "東大寺があるのはどこ？",
+]
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory, tiny_e5, embedder) -> Settings:
+    root = tmp_path_factory.mktemp("retrieval-process")
+    corpus = write_jsonl(root / "corpus.jsonl", [{"id": i, "title": t, "text": x} for i, t, x in PASSAGES])
+    build_index([corpus], root / "index", embedder)
+    return Settings(home=root / "home", index=root / "index", embedder=str(tiny_e5))
+
+
+def ranked(batches) -> list[list[tuple[list[str], list[str] | None]]]:
+    return [[([hit.passage.id for hit in r.hits], r.ranked_ids) for r in b.retrievals] for b in batches]
+
+
+def scores(batches) -> list[float]:
+    return [hit.score for b in batches for r in b.retrievals for hit in r.hits]
+
+
+def test_the_process_ranks_each_batch_as_this_process_does(settings):
+    # The second question asked without its gold article, as an unanswerable one is.
+    job = RetrievalJob(
+        QUESTIONS,
+        excluded_titles=[frozenset(), frozenset({"琵琶湖"}), frozenset(), frozenset()],
+        top_k=2,
+        depth=4,
+        batches=[slice(0, 1), slice(1, 3), slice(3, 4)],
+    )
+    here = list(search_job(open_retriever(settings), job))
+    process = RetrievalProcess.start(settings)
+    try:
+        apart = list(process.search_batches(job))
+        again = list(process.search_batches(job))  # a second job on the same process
+    finally:
+        process.close()
+
+    assert ranked(apart) == ranked(here) == ranked(again)
+    assert [len(b.retrievals) for b in apart] == [1, 2, 1]
+    hits, ranking = ranked(apart)[1][0]
+    assert "p2" not in hits and ranking is not None and "p2" not in ranking
+    assert scores(apart) == pytest.approx(scores(here))
+    # Every question embedded with the first batch; each batch ranked and timed on its own.
+    assert set(apart[0].stage_ms) >= {"embed", "dense", "tokenize", "bm25", "fuse", "read"}
+    assert "embed" not in apart[1].stage_ms and apart[1].retrieve_ms > 0
+
+
+def test_a_retriever_that_cannot_open_fails_the_wait_with_its_reason(settings, tmp_path):
+    process = RetrievalProcess.start(settings.model_copy(update={"index": tmp_path / "missing"}))
+    try:
+        with pytest.raises(KotaeError, match=r"the eval's retrieval process failed: .*missing"):
+            process.wait_ready()
+    finally:
+        process.close()
