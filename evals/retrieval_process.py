@@ -20,6 +20,10 @@ from kotae.core.errors import KotaeError
 from kotae.rag.retriever import Retrieval, Retriever
 from kotae.rag.stage_times import StageTimes
 
+CLOSE_WAIT_S = 5.0
+"""How long `RetrievalProcess.close` waits for the process to end by itself: a terminated one leaves its
+interprocess semaphores to multiprocessing's resource tracker, which warns of them."""
+
 
 @dataclass(frozen=True, slots=True)
 class RetrievalJob:
@@ -75,20 +79,25 @@ class RetrievalProcess:
         for _ in job.batches:
             yield self._receive()
 
+    @property
+    def exitcode(self) -> int | None:
+        """The process's exit code once it has ended; None while it runs."""
+        return self._process.exitcode
+
     def close(self) -> None:
-        """Stop the process (at once: it holds nothing to save)."""
+        """Stop the process: it ends once it sees the connection closed (within `CLOSE_WAIT_S`, else it is
+        terminated; it holds nothing to save)."""
         self._connection.close()
+        self._process.join(CLOSE_WAIT_S)
         if self._process.is_alive():
             self._process.terminate()
-        self._process.join()
+            self._process.join()
 
     def _receive(self) -> RetrievedBatch:
         try:
             kind, value = self._connection.recv()
         except EOFError:
-            raise KotaeError(
-                f"the eval's retrieval process ended (exit code {self._process.exitcode})"
-            ) from None
+            raise KotaeError(f"the eval's retrieval process ended (exit code {self.exitcode})") from None
         if kind == "error":
             raise KotaeError(f"the eval's retrieval process failed: {value}")
         return value
@@ -115,7 +124,10 @@ def _serve(settings: Settings, connection: Connection) -> None:
             for batch in search_job(retriever, job):
                 connection.send(("batch", batch))
         except Exception as error:
-            connection.send(("error", f"{type(error).__name__}: {error}"))
+            try:
+                connection.send(("error", f"{type(error).__name__}: {error}"))
+            except OSError:  # the eval closed its end part-way through the job
+                return
 
 
 def search_job(retriever: Retriever, job: RetrievalJob) -> Iterator[RetrievedBatch]:

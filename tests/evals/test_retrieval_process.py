@@ -54,8 +54,10 @@ def test_the_process_ranks_each_batch_as_this_process_does(settings):
     try:
         apart = list(process.search_batches(job))
         again = list(process.search_batches(job))  # a second job on the same process
+        next(process.search_batches(job))  # a job left part-way
     finally:
         process.close()
+    assert process.exitcode == 0, "the process ended by itself once its connection closed"
 
     assert ranked(apart) == ranked(here) == ranked(again)
     assert [len(b.retrievals) for b in apart] == [1, 2, 1]
