@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from eval_corpus import PASSAGES, QUESTIONS, corpus_rows
 from jsonl_files import write_jsonl
 from typer.testing import CliRunner
 
@@ -29,28 +30,13 @@ from kotae.rag.retriever import Retriever
 
 pytestmark = pytest.mark.engine
 
-PASSAGES = [
-    ("p1", "富士山", "富士山は標高3776メートルで、日本で最も高い山である。"),
-    ("p2", "琵琶湖", "琵琶湖は滋賀県にある日本最大の湖である。"),
-    ("p3", "利根川", "利根川は関東地方を流れる川で、流域面積は日本最大である。"),
-    ("p4", "屋久島", "屋久島は鹿児島県の島で、縄文杉が知られている。"),
-    ("p5", "札幌", "札幌は北海道の道庁所在地で、雪まつりが開かれる。"),
-    ("p6", "奈良", "奈良には東大寺があり、大仏が安置されている。"),
-]
-QUESTIONS = [
-    ("q1", "日本で最も高い山は？", ["富士山"], "p1"),
-    ("q2", "日本最大の湖はどこにある？", ["滋賀県"], "p2"),
-    ("q3", "縄文杉が知られている島は？", ["屋久島"], "p4"),
-    ("q4", "東大寺があるのはどこ？", ["奈良"], "p6"),
-]
-
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory, tiny_e5, embedder):
     """Tiny generator and embedder, an index of PASSAGES, and a QA file that also carries contexts."""
     root = tmp_path_factory.mktemp("e2e")
     gemma = build_tiny_gemma(root / "tiny-gemma")
-    corpus = write_jsonl(root / "corpus.jsonl", [{"id": i, "title": t, "text": x} for i, t, x in PASSAGES])
+    corpus = write_jsonl(root / "corpus.jsonl", corpus_rows())
     build_index([corpus], root / "index", embedder)
     texts = {pid: (title, text) for pid, title, text in PASSAGES}
     rows = [

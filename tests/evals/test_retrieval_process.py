@@ -1,6 +1,8 @@
 """The eval's retrieval in a spawned process of its own ranks as it does in the eval's process."""
 
 import pytest
+from eval_corpus import QUESTIONS as EVAL_QUESTIONS
+from eval_corpus import corpus_rows
 from jsonl_files import write_jsonl
 
 from kotae.core.config import Settings
@@ -9,25 +11,13 @@ from kotae.evals.retrieval_process import RetrievalJob, RetrievalProcess, search
 from kotae.indexer.build import build_index
 from kotae.runtime import open_retriever
 
-PASSAGES = [
-    ("p1", "富士山", "富士山は標高3776メートルで、日本で最も高い山である。"),
-    ("p2", "琵琶湖", "琵琶湖は滋賀県にある日本最大の湖である。"),
-    ("p3", "利根川", "利根川は関東地方を流れる川で、流域面積は日本最大である。"),
-    ("p4", "屋久島", "屋久島は鹿児島県の島で、縄文杉が知られている。"),
-    ("p5", "奈良", "奈良には東大寺があり、大仏が安置されている。"),
-]
-QUESTIONS = [
-    "日本で最も高い山は？",
-    "日本最大の湖はどこにある？",
-    "縄文杉が知られている島は？",
-    "東大寺があるのはどこ？",
-]
+QUESTIONS = [question for _, question, _, _ in EVAL_QUESTIONS]
 
 
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory, tiny_e5, embedder) -> Settings:
     root = tmp_path_factory.mktemp("retrieval-process")
-    corpus = write_jsonl(root / "corpus.jsonl", [{"id": i, "title": t, "text": x} for i, t, x in PASSAGES])
+    corpus = write_jsonl(root / "corpus.jsonl", corpus_rows())
     build_index([corpus], root / "index", embedder)
     return Settings(home=root / "home", index=root / "index", embedder=str(tiny_e5))
 
