@@ -73,7 +73,8 @@ STEP = "execute_context_"
 
 def step_times(trace: dict, top: int = 10) -> dict[str, object]:
     """From the engine's trace: the host's time inside its steps (preparing inputs, launching kernels), its
-    time between them (scheduling, sampling, outputs), the GPU's time per step, and the longest of each."""
+    time between them (scheduling, sampling, outputs), the GPU's time per step, the longest of each, and
+    every step's timeline."""
 
     def spans(category: str) -> list[tuple[float, float, str]]:
         return sorted(
@@ -90,6 +91,18 @@ def step_times(trace: dict, top: int = 10) -> dict[str, object]:
     def longest(rows: list[tuple[float, str]]) -> list[dict[str, object]]:
         return [{"step": name, "s": us / 1e6} for us, name in sorted(rows, reverse=True)[:top]]
 
+    # Each step in turn, times in ms from the first step's start; its GPU span where each step has one.
+    paired = gpu if len(gpu) == len(host) else [None] * len(host)
+    timeline = [
+        {
+            "step": name,
+            "host_at": (start - host[0][0]) / 1e3,
+            "host": took / 1e3,
+            "gpu_at": None if on_gpu is None else (on_gpu[0] - host[0][0]) / 1e3,
+            "gpu": None if on_gpu is None else on_gpu[1] / 1e3,
+        }
+        for (start, took, name), on_gpu in zip(host, paired, strict=True)
+    ]
     return {
         "steps": len(host),
         "span_s": (host[-1][0] + host[-1][1] - host[0][0]) / 1e6,
@@ -99,6 +112,7 @@ def step_times(trace: dict, top: int = 10) -> dict[str, object]:
         "longest_host_steps": longest([(took, name) for _, took, name in host]),
         "longest_gaps_before": longest(gaps),
         "longest_gpu_steps": longest([(took, name) for _, took, name in gpu]),
+        "timeline": timeline,
     }
 
 

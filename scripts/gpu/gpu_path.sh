@@ -27,7 +27,8 @@
 # LoRA metadata update, each into $R/variant-LABEL), W4_VARIANTS (the same for the GPTQ W4A16 eval, e.g.
 # "marlin:VLLM_DISABLED_KERNELS=MacheteLinearKernel", into $R/w4-variant-LABEL), SERVE_VARIANTS (the same for
 # step 4's `kotae serve` alone, on step 4's prompts, each into $R/serve-LABEL, e.g.
-# "t16k:KOTAE_MAX_NUM_BATCHED_TOKENS=16384").
+# "t16k:KOTAE_MAX_NUM_BATCHED_TOKENS=16384"), PYSPY (a py-spy binary: the warm bf16 eval and, with step 4's
+# prompts, the engine alone once more under it, into $R/pyspy-eval.txt.gz and $R/pyspy-floor.txt.gz).
 # Run python from outside the repository: there the source folder kotae/ would shadow the installed package.
 # TOKENIZERS_PARALLELISM stays unset, as in a user's shell: each batch's prompts are counted and encoded in one
 # Rust call that runs on every core ("false" runs it on one, on the eval's retrieval path).
@@ -43,10 +44,10 @@ w4=$KOTAE_HOME/models/gemma-3-270m-w4a16
 mkdir -p "$R"
 cd /tmp || exit 1
 stamp() { echo "$(date +%s) $*" >> "$R/times.txt"; echo "[$(date +%T)] $*" >> "$R/progress.log"; }
-seed() {  # seed() OUT STAGE...: one seed_table run into $R/OUT
+seed() {  # seed() OUT STAGE...: one seed_table run into $R/OUT (under $RUN_UNDER, a command prefix, if set)
   local out=$1; shift
   stamp "start $out: $*"
-  python3 "$repo/benchmarks/seed_table.py" --data "$DATA/qa/jsquad-valid.jsonl" --limit "$LIMIT" \
+  ${RUN_UNDER:-} python3 "$repo/benchmarks/seed_table.py" --data "$DATA/qa/jsquad-valid.jsonl" --limit "$LIMIT" \
     --adapter "$ADAPTER" --w4-model "$w4" --out "$R/$out" --stages "$@" > "$R/$out.log" 2>&1
   stamp "done $out (exit $?)"
 }
@@ -105,12 +106,13 @@ if [ "${HTTP:-1}" = 1 ]; then
 fi
 serve_again() { mkdir -p "$R/serve-$1" && cp "$R/http/prompts.jsonl" "$R/serve-$1/" && seed "serve-$1" serve; }
 each_variant serve_again ${SERVE_VARIANTS:-}
-floor() {  # floor() LABEL: benchmarks/engine_floor.py on step 4's prompts into $R/floor-LABEL
-  stamp "start floor-$1"
-  python3 "$repo/benchmarks/engine_floor.py" --prompts "$R/http/prompts.jsonl" --limit "$LIMIT" \
-    --adapter "$ADAPTER" --out "$R/floor-$1" > "$R/floor-$1.log" 2>&1
-  stamp "done floor-$1 (exit $?)"
-  rm -f "$R/floor-$1"/profile/*.pt.trace.json*  # tens of MB; figures.json keeps what they say
+floor() {  # floor() LABEL [ARG...]: benchmarks/engine_floor.py on step 4's prompts into $R/floor-LABEL
+  local label=$1; shift
+  stamp "start floor-$label"
+  ${RUN_UNDER:-} python3 "$repo/benchmarks/engine_floor.py" --prompts "$R/http/prompts.jsonl" --limit "$LIMIT" \
+    --adapter "$ADAPTER" --out "$R/floor-$label" "$@" > "$R/floor-$label.log" 2>&1
+  stamp "done floor-$label (exit $?)"
+  rm -f "$R/floor-$label"/profile/*.pt.trace.json*  # tens of MB; figures.json keeps what they say
 }
 if [ "${FLOOR:-1}" = 1 ]; then
   [ -f "$R/http/prompts.jsonl" ] || seed http prompts
@@ -121,6 +123,14 @@ eval_again() { seed "variant-$1" eval-adapter; }
 w4_eval_again() { seed "w4-variant-$1" eval-w4-adapter; }
 each_variant eval_again ${VARIANTS:-}
 [ "${W4:-1}" = 1 ] && each_variant w4_eval_again ${W4_VARIANTS:-}
+# Where each process's Python time goes: the warm bf16 eval, then the engine alone, sampled by py-spy with
+# their child processes (the engine core, the retrieval process), each thread apart.
+spy() { echo "$PYSPY record --subprocesses --threads --nonblocking --rate 200 --format raw -o $R/pyspy-$1.txt --"; }
+if [ -n "${PYSPY:-}" ]; then
+  RUN_UNDER=$(spy eval) seed pyspy-eval eval-adapter
+  [ -f "$R/http/prompts.jsonl" ] && RUN_UNDER=$(spy floor) floor pyspy --runs full --rounds 2
+  gzip -f "$R"/pyspy-*.txt
+fi
 find "$KOTAE_HOME/cache/vllm" -maxdepth 3 -type d > "$R/cache-tree.txt" 2>&1
 du -sh "$KOTAE_HOME/cache/vllm" >> "$R/cache.txt" 2>&1
 # The overlap must not change an answer: 2.'s predictions against 3.'s.

@@ -51,6 +51,10 @@ def test_step_times_split_the_hosts_time_inside_and_between_the_engines_steps() 
     assert figures["gpu_in_steps_s"] == 0.185
     assert figures["longest_gaps_before"] == [{"step": decode, "s": 0.15}]
     assert [row["step"] for row in figures["longest_gpu_steps"]] == [prefill, decode]
+    assert figures["timeline"] == [
+        {"step": prefill, "host_at": 0.0, "host": 30.0, "gpu_at": 5.0, "gpu": 150.0},
+        {"step": decode, "host_at": 180.0, "host": 10.0, "gpu_at": 185.0, "gpu": 35.0},
+    ]
 
 
 def test_a_trace_without_engine_steps_says_so() -> None:
