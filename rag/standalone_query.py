@@ -22,7 +22,7 @@ bare last question.
 
 import re
 import threading
-from functools import cache
+from functools import cache, lru_cache
 
 from sudachipy import Dictionary, MorphemeList, SplitMode, Tokenizer
 
@@ -89,8 +89,11 @@ def is_follow_up(question: str) -> bool:
     return points_back(question) or not names_something(question)
 
 
+@lru_cache(maxsize=1024)
 def standalone_query(conversation: Conversation) -> str:
-    """The query to retrieve the passages of the conversation's last question with."""
+    """The query to retrieve the passages of the conversation's last question with. Kept for the latest
+    conversations: a chat turn asks it for its retrieval and again for each prompt it fits (a Sudachi pass
+    over every turn each time)."""
     previous_query = ""
     previous_answer = ""
     for turn in conversation.turns:

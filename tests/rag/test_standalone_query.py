@@ -61,3 +61,12 @@ def test_a_message_longer_than_sudachi_reads_is_read_from_its_start():
     long_question = "富士山について。" + "あ" * 60_000
     query = standalone_query(Conversation("その標高は？", (Turn(long_question, "富士山"),)))
     assert query.startswith("富士山") and query.endswith("その標高は？")
+
+
+def test_a_conversation_asked_again_is_not_read_again(monkeypatch):
+    conversation = Conversation("その高さは何メートルですか？", (FUJI,))
+    first = standalone_query(conversation)
+    monkeypatch.setattr(
+        "kotae.rag.standalone_query._rewrite", lambda *_: pytest.fail("the conversation was read again")
+    )
+    assert standalone_query(Conversation("その高さは何メートルですか？", (FUJI,))) == first
