@@ -21,7 +21,8 @@
 # bitsandbytes eval), METADATA (0 skips the LoRA metadata benchmark, not its tests), HTTP (0 skips step 4),
 # HTTP_ROUNDS (3: step 4's pair of servers measured that many times in turn, into $R/http, $R/http-2, …: one
 # pair's ratio moves by 20 points from run to run),
-# OVERLAP (0 skips step 3), FLOOR (0 skips step 5), VARIANTS (after everything else, the warm bf16 eval again
+# OVERLAP (0 skips step 3), FLOOR (0 skips step 5), FLOOR_ARGS (engine_floor.py's options for step 5, e.g.
+# "--runs full profiled --rounds 2"), VARIANTS (after everything else, the warm bf16 eval again
 # under other settings: space-separated "LABEL:VAR=VALUE[,VAR=VALUE]", e.g.
 # "b256:KOTAE_EVAL_RETRIEVAL_BATCH=256", or "vllm-meta:VLLM_PLUGINS=kotae_tokenizer_pool" for vLLM's own
 # LoRA metadata update, each into $R/variant-LABEL), W4_VARIANTS (the same for the GPTQ W4A16 eval, e.g.
@@ -116,7 +117,7 @@ floor() {  # floor() LABEL [ARG...]: benchmarks/engine_floor.py on step 4's prom
 }
 if [ "${FLOOR:-1}" = 1 ]; then
   [ -f "$R/http/prompts.jsonl" ] || seed http prompts
-  floor default
+  floor default ${FLOOR_ARGS:-}
   each_variant floor ${FLOOR_VARIANTS:-}
 fi
 eval_again() { seed "variant-$1" eval-adapter; }
