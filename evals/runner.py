@@ -5,6 +5,7 @@ A run directory holds `predictions.jsonl` (one `PredictionRow` per question), `m
 """
 
 import asyncio
+import contextlib
 import re
 import time
 from collections import Counter
@@ -192,14 +193,15 @@ async def _run_in_process(
     from kotae.runtime import build_pipeline
 
     started = time.perf_counter()
-    apart = _retrieves_apart(settings, ask)
-    # Started first, to open its retriever while this process builds the pipeline; the demo index, which the
-    # first use builds, only once the pipeline has built it.
-    retrieval = RetrievalProcess.start(settings) if apart and settings.index is not None else None
+    # Submitted before the build blocks this thread: deciding imports vLLM (seconds, which the build, which
+    # imports it too, spends beside opening the collections), and the process opens its retriever meanwhile.
+    early = asyncio.get_running_loop().run_in_executor(None, _early_retrieval, settings, ask)
+    retrieval: RetrievalProcess | None = None
     try:
         built = build_pipeline(settings, workload="batch")
         try:
-            if apart and retrieval is None:
+            retrieval = await early
+            if retrieval is None and settings.index is None and _retrieves_apart(settings, ask):
                 retrieval = RetrievalProcess.start(settings)
             if retrieval is not None:
                 await asyncio.to_thread(retrieval.wait_ready)
@@ -208,8 +210,19 @@ async def _run_in_process(
         finally:
             built.engine.shutdown()
     finally:
+        if retrieval is None:
+            with contextlib.suppress(Exception):  # the build's own error is the one to raise
+                retrieval = await early
         if retrieval is not None:
             retrieval.close()
+
+
+def _early_retrieval(settings: Settings, ask: AskOptions) -> RetrievalProcess | None:
+    """The retrieval process, started before the pipeline is built, where the questions are ranked apart
+    from an index that is there already (the demo index is built by the pipeline's first use)."""
+    if settings.index is None or not _retrieves_apart(settings, ask):
+        return None
+    return RetrievalProcess.start(settings)
 
 
 def _retrieves_apart(settings: Settings, ask: AskOptions) -> bool:

@@ -208,37 +208,39 @@ def refuse_4bit_without_cpu_kernel(model: Path) -> None:
 
 
 def cpu_engine_args(settings: Settings) -> dict[str, object]:
-    """Engine arguments that only a CPU reads: the KV cache of `kv_cache_gib`, which vLLM allocates and
-    fills at start. Unset, vLLM would ask for most of the machine's memory. As an engine argument it may
-    be a fraction of a GiB, and each engine of a process gets its own (vLLM's `VLLM_CPU_KVCACHE_SPACE`
+    """Engine arguments for a CPU: the KV cache of `kv_cache_gib`, which vLLM allocates and fills at start,
+    and its prefix cache. Unset, vLLM would ask for most of the machine's memory. As an engine argument it
+    may be a fraction of a GiB, and each engine of a process gets its own (vLLM's `VLLM_CPU_KVCACHE_SPACE`
     takes whole GiB, is read from the environment, and still overrides it where a user sets it)."""
-    return {"kv_cache_memory_bytes": int(settings.kv_cache_gib * 2**30)}
+    return {"kv_cache_memory_bytes": int(settings.kv_cache_gib * 2**30), "enable_prefix_caching": True}
 
 
 def gpu_engine_args(
     model: Path, settings: Settings, limits: SchedulerLimits, device_bytes: int
 ) -> dict[str, object]:
-    """Engine arguments that only a GPU reads: its memory and the CUDA graphs captured at start.
+    """Engine arguments for a GPU: its memory, the CUDA graphs captured at start and the workload's prefix
+    cache (`SchedulerLimits.prefix_caching`).
 
     The graphs are captured once for batches with a LoRA and not again for those without (vLLM's default
     captures both): kotae answers with an adapter, and a base-model step in a LoRA graph only multiplies
     by empty adapter slots."""
-    graphs = {
+    common = {
         "cudagraph_capture_sizes": limits.cuda_graph_sizes,
         "compilation_config": {"cudagraph_specialize_lora": False},
+        "enable_prefix_caching": limits.prefix_caching,
     }
     if settings.gpu_memory_utilization is not None:
         logger.info(
             "GPU memory: %.0f%% of the card (KOTAE_GPU_MEMORY_UTILIZATION)",
             settings.gpu_memory_utilization * 100,
         )
-        return {"gpu_memory_utilization": settings.gpu_memory_utilization, **graphs}
+        return {"gpu_memory_utilization": settings.gpu_memory_utilization, **common}
     assert limits.max_num_seqs is not None  # always set on a GPU
     plan = plan_gpu_memory(model, settings, limits.max_num_seqs)
     logger.info(plan.describe())
     # The share only sets how much free memory vLLM's start asks for; the KV cache is the plan's.
     share = plan.share_of(device_bytes)
-    return {"kv_cache_memory_bytes": plan.kv_cache_bytes, "gpu_memory_utilization": share, **graphs}
+    return {"kv_cache_memory_bytes": plan.kv_cache_bytes, "gpu_memory_utilization": share, **common}
 
 
 def profiler_args(profile_dir: Path | None) -> dict[str, object]:
@@ -364,10 +366,12 @@ class VLLMEngine:
             refuse_4bit_without_cpu_kernel(model)
         limits = scheduler_limits(settings, workload, on_gpu)
         logger.info(
-            "vLLM scheduler for %s: max_num_seqs %s, max_num_batched_tokens %s (None: vLLM's default)",
+            "vLLM scheduler for %s: max_num_seqs %s, max_num_batched_tokens %s (None: vLLM's default), "
+            "prefix caching %s",
             workload,
             limits.max_num_seqs,
             limits.max_num_batched_tokens,
+            "on" if limits.prefix_caching else "off",
         )
         device_args = (
             gpu_engine_args(model, settings, limits, current_platform.get_device_total_memory())
@@ -384,7 +388,6 @@ class VLLMEngine:
             quantization=settings.quantization,
             max_num_seqs=limits.max_num_seqs,
             max_num_batched_tokens=limits.max_num_batched_tokens,
-            enable_prefix_caching=True,
             disable_log_stats=False,
             **supported_args(AsyncEngineArgs, device_args | profiler_args(profile_dir)),
         )

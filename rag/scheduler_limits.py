@@ -1,4 +1,5 @@
-"""How many sequences and tokens vLLM schedules per step, by what kotae runs: a server or a batch."""
+"""How many sequences and tokens vLLM schedules per step, and whether it keeps prompts' blocks for reuse, by
+what kotae runs: a server or a batch."""
 
 from dataclasses import dataclass
 from typing import Literal
@@ -25,6 +26,8 @@ class SchedulerLimits:
     """None: vLLM's default for its own OpenAI server on this device."""
     max_num_batched_tokens: int | None
     """None: as for `max_num_seqs`."""
+    prefix_caching: bool = True
+    """vLLM's prefix cache: each prompt's blocks hashed and kept, for a later prompt that begins alike."""
 
     @property
     def cuda_graph_sizes(self) -> list[int] | None:
@@ -40,7 +43,8 @@ class SchedulerLimits:
 def scheduler_limits(settings: Settings, workload: Workload, on_gpu: bool) -> SchedulerLimits:
     """`KOTAE_MAX_NUM_SEQS` / `KOTAE_MAX_NUM_BATCHED_TOKENS` when set; otherwise, on a GPU, the workload's
     limits from the settings, and on a CPU vLLM's server defaults (its KV cache, not the step, bounds a
-    CPU batch)."""
+    CPU batch). The prefix cache serves every workload but a batch on a GPU
+    (`Settings.batch_prefix_caching`)."""
     if not on_gpu:
         return SchedulerLimits(settings.max_num_seqs, settings.max_num_batched_tokens)
     if workload == "serve":
@@ -50,4 +54,4 @@ def scheduler_limits(settings: Settings, workload: Workload, on_gpu: bool) -> Sc
     seqs = settings.max_num_seqs or seqs
     # vLLM refuses a step of fewer tokens than sequences.
     tokens = max(settings.max_num_batched_tokens or tokens, seqs)
-    return SchedulerLimits(seqs, tokens)
+    return SchedulerLimits(seqs, tokens, workload == "serve" or settings.batch_prefix_caching)

@@ -1,14 +1,22 @@
-"""The eval's retrieval in a spawned process of its own ranks as it does in the eval's process."""
+"""The eval's retrieval in a spawned process of its own ranks as it does in the eval's process, and is
+started beside the pipeline's build."""
+
+import asyncio
+import threading
 
 import pytest
 from eval_corpus import QUESTIONS as EVAL_QUESTIONS
 from eval_corpus import corpus_rows
 from jsonl_files import write_jsonl
 
+from kotae import runtime
 from kotae.core.config import Settings
 from kotae.core.errors import KotaeError
+from kotae.evals import runner
 from kotae.evals.retrieval_process import RetrievalJob, RetrievalProcess, search_job
+from kotae.evals.targets import AskOptions
 from kotae.indexer.build import build_index
+from kotae.rag.engine_protocol import Sampling
 from kotae.runtime import open_retriever
 
 QUESTIONS = [question for _, question, _, _ in EVAL_QUESTIONS]
@@ -66,3 +74,25 @@ def test_a_retriever_that_cannot_open_fails_the_wait_with_its_reason(settings, t
             process.wait_ready()
     finally:
         process.close()
+
+
+def test_the_process_is_decided_on_beside_the_pipelines_build(monkeypatch, tmp_path):
+    # Deciding imports vLLM; done before the build, it kept the build from overlapping that import.
+    building = threading.Event()
+    decided_in: list[str] = []
+
+    def deciding(settings, ask) -> bool:
+        decided_in.append(threading.current_thread().name)
+        assert building.wait(timeout=20), "decided before the pipeline's build began"
+        return False
+
+    def build(settings, workload):
+        building.set()
+        raise KotaeError("the build stops here")
+
+    monkeypatch.setattr(runner, "_retrieves_apart", deciding)
+    monkeypatch.setattr(runtime, "build_pipeline", build)
+    ask = AskOptions(top_k=2, retrieval_depth=4, contexts="retrieved", adapter=None, sampling=Sampling())
+    with pytest.raises(KotaeError, match="the build stops here"):
+        asyncio.run(runner._run_in_process([], ask, None, Settings(index=tmp_path), lambda: None))
+    assert len(decided_in) == 1 and decided_in[0] != threading.main_thread().name

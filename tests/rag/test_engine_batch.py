@@ -21,13 +21,14 @@ from typing import Any
 import psutil
 import pytest
 from engine_marker import engine_fixture
-from tokenizer_copies import counting_tokenizer_copies
+from tokenizer_copies import counting_tokenizer_copies, wait_for_the_pools_copy
 
 from kotae.core.config import Settings
 from kotae.models.testing import build_tiny_gemma
 from kotae.rag.engine import VLLMEngine
 from kotae.rag.engine_protocol import ANSWER_STOPS, Completion, Sampling
 from kotae.rag.prompt import Prompter
+from kotae.rag.tokenizer_pool import COPYING_THREAD
 
 TOPICS = ["富士山", "琵琶湖", "利根川", "屋久島", "札幌", "奈良", "東京", "大阪", "京都", "沖縄"]
 PROMPTS = [
@@ -46,8 +47,8 @@ class EngineOnLoop:
     engine: VLLMEngine
     loop: asyncio.AbstractEventLoop
     profile_dir: Path
-    tokenizer_copies_at_start: list[str]
-    """The tokenizers this process deep-copied while the engine started."""
+    tokenizer_copies_at_start: list[tuple[str, str]]
+    """The tokenizers this process deep-copied while the engine started, and the threads that did."""
 
 
 @engine_fixture(scope="module")
@@ -62,6 +63,7 @@ def served(tmp_path_factory) -> Iterator[EngineOnLoop]:
 
     with counting_tokenizer_copies() as copies:
         engine = loop.run_until_complete(start())
+        wait_for_the_pools_copy()
     started = EngineOnLoop(engine, loop, work / "profile", copies)
     yield started
     started.engine.shutdown()
@@ -80,6 +82,8 @@ class Answers:
     """All prompts in one `complete_many` call."""
     done_calls: int
     """Calls of that call's `on_done`."""
+    tokenizer_copies: list[tuple[str, str]]
+    """The tokenizers this process deep-copied while `alone` was answered (the engine's first requests)."""
     handed_to_vllm: list[Any]
     """What that call handed vLLM's `generate` as prompts."""
     params_to_vllm: list[Any]
@@ -104,7 +108,8 @@ def answers(served: EngineOnLoop) -> Answers:
         return deltas[-1].completion
 
     async def ask() -> Answers:
-        alone = [(await streamed(prompt), await engine.complete(prompt, SAMPLING)) for prompt in PROMPTS]
+        with counting_tokenizer_copies() as copies:
+            alone = [(await streamed(prompt), await engine.complete(prompt, SAMPLING)) for prompt in PROMPTS]
         kinds = [sampling_params.output_kind for sampling_params in params]
         output_kinds = list(zip(kinds[::2], kinds[1::2], strict=True))
         engine.ends_loops = False
@@ -122,6 +127,7 @@ def answers(served: EngineOnLoop) -> Answers:
             loops_generated,
             together,
             len(done),
+            copies,
             list(handed),
             list(params),
         )
@@ -226,9 +232,13 @@ def title(process: psutil.Process) -> str:
         return ""
 
 
-def test_the_engine_starts_without_copying_the_tokenizer(served: EngineOnLoop) -> None:
-    # vLLM's renderer would deep-copy it twice for its pool (`kotae.rag.tokenizer_pool`).
-    assert served.tokenizer_copies_at_start == []
+def test_the_engine_copies_the_tokenizer_once_off_its_start_and_its_requests(
+    served: EngineOnLoop, answers: Answers
+) -> None:
+    # vLLM's renderer would deep-copy it twice for its pool as the engine starts, and a pool without a copy
+    # would make one at the first request, on the event loop (`kotae.rag.tokenizer_pool`).
+    assert [thread for _, thread in served.tokenizer_copies_at_start] == [COPYING_THREAD]
+    assert answers.tokenizer_copies == []
 
 
 def test_kotae_encodes_without_copying_vllms_tokenizer(served: EngineOnLoop) -> None:

@@ -73,24 +73,25 @@ def test_the_share_of_the_card_stays_an_override() -> None:
 
 def test_the_engine_gets_the_plans_kv_cache_or_the_share_it_was_told(tmp_path: Path) -> None:
     model = _model(tmp_path / "gemma", GEMMA_3_270M)
-    limits, card = SchedulerLimits(256, 8192), 140 * 2**30
+    limits, card = SchedulerLimits(256, 8192, prefix_caching=False), 140 * 2**30
     plan = plan_gpu_memory(model, Settings(), 256)
     sized = gpu_engine_args(model, Settings(), limits, card)
-    graphs = {
+    common = {
         "cudagraph_capture_sizes": limits.cuda_graph_sizes,
         "compilation_config": {"cudagraph_specialize_lora": False},
+        "enable_prefix_caching": False,
     }
     assert sized == {
         "kv_cache_memory_bytes": plan.kv_cache_bytes,
         "gpu_memory_utilization": plan.share_of(card),
-        **graphs,
+        **common,
     }
     # The share vLLM checks is free at start: the plan, its headroom, rounded up to a hundredth.
     assert plan.total_bytes == plan.kv_cache_bytes + plan.weights_bytes + plan.adapter_bytes + 4 * 2**30
     assert plan.total_bytes / card <= plan.share_of(card) < plan.total_bytes / card + 0.01
     assert plan.share_of(2**30) == 1.0
     told = gpu_engine_args(model, Settings(gpu_memory_utilization=0.3), limits, card)
-    assert told == {"gpu_memory_utilization": 0.3, **graphs}
+    assert told == {"gpu_memory_utilization": 0.3, **common}
 
 
 def test_arguments_an_older_vllm_lacks_are_left_out() -> None:

@@ -14,8 +14,17 @@ def test_a_gpu_gets_the_workloads_limits() -> None:
     serve = scheduler_limits(settings, "serve", on_gpu=True)
     batch = scheduler_limits(settings, "batch", on_gpu=True)
     assert serve == SchedulerLimits(settings.serve_max_num_seqs, settings.serve_max_num_batched_tokens)
-    assert batch == SchedulerLimits(settings.batch_max_num_seqs, settings.batch_max_num_batched_tokens)
+    assert batch == SchedulerLimits(
+        settings.batch_max_num_seqs, settings.batch_max_num_batched_tokens, prefix_caching=False
+    )
     assert batch.max_num_batched_tokens > serve.max_num_batched_tokens  # type: ignore[operator]
+
+
+def test_a_batch_on_a_gpu_keeps_no_prefix_cache_unless_told() -> None:
+    assert scheduler_limits(Settings(), "serve", on_gpu=True).prefix_caching
+    assert not scheduler_limits(Settings(), "batch", on_gpu=True).prefix_caching
+    assert scheduler_limits(Settings(batch_prefix_caching=True), "batch", on_gpu=True).prefix_caching
+    assert scheduler_limits(Settings(), "batch", on_gpu=False).prefix_caching
 
 
 def test_a_cpu_keeps_vllms_defaults_unless_told() -> None:
@@ -28,7 +37,8 @@ def test_the_overrides_win_for_every_workload() -> None:
     settings = Settings(max_num_seqs=64, max_num_batched_tokens=32)
     for workload in ("serve", "batch"):
         # A step holds at least one token per sequence: vLLM refuses fewer.
-        assert scheduler_limits(settings, workload, on_gpu=True) == SchedulerLimits(64, 64)
+        limits = scheduler_limits(settings, workload, on_gpu=True)
+        assert (limits.max_num_seqs, limits.max_num_batched_tokens) == (64, 64)
 
 
 def test_cuda_graphs_are_captured_up_to_the_batch_a_step_holds() -> None:
