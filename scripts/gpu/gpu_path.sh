@@ -29,7 +29,8 @@
 # "marlin:VLLM_DISABLED_KERNELS=MacheteLinearKernel", into $R/w4-variant-LABEL), SERVE_VARIANTS (the same for
 # step 4's `kotae serve` alone, on step 4's prompts, each into $R/serve-LABEL, e.g.
 # "t16k:KOTAE_MAX_NUM_BATCHED_TOKENS=16384"), PYSPY (a py-spy binary: the warm bf16 eval and, with step 4's
-# prompts, the engine alone once more under it, into $R/pyspy-eval.txt.gz and $R/pyspy-floor.txt.gz).
+# prompts, the engine alone once more under it, into $R/pyspy-eval.txt.gz and $R/pyspy-floor.txt.gz, each
+# read into $R/pyspy-*-engine-core.txt and the eval's event loop into $R/pyspy-eval-event-loop.txt).
 # Run python from outside the repository: there the source folder kotae/ would shadow the installed package.
 # TOKENIZERS_PARALLELISM stays unset, as in a user's shell: each batch's prompts are counted and encoded in one
 # Rust call that runs on every core ("false" runs it on one, on the eval's retrieval path).
@@ -126,11 +127,17 @@ each_variant eval_again ${VARIANTS:-}
 [ "${W4:-1}" = 1 ] && each_variant w4_eval_again ${W4_VARIANTS:-}
 # Where each process's Python time goes: the warm bf16 eval, then the engine alone, sampled by py-spy with
 # their child processes (the engine core, the retrieval process), each thread apart.
+# benchmarks/pyspy_summary.py reads each recording: the eval's event loop, the engine core's loop.
 spy() { echo "$PYSPY record --subprocesses --threads --nonblocking --rate 200 --format raw -o $R/pyspy-$1.txt --"; }
+summarize() { python3 "$repo/benchmarks/pyspy_summary.py" "$R/pyspy-$1.txt.gz" --rate 200 --within "$2" --top 40; }
 if [ -n "${PYSPY:-}" ]; then
   RUN_UNDER=$(spy eval) seed pyspy-eval eval-adapter
   [ -f "$R/http/prompts.jsonl" ] && RUN_UNDER=$(spy floor) floor pyspy --runs full --rounds 2
   gzip -f "$R"/pyspy-*.txt
+  for recording in eval floor; do
+    summarize "$recording" run_busy_loop > "$R/pyspy-$recording-engine-core.txt" 2>&1
+  done
+  summarize eval _run_once > "$R/pyspy-eval-event-loop.txt" 2>&1
 fi
 find "$KOTAE_HOME/cache/vllm" -maxdepth 3 -type d > "$R/cache-tree.txt" 2>&1
 du -sh "$KOTAE_HOME/cache/vllm" >> "$R/cache.txt" 2>&1
