@@ -207,12 +207,16 @@ def refuse_4bit_without_cpu_kernel(model: Path) -> None:
         )
 
 
-def cpu_engine_args(settings: Settings) -> dict[str, object]:
+def cpu_engine_args(settings: Settings, limits: SchedulerLimits) -> dict[str, object]:
     """Engine arguments for a CPU: the KV cache of `kv_cache_gib`, which vLLM allocates and fills at start,
-    and its prefix cache. Unset, vLLM would ask for most of the machine's memory. As an engine argument it
+    and the workload's prefix cache (`SchedulerLimits.prefix_caching`). Unset, vLLM would ask for most of the
+    machine's memory. As an engine argument it
     may be a fraction of a GiB, and each engine of a process gets its own (vLLM's `VLLM_CPU_KVCACHE_SPACE`
     takes whole GiB, is read from the environment, and still overrides it where a user sets it)."""
-    return {"kv_cache_memory_bytes": int(settings.kv_cache_gib * 2**30), "enable_prefix_caching": True}
+    return {
+        "kv_cache_memory_bytes": int(settings.kv_cache_gib * 2**30),
+        "enable_prefix_caching": limits.prefix_caching,
+    }
 
 
 def gpu_engine_args(
@@ -376,7 +380,7 @@ class VLLMEngine:
         device_args = (
             gpu_engine_args(model, settings, limits, current_platform.get_device_total_memory())
             if on_gpu
-            else cpu_engine_args(settings)
+            else cpu_engine_args(settings, limits)
         )
         args = AsyncEngineArgs(
             model=str(model),

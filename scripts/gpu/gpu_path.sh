@@ -128,8 +128,11 @@ each_variant eval_again ${VARIANTS:-}
 # Where each process's Python time goes: the warm bf16 eval, then the engine alone, sampled by py-spy with
 # their child processes (the engine core, the retrieval process), each thread apart.
 # benchmarks/pyspy_summary.py reads each recording: the eval's event loop, the engine core's loop.
-spy() { echo "$PYSPY record --subprocesses --threads --nonblocking --rate 200 --format raw -o $R/pyspy-$1.txt --"; }
-summarize() { python3 "$repo/benchmarks/pyspy_summary.py" "$R/pyspy-$1.txt.gz" --rate 200 --within "$2" --top 40; }
+spy_rate=200
+spy() { echo "$PYSPY record --subprocesses --threads --nonblocking --rate $spy_rate --format raw -o $R/pyspy-$1.txt --"; }
+summarize() {
+  python3 "$repo/benchmarks/pyspy_summary.py" "$R/pyspy-$1.txt.gz" --rate "$spy_rate" --within "$2" --top 40
+}
 if [ -n "${PYSPY:-}" ]; then
   RUN_UNDER=$(spy eval) seed pyspy-eval eval-adapter
   [ -f "$R/http/prompts.jsonl" ] && RUN_UNDER=$(spy floor) floor pyspy --runs full --rounds 2
