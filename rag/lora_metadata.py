@@ -39,53 +39,71 @@ def adapter_slots(lora_ids: Sequence[int], lora_index_to_id: Sequence[int | None
     return slots
 
 
-def _copy_to(target: torch.Tensor, values: np.ndarray) -> None:
-    """`values` into `target` without waiting for the device: in the target's type, from pinned memory that
-    the copy holds until it has run (a copy from pageable memory, or one that converts, may wait first)."""
-    source = torch.from_numpy(values).to(target.dtype)
-    if target.is_cuda and is_pin_memory_available():
-        source = source.pin_memory()
-    target.copy_(source, non_blocking=True)
+Copies = list[tuple[torch.Tensor, np.ndarray]]
+"""Host values bound for device tensors: each `(target, values)` pair fills `target` with `values`."""
+
+
+def _copy_all(copies: Copies) -> None:
+    """Each pair's `values` into its `target` without waiting for the device. The values of all targets of
+    one type go to the device from one pinned buffer (pinning costs about as much as a small copy), which
+    holds them until the copies have run; a copy from pageable memory, or one that converts, may wait
+    first."""
+    by_type: dict[torch.dtype, Copies] = {}
+    for target, values in copies:
+        by_type.setdefault(target.dtype, []).append((target, values))
+    for dtype, group in by_type.items():
+        source = torch.from_numpy(np.concatenate([values.ravel() for _, values in group])).to(dtype)
+        if group[0][0].is_cuda and is_pin_memory_available():
+            source = source.pin_memory()
+        offset = 0
+        for target, values in group:
+            target.copy_(source[offset : offset + values.size], non_blocking=True)
+            offset += values.size
 
 
 def update_base_from_host(
     wrapper: Any, token_slots: np.ndarray, row_slots: np.ndarray, max_loras: int, vocab_size: int
-) -> None:
+) -> Copies:
     """What vLLM's `_update_base_metadata` (its `convert_mapping`) sets, computed from the slots of the
-    step's tokens and sampled rows on the host."""
+    step's tokens and sampled rows on the host: the copies that set it."""
     tokens, rows = token_slots.shape[0], row_slots.shape[0]
-    _copy_to(wrapper._token_lora_indices[:tokens], token_slots)
-    _copy_to(wrapper._sampler_indices[:rows], row_slots)
     # Each row's place among the sampler's (slot, row) logits; a row without an adapter takes the last slot.
     padded = np.where(row_slots == -1, max_loras - 1, row_slots)
-    _copy_to(wrapper._sampler_indices_padded[:rows], np.arange(rows) + padded * rows)
     embeddings = np.maximum(token_slots, 0) * vocab_size
-    if wrapper._embeddings_indices.dim() == 2:  # vLLM 0.26: a first row for LoRA's extra vocabulary, now none
-        wrapper._embeddings_indices[0, :tokens].zero_()
-        _copy_to(wrapper._embeddings_indices[1, :tokens], embeddings)
-    else:
-        _copy_to(wrapper._embeddings_indices[:tokens], embeddings)
+    embedding_indices = wrapper._embeddings_indices
+    if embedding_indices.dim() == 2:  # vLLM 0.26: a first row for LoRA's extra vocabulary, now none
+        embedding_indices[0, :tokens].zero_()
+        embedding_indices = embedding_indices[1]
     wrapper.indices_len[:] = [tokens, rows, rows, tokens]
+    return [
+        (wrapper._token_lora_indices[:tokens], token_slots),
+        (wrapper._sampler_indices[:rows], row_slots),
+        (wrapper._sampler_indices_padded[:rows], np.arange(rows) + padded * rows),
+        (embedding_indices[:tokens], embeddings),
+    ]
 
 
-def prepare_from_host(meta: "LoRAKernelMeta", slots: np.ndarray) -> None:
-    """What `meta.prepare_tensors(<slots on the device>)` sets, computed from `slots` on the host."""
+def prepare_from_host(meta: "LoRAKernelMeta", slots: np.ndarray) -> Copies:
+    """What `meta.prepare_tensors(<slots on the device>)` sets, computed from `slots` on the host: the
+    copies that set its device tensors (its host flags are set here)."""
     meta._reset()
     if bool((slots == -1).all()):
         meta.no_lora_flag_cpu[0] = True  # the kernels skip their work; vLLM leaves the rest as it was
-        return
+        return []
     count = slots.shape[0]
-    _copy_to(meta.token_lora_mapping[:count], slots)
-    _copy_to(meta.token_indices_sorted_by_lora_ids[:count], np.argsort(slots, kind="stable"))
     lora_ids, tokens_per_lora = np.unique(slots, return_counts=True)
     active = lora_ids.shape[0]
-    _copy_to(meta.active_lora_ids[:active], lora_ids)
-    _copy_to(meta.num_tokens_per_lora[:active], tokens_per_lora)
-    _copy_to(meta.lora_token_start_loc[1 : 1 + active], np.cumsum(tokens_per_lora))
     # Rounded up to a count a CUDA graph was captured for, as vLLM does.
     captured = meta.captured_lora_counts
     index = bisect.bisect_left(captured, active)
     meta.num_active_loras_cpu[0] = captured[index] if index < len(captured) else active
+    return [
+        (meta.token_lora_mapping[:count], slots),
+        (meta.token_indices_sorted_by_lora_ids[:count], np.argsort(slots, kind="stable")),
+        (meta.active_lora_ids[:active], lora_ids),
+        (meta.num_tokens_per_lora[:active], tokens_per_lora),
+        (meta.lora_token_start_loc[1 : 1 + active], np.cumsum(tokens_per_lora)),
+    ]
 
 
 def update_metadata(
@@ -100,9 +118,11 @@ def update_metadata(
     self.is_prefill = mapping.is_prefill
     token_slots = adapter_slots(mapping.index_mapping, lora_index_to_id)
     row_slots = adapter_slots(mapping.prompt_mapping, lora_index_to_id)
-    update_base_from_host(self, token_slots, row_slots, max_loras, vocab_size)
-    prepare_from_host(self.token_mapping_meta, token_slots)
-    prepare_from_host(self.prompt_mapping_meta, row_slots)
+    _copy_all(
+        update_base_from_host(self, token_slots, row_slots, max_loras, vocab_size)
+        + prepare_from_host(self.token_mapping_meta, token_slots)
+        + prepare_from_host(self.prompt_mapping_meta, row_slots)
+    )
 
 
 def register() -> None:

@@ -7,6 +7,7 @@ from importlib.metadata import entry_points
 import numpy as np
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 from vllm.config.lora import LoRAConfig
 from vllm.lora.layers import LoRAMapping
 from vllm.lora.ops.triton_ops.lora_kernel_metadata import LoRAKernelMeta
@@ -117,3 +118,29 @@ def test_the_plugin_replaces_the_gpu_wrappers_metadata_on_cuda_only(wrapper, mon
 
     plugins = {entry.name: entry.value for entry in entry_points(group="vllm.general_plugins")}
     assert plugins.get("kotae_lora_metadata") == "kotae.rag.lora_metadata:register"
+
+
+class CopySources(TorchDispatchMode):
+    """The host storages that device copies are made from, by target type."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.storages: dict[torch.dtype, set[int]] = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten.copy_.default and args[1].dim() > 0:  # not a host flag set from a number
+            target, source = args[:2]
+            self.storages.setdefault(target.dtype, set()).add(source.untyped_storage().data_ptr())
+        return func(*args, **(kwargs or {}))
+
+
+def test_each_type_of_metadata_is_copied_from_one_host_buffer(wrapper):
+    """Pinning a buffer costs about as much as a small copy: an update pins one per type, not one per
+    tensor."""
+    ours = wrapper("cpu")
+    with CopySources() as sources:
+        lora_metadata.update_metadata(ours, mapping(6, [7, 0, 3], 20), SLOT_IDS, MAX_LORAS, VOCAB)
+    assert {dtype: len(storages) for dtype, storages in sources.storages.items()} == {
+        torch.int64: 1,
+        torch.int32: 1,
+    }
