@@ -17,6 +17,7 @@
 #   setsid nohup bash scripts/gpu/gpu_path.sh "$PWD" > /tmp/gpu_path.log 2>&1 &
 #   sleep 540; cat /tmp/r/progress.log; cp -r /tmp/r/. "$OUT"/      (repeat until "done")
 # Environment: DATA (a copy of ../shared/data; default beside the repository), LIMIT (980), ADAPTER (default),
+# COLD (0 skips step 1 on a machine whose cache is empty: step 2's first engine then starts cold),
 # BASE (0 skips step 2's base model), W4 (0 skips quantizing and the 4-bit eval), BNB (0 skips the
 # bitsandbytes eval), METADATA (0 skips the LoRA metadata benchmark, not its tests), HTTP (0 skips step 4),
 # HTTP_ROUNDS (3: step 4's pair of servers measured that many times in turn, into $R/http, $R/http-2, …: one
@@ -91,9 +92,11 @@ fi
 # The plugin's tensors against vLLM 0.26's own, where pytest is installed.
 python3 -m pytest -q -p no:cacheprovider "$repo/tests/rag/test_lora_metadata.py" > "$R/lora-metadata-tests.log" 2>&1
 stamp "lora-metadata tests (exit $?)"
-rm -rf "$KOTAE_HOME/cache/vllm"  # the next engine start is the first one
-seed cold eval-adapter
-du -sh "$KOTAE_HOME/cache/vllm" > "$R/cache.txt" 2>&1
+if [ "${COLD:-1}" = 1 ]; then
+  rm -rf "$KOTAE_HOME/cache/vllm"  # the next engine start is the first one
+  seed cold eval-adapter
+  du -sh "$KOTAE_HOME/cache/vllm" > "$R/cache.txt" 2>&1
+fi
 stages=(eval-adapter)
 [ "${BASE:-1}" = 1 ] && stages+=(eval-bf16)
 [ "${W4:-1}" = 1 ] && stages+=(eval-w4-adapter)
