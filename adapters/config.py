@@ -142,7 +142,7 @@ class SFTRunConfig(TrainingConfig):
     """Passages per prompt: the gold one plus contexts - 1 retrieved distractors, as `top_k` serves."""
     context_token_budget: int = DEFAULT_CONTEXT_TOKEN_BUDGET
     """Token budget of the contexts, as `Settings.context_token_budget` serves."""
-    negatives: float = 0.0
+    negatives: float = field(default=0.0, metadata={"min": 0.0, "max": 1.0})
     """Negative examples per question (0–1): this share of the questions is also asked without its gold
     article and trained to answer 「資料には答えが見つかりません。」 (`kotae.adapters.negatives`);
     0 for none."""
@@ -190,7 +190,7 @@ class RerankerRunConfig:
     """QA JSONL files `{qid, question, answers, gold_passage_ids}` trained on together."""
     index: Path
     """Index holding the gold passages; its hybrid retrieval gives the hard negatives."""
-    negatives: int = 7
+    negatives: int = field(default=7, metadata={"min": 0})
     """Hard negatives per question: the best-ranked of its fused top `FUSION_DEPTH` that are neither a
     gold passage nor a chunk of one and hold none of its answers."""
     max_length: int = 256

@@ -37,7 +37,8 @@ async def run_all(
     """Every adapter on every set, in that order; the runs not yet finished share one pipeline."""
     # Imported here, not at the top: vLLM's CPU workers re-import this script, and the pipeline's numba
     # (llvmlite) then breaks their kernel registration.
-    from kotae.evals.runner import EvalConfig, evaluate
+    from kotae.evals.config import EvalConfig
+    from kotae.evals.runner import evaluate
     from kotae.runtime import build_pipeline
 
     wanted = [

@@ -418,7 +418,8 @@ def stage_hf(args: argparse.Namespace) -> StageResult:
 
 def stage_eval(args: argparse.Namespace, stage: str) -> StageResult:
     """`kotae eval` itself (its runner, in this process): its metrics.json gives every figure."""
-    from kotae.evals.runner import EvalConfig, run_eval
+    from kotae.evals.config import EvalConfig
+    from kotae.evals.runner import run_eval
 
     adapter = "" if stage == "eval-bf16" else args.adapter
     run_dir = args.out / "runs" / stage

@@ -4,11 +4,13 @@ The baseline on the real model:  kotae eval --data ../shared/data/qa/jsquad-vali
 """
 
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from kotae.core.cli_options import config_options, with_options
 from kotae.evals.compare import (
     load_run,
     markdown_table,
@@ -19,67 +21,30 @@ from kotae.evals.compare import (
     to_rich,
     write_chart,
 )
-from kotae.evals.openai_engine import OpenAIApi
+from kotae.evals.config import EvalConfig
 from kotae.evals.paired import COLUMNS as PAIRED_COLUMNS
 from kotae.evals.paired import TEXT_COLUMNS as PAIRED_TEXT_COLUMNS
 from kotae.evals.paired import paired_rows
-from kotae.evals.schema import IN_PROCESS, AbstentionMetrics, ContextsMode
+from kotae.evals.schema import AbstentionMetrics
 
 eval_app = typer.Typer(no_args_is_help=True)
 console = Console()
 
 
 @eval_app.callback(invoke_without_command=True)
-def evaluate(
-    context: typer.Context,
-    data: Path | None = typer.Option(
-        None, help="QA set: kotae QA JSONL, JAQKET/AIO JSONL, SQuAD-style JSON file or directory."
-    ),
-    target: str = typer.Option(
-        IN_PROCESS,
-        help="`inprocess`, the URL of a running kotae server, or openai:URL: an OpenAI-compatible endpoint "
-        "answers kotae's prompts (API key from $OPENAI_API_KEY).",
-    ),
-    model: str | None = typer.Option(
-        None, help="The model of an openai:URL target, as the endpoint names it (its /v1/models)."
-    ),
-    openai_api: OpenAIApi = typer.Option(
-        "completions",
-        help="How an openai:URL target is asked: `completions` (kotae's prompt as it is) or `chat` (the "
-        "prompt as one user message, for endpoints that only chat).",
-    ),
-    adapter: str | None = typer.Option(
-        None, help="Adapter name (default: KOTAE_DEFAULT_ADAPTER); '' for the base model."
-    ),
-    contexts: ContextsMode = typer.Option("retrieved", help="`retrieved`, or `given` by the dataset."),
-    limit: int | None = typer.Option(None, min=1, help="Only the first N questions."),
-    out: Path | None = typer.Option(None, help="Run directory (default: runs/eval/<date>-<data>-<name>)."),
-    concurrency: int = typer.Option(16, min=1, help="HTTP requests in flight at once."),
-    top_k: int | None = typer.Option(None, min=1, help="Passages per prompt (default: settings)."),
-    label: str | None = typer.Option(None, help="Name of the run in comparisons."),
-) -> None:
+@with_options(config_options(EvalConfig, defaults={"data": None}), into="options")
+def evaluate(context: typer.Context, *, options: dict[str, Any]) -> None:
     """Answer every question of --data and score the answers: exact, partial, char-F1, recall, speed;
     with unanswerable questions in --data, HasAns and NoAns apart (SQuAD 2.0)."""
     if context.invoked_subcommand is not None:
         return
-    if data is None:
+    data: Path | None = options["data"]
+    if data is None:  # not required of `kotae eval compare`, which shares these options' command group
         raise typer.BadParameter("give the questions to ask with --data FILE", param_hint="--data")
     # The runner pulls in the pipeline (vLLM, faiss, numba): only when a run is asked for.
-    from kotae.evals.runner import EvalConfig, run_eval
+    from kotae.evals.runner import run_eval
 
-    config = EvalConfig(
-        data=data,
-        target=target,
-        model=model,
-        openai_api=openai_api,
-        adapter=adapter,
-        contexts=contexts,
-        limit=limit,
-        out=out,
-        concurrency=concurrency,
-        top_k=top_k,
-        label=label,
-    )
+    config = EvalConfig(**options)
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),

@@ -19,9 +19,10 @@ from kotae.core.config import Settings, get_settings
 from kotae.core.errors import InputError, KotaeError
 from kotae.core.qa_jsonl import QAItem
 from kotae.evals.compare import BASE_MODEL, cells, markdown_row
+from kotae.evals.config import EvalConfig
 from kotae.evals.datasets import dataset_name, load_dataset
 from kotae.evals.memory import GpuMemoryMonitor, peak_rss_mb
-from kotae.evals.openai_engine import OpenAIApi, check_endpoint
+from kotae.evals.openai_engine import check_endpoint
 from kotae.evals.openai_target import openai_target, openai_url
 from kotae.evals.retrieval_process import RetrievalProcess
 from kotae.evals.schema import (
@@ -31,7 +32,6 @@ from kotae.evals.schema import (
     ROW_FILE,
     AbstentionMetrics,
     AnswerMetrics,
-    ContextsMode,
     EvalMetrics,
     MemoryMetrics,
     PredictionRow,
@@ -56,37 +56,6 @@ from kotae.rag.pipeline import Pipeline
 from kotae.rag.prompt import PROMPT_VERSION
 
 RUNS_DIR = Path("runs/eval")
-
-
-@dataclass(frozen=True, slots=True)
-class EvalConfig:
-    """One eval run, as `kotae eval` takes it."""
-
-    data: Path
-    """QA file or directory: kotae QA JSONL, JAQKET/AIO JSONL or SQuAD-style JSON (detected)."""
-    target: str = IN_PROCESS
-    """`inprocess` builds the pipeline from settings in this process; a base URL (`http://host:8000`)
-    asks a running kotae server's `/v1/qa`; `openai:URL` retrieves and writes prompts here and has the
-    OpenAI-compatible endpoint at URL answer them with `model`."""
-    model: str | None = None
-    """The endpoint's model (`openai:URL` targets only)."""
-    openai_api: OpenAIApi = "completions"
-    """How an `openai:URL` target is asked: `completions` (the prompt as it is) or `chat` (the prompt as
-    one user message)."""
-    adapter: str | None = None
-    """Adapter name; "" is the base model; None leaves the choice to the target's default adapter."""
-    contexts: ContextsMode = "retrieved"
-    """`retrieved`: the pipeline retrieves; `given`: the dataset's own passages (in-process only)."""
-    limit: int | None = None
-    """Ask only the first N questions of the file (in file order, so runs compare)."""
-    out: Path | None = None
-    """Run directory; default `runs/eval/<date>-<dataset>-<label or adapter>`."""
-    concurrency: int = 16
-    """Requests in flight at once (HTTP target); in-process, all questions go to vLLM at once."""
-    top_k: int | None = None
-    """Passages in each prompt; default `KOTAE_TOP_K`. Retrieval ranks max(20, top_k) for recall@20."""
-    label: str | None = None
-    """Free text naming the run in comparisons."""
 
 
 @dataclass(frozen=True, slots=True)

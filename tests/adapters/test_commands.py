@@ -10,7 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from kotae.adapters import commands
-from kotae.adapters.config import CPTRunConfig, LoraSpec, SFTRunConfig
+from kotae.adapters.config import CPTRunConfig, LoraSpec, RerankerRunConfig, SFTRunConfig
+from kotae.core.cli_options import field_help
 
 
 @pytest.fixture
@@ -71,3 +72,20 @@ def test_help_shows_each_commands_defaults() -> None:
     for option in ("--r", "--learning-rate", "--init-adapter", "--overwrite"):
         assert option in sft_help and option in cpt_help
     assert f"[default: {SFTRunConfig.__dataclass_fields__['lora'].default_factory().r}]" in sft_help
+
+
+def test_each_option_says_what_its_fields_docstring_says() -> None:
+    """The help of an option is its config field's docstring: each command's own where it has one."""
+    helps = {
+        command: CliRunner().invoke(commands.train_app, [command, "--help"], env={"COLUMNS": "400"}).output
+        for command in ("sft", "cpt", "reranker")
+    }
+    for command, config, name in [
+        ("sft", SFTRunConfig, "learning_rate"),
+        ("cpt", CPTRunConfig, "learning_rate"),
+        ("sft", SFTRunConfig, "negatives"),
+        ("cpt", CPTRunConfig, "text"),
+        ("reranker", RerankerRunConfig, "batch_size"),
+    ]:
+        assert field_help(config)[name][:60] in helps[command], (command, name)
+    assert field_help(SFTRunConfig)["learning_rate"] != field_help(CPTRunConfig)["learning_rate"]

@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 
 from kotae.core.config import Settings, get_settings
 from kotae.evals.commands import eval_app
-from kotae.evals.runner import EvalConfig, evaluate
+from kotae.evals.config import EvalConfig
+from kotae.evals.runner import evaluate
 from kotae.indexer.build import build_index
 from kotae.indexer.embedder import Embedder
 from kotae.indexer.index import Index

@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from kotae.core.errors import KotaeError
 from kotae.evals.commands import eval_app
-from kotae.evals.runner import EvalConfig, run_eval
+from kotae.evals.config import EvalConfig
+from kotae.evals.runner import run_eval
 
 ANSWERS = {"鳥の名は？": "「ツバメ」", "花の色は？": "白い花です", "星の数は？": "３つ"}
 FAILING = "壊れた質問？"

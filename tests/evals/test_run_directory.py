@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from kotae.evals.runner import RUNS_DIR, EvalConfig, _out_dir
+from kotae.evals.config import EvalConfig
+from kotae.evals.runner import RUNS_DIR, _out_dir
 
 STARTED = datetime(2026, 11, 21, 9, 30, 0)
 

@@ -1,0 +1,104 @@
+"""Command-line options derived from config dataclasses: each field's type, default and docstring make its
+option, so a knob is declared once, in its config, and `--help` says what the config says."""
+
+import ast
+import functools
+import inspect
+import itertools
+import textwrap
+import typing
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import MISSING, fields, is_dataclass
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+Command = TypeVar("Command", bound=Callable[..., Any])
+
+
+@functools.cache
+def field_help(config: type) -> dict[str, str]:
+    """Each field's docstring (the string right below the field) of the dataclass `config` and of its
+    dataclass bases, on one line each; a subclass's own docstring wins over its base's."""
+    docs: dict[str, str] = {}
+    for cls in reversed(config.__mro__):
+        if not is_dataclass(cls):
+            continue
+        [definition] = ast.parse(textwrap.dedent(inspect.getsource(cls))).body
+        assert isinstance(definition, ast.ClassDef)
+        body = definition.body
+        for statement, after in itertools.pairwise(body):
+            if (
+                isinstance(statement, ast.AnnAssign)
+                and isinstance(statement.target, ast.Name)
+                and isinstance(after, ast.Expr)
+                and isinstance(after.value, ast.Constant)
+                and isinstance(after.value.value, str)
+            ):
+                docs[statement.target.id] = " ".join(after.value.value.split())
+    return docs
+
+
+def config_defaults(config: type) -> dict[str, Any]:
+    """The default of each field of the dataclass `config` that has one (a factory's, made)."""
+    return {
+        f.name: f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+        for f in fields(config)
+        if f.default is not MISSING or f.default_factory is not MISSING
+    }
+
+
+def config_options(
+    config: type, names: Iterable[str] | None = None, defaults: Mapping[str, Any] | None = None
+) -> list[inspect.Parameter]:
+    """Keyword-only parameters that typer reads as options, one per field of the dataclass `config` (those
+    in `names`, in that order, or every field): the field's type, its default (or the one `defaults` gives),
+    its docstring as help and its `metadata` as the option's settings (`{"min": 1}`). A field without a
+    default is an option typer requires."""
+    by_name = {f.name: f for f in fields(config)}
+    types = typing.get_type_hints(config)
+    docs = field_help(config)
+    known = config_defaults(config) | dict(defaults or {})
+    options = []
+    for name in by_name if names is None else names:
+        kind, default = types[name], known.get(name, inspect.Parameter.empty)
+        if (
+            typing.get_origin(kind) is tuple
+        ):  # a repeated option: typer gives a list (`with_options`: a tuple)
+            kind = list[typing.get_args(kind)[0]]  # type: ignore[misc]
+            default = default if default is inspect.Parameter.empty else list(default)
+        option = typer.Option(help=docs.get(name), **by_name[name].metadata)
+        options.append(
+            inspect.Parameter(
+                name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, option]
+            )
+        )
+    return options
+
+
+def with_options(
+    options: list[inspect.Parameter], into: str, make: Callable[[dict[str, Any]], Any] = dict
+) -> Callable[[Command], Command]:
+    """Gives a typer command the `options` (`config_options`) beside its own parameters; it receives their
+    values, a repeated option's as a tuple (as configs keep them), as one dict, or what `make` makes of it,
+    as its keyword `into`."""
+    names = [option.name for option in options]
+
+    def decorate(command: Command) -> Command:
+        own = [p for p in inspect.signature(command).parameters.values() if p.name != into]
+
+        @functools.wraps(command)
+        def run(**given: Any) -> Any:
+            values = {name: _as_config_value(given.pop(name)) for name in names}
+            return command(**given, **{into: make(values)})
+
+        # typer reads the options from the signature and the annotations.
+        run.__signature__ = inspect.Signature([*own, *options], return_annotation=None)  # type: ignore[attr-defined]
+        run.__annotations__ = {p.name: p.annotation for p in [*own, *options]} | {"return": None}
+        return run  # type: ignore[return-value]
+
+    return decorate
+
+
+def _as_config_value(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value

@@ -1,0 +1,79 @@
+"""Options derived from a config dataclass: its fields' types, defaults, docstrings and settings."""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import typer
+from typer.testing import CliRunner
+
+from kotae.core.cli_options import config_options, field_help, with_options
+
+
+@dataclass(frozen=True, kw_only=True)
+class Base:
+    path: Path
+    """Where it goes."""
+    rate: float = 0.5
+    """How fast,
+    over two lines."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Child(Base):
+    rate: float = 0.25
+    """The child's own rate."""
+    files: tuple[Path, ...] = ()
+    """Repeatable."""
+    count: int = field(default=3, metadata={"min": 1})
+    undocumented: bool = False
+
+
+def app_of(names: tuple[str, ...] | None = None, **defaults: Any) -> tuple[typer.Typer, list[Child]]:
+    """A typer app whose one command builds a `Child` from the options, and the children it built."""
+    built: list[Child] = []
+    app = typer.Typer()
+
+    @app.command()
+    @with_options(config_options(Child, names, defaults), into="options")
+    def command(*, options: dict[str, Any]) -> None:
+        built.append(Child(**options))
+
+    return app, built
+
+
+def test_each_fields_docstring_on_one_line_the_subclass_first():
+    assert field_help(Child) == {
+        "path": "Where it goes.",
+        "rate": "The child's own rate.",
+        "files": "Repeatable.",
+    }
+    assert field_help(Base)["rate"] == "How fast, over two lines."
+
+
+def test_the_options_build_the_config_with_its_defaults():
+    app, built = app_of()
+    result = CliRunner().invoke(app, ["--path", "p", "--files", "a", "--files", "b"])
+    assert result.exit_code == 0, result.output
+    # A repeated option arrives as a tuple, as configs keep them.
+    assert built == [Child(path=Path("p"), files=(Path("a"), Path("b")))]
+
+
+def test_help_is_the_docstring_and_shows_the_default():
+    app, _ = app_of()
+    text = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "200"}).output
+    assert "The child's own rate." in text and "[default: 0.25]" in text
+
+
+def test_a_field_without_default_is_required_and_metadata_sets_the_option():
+    app, built = app_of()
+    assert CliRunner().invoke(app, []).exit_code == 2  # --path missing
+    assert CliRunner().invoke(app, ["--path", "p", "--count", "0"]).exit_code == 2  # min 1
+    assert not built
+
+
+def test_a_subset_of_the_fields_with_other_defaults():
+    app, built = app_of(("path", "rate"), rate=0.75, path=Path("d"))
+    assert CliRunner().invoke(app, []).exit_code == 0
+    assert CliRunner().invoke(app, ["--count", "2"]).exit_code == 2  # not an option here
+    assert built == [Child(path=Path("d"), rate=0.75)]
