@@ -2,14 +2,15 @@
 
 import asyncio
 import sys
-from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from kotae.adapters.commands import merge, quantize, train_app
-from kotae.core.config import RetrievalMode, get_settings
+from kotae.core.cli_options import overridden, settings_options, with_options
+from kotae.core.config import Settings, get_settings
 from kotae.core.errors import KotaeError
 from kotae.evals.commands import eval_app
 from kotae.indexer.commands import index_app
@@ -19,33 +20,28 @@ from kotae.server.commands import serve
 
 
 # `kotae ask`: one question, answered on the same pipeline the server runs.
+@with_options(settings_options(Settings, ("top_k", "max_tokens", "retrieval", "index")), into="overrides")
 def ask(
     question: str = typer.Argument(..., help="The question, in Japanese."),
-    top_k: int | None = typer.Option(None, help="Passages to retrieve (default: settings)."),
     adapter: str | None = typer.Option(
         None, help="Adapter (a folder name under the adapter dir); default: settings; '' for the base model."
     ),
-    max_tokens: int | None = typer.Option(None, help="Answer token limit (default: settings)."),
-    retrieval: RetrievalMode | None = typer.Option(None, help="dense, bm25 or hybrid (default: settings)."),
-    index: Path | None = typer.Option(None, help="Index directory (default: the embedded demo index)."),
     show_prompt: bool = typer.Option(False, help="Print the prompt sent to the model."),
+    *,
+    overrides: dict[str, Any],
 ) -> None:
     """Answer QUESTION and list the passages it came from."""
-    settings = get_settings()
-    if index is not None:
-        settings = settings.model_copy(update={"index": index})
+    settings = overridden(get_settings(), overrides)
     console = Console()
     with console.status("loading models and index…"):
         from kotae.runtime import build_pipeline, load_default_adapters
 
         pipeline = build_pipeline(settings)
-    sampling = Sampling(max_tokens=max_tokens or settings.max_tokens)
+    sampling = Sampling(max_tokens=settings.max_tokens)
 
     async def run() -> None:
         chosen = await load_default_adapters(pipeline, settings, adapter)
-        [prepared] = pipeline.prepare_many(
-            [question], top_k, retrieval, prompt_format=pipeline.prompt_format_of(chosen)
-        )
+        [prepared] = pipeline.prepare_many([question], prompt_format=pipeline.prompt_format_of(chosen))
         if show_prompt:
             console.rule("prompt")
             console.print(prepared.prompt, markup=False, highlight=False)

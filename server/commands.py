@@ -2,22 +2,18 @@
 
 import logging
 import signal
-from pathlib import Path
+from typing import Any
 
 import typer
 
-from kotae.core.config import get_settings
+from kotae.core.cli_options import overridden, settings_options, with_options
+from kotae.core.config import Settings, get_settings
 from kotae.core.errors import KotaeError
 
 
+@with_options(settings_options(Settings, ("host", "port", "index", "adapter_dir")), into="overrides")
 def serve(
-    host: str | None = typer.Option(None, help="Address to bind (default 127.0.0.1; 0.0.0.0 exposes it)."),
-    port: int | None = typer.Option(None, help="Port (default 8000)."),
-    index: Path | None = typer.Option(None, help="Index directory (default: the embedded demo index)."),
-    adapter_dir: Path | None = typer.Option(
-        None, help="Adapters under it load at start; admin loads stay inside it."
-    ),
-    log_level: str = typer.Option("info", help="uvicorn log level."),
+    log_level: str = typer.Option("info", help="uvicorn log level."), *, overrides: dict[str, Any]
 ) -> None:
     """Serve the HTTP API: /v1/qa, OpenAI-compatible /v1/chat/completions and /v1/models, adapter
     admin, /healthz, /readyz and /metrics."""
@@ -25,8 +21,7 @@ def serve(
 
     from kotae.server.app import create_app
 
-    overrides = {"host": host, "port": port, "index": index, "adapter_dir": adapter_dir}
-    settings = get_settings().model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    settings = overridden(get_settings(), overrides)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     server: uvicorn.Server | None = None
 

@@ -1,5 +1,6 @@
-"""Command-line options derived from config dataclasses: each field's type, default and docstring make its
-option, so a knob is declared once, in its config, and `--help` says what the config says."""
+"""Command-line options derived from config dataclasses and from kotae's settings: each field's type,
+default and docstring make its option, so a knob is declared once, in its config, and `--help` says what
+the config says."""
 
 import ast
 import functools
@@ -12,17 +13,21 @@ from dataclasses import MISSING, fields, is_dataclass
 from typing import Annotated, Any, TypeVar
 
 import typer
+from pydantic_settings import BaseSettings
 
 Command = TypeVar("Command", bound=Callable[..., Any])
+Settings = TypeVar("Settings", bound=BaseSettings)
 
 
 @functools.cache
 def field_help(config: type) -> dict[str, str]:
-    """Each field's docstring (the string right below the field) of the dataclass `config` and of its
-    dataclass bases, on one line each; a subclass's own docstring wins over its base's."""
+    """Each field's docstring (the string right below the field) of `config`, a dataclass or a pydantic
+    model, and of the bases that declare its fields, on one line each; a subclass's own docstring wins over
+    its base's."""
+    names = {f.name for f in fields(config)} if is_dataclass(config) else set(config.model_fields)  # type: ignore[attr-defined]
     docs: dict[str, str] = {}
     for cls in reversed(config.__mro__):
-        if not is_dataclass(cls):
+        if not names & set(vars(cls).get("__annotations__", {})):
             continue
         [definition] = ast.parse(textwrap.dedent(inspect.getsource(cls))).body
         assert isinstance(definition, ast.ClassDef)
@@ -36,7 +41,7 @@ def field_help(config: type) -> dict[str, str]:
                 and isinstance(after.value.value, str)
             ):
                 docs[statement.target.id] = " ".join(after.value.value.split())
-    return docs
+    return {name: doc for name, doc in docs.items() if name in names}
 
 
 def config_defaults(config: type) -> dict[str, Any]:
@@ -74,6 +79,40 @@ def config_options(
             )
         )
     return options
+
+
+def settings_options(settings: type[BaseSettings], names: Iterable[str]) -> list[inspect.Parameter]:
+    """Keyword-only parameters that typer reads as options, one per field of `settings` in `names`, each
+    overriding it for one run: unset (None), the field keeps what the environment or its default gives.
+    The help is the field's docstring and names its variable; its bounds are the option's."""
+    docs = field_help(settings)
+    prefix = settings.model_config.get("env_prefix", "")
+    options = []
+    for name in names:
+        info = settings.model_fields[name]
+        bounds = {
+            key: value
+            for constraint in info.metadata
+            for bound, key in (("ge", "min"), ("le", "max"))
+            if (value := getattr(constraint, bound, None)) is not None
+        }
+        option = typer.Option(
+            help=f"{docs[name]} (unset: ${prefix}{name.upper()}, else its default)", **bounds
+        )
+        options.append(
+            inspect.Parameter(
+                name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=None,
+                annotation=Annotated[info.annotation | None, option],  # type: ignore[operator]
+            )
+        )
+    return options
+
+
+def overridden(settings: Settings, overrides: Mapping[str, Any]) -> Settings:
+    """`settings` with the `settings_options` a run was given (those left unset keep their value)."""
+    return settings.model_copy(update={name: value for name, value in overrides.items() if value is not None})
 
 
 def with_options(

@@ -5,9 +5,11 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 from typer.testing import CliRunner
 
-from kotae.core.cli_options import config_options, field_help, with_options
+from kotae.core.cli_options import config_options, field_help, overridden, settings_options, with_options
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,3 +79,30 @@ def test_a_subset_of_the_fields_with_other_defaults():
     assert CliRunner().invoke(app, []).exit_code == 0
     assert CliRunner().invoke(app, ["--count", "2"]).exit_code == 2  # not an option here
     assert built == [Child(path=Path("d"), rate=0.75)]
+
+
+class Knobs(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KNOB_")
+
+    port: int = Field(8000, ge=0, le=65535)
+    """Where it listens."""
+    name: str = "kotae"
+    """What it is called."""
+
+
+def test_settings_options_override_only_what_is_given(monkeypatch):
+    monkeypatch.setenv("KNOB_NAME", "from-env")
+    seen: list[Knobs] = []
+    app = typer.Typer()
+
+    @app.command()
+    @with_options(settings_options(Knobs, ("port", "name")), into="overrides")
+    def command(*, overrides: dict[str, Any]) -> None:
+        seen.append(overridden(Knobs(), overrides))
+
+    runner = CliRunner()
+    assert runner.invoke(app, ["--port", "9000"]).exit_code == 0
+    assert (seen[0].port, seen[0].name) == (9000, "from-env")  # unset: the environment's
+    assert runner.invoke(app, ["--port", "70000"]).exit_code == 2  # the field's bound
+    text = runner.invoke(app, ["--help"], env={"COLUMNS": "200"}).output
+    assert "Where it listens. (unset: $KNOB_PORT, else its default)" in text
