@@ -19,6 +19,11 @@ if TYPE_CHECKING:
 index_app = typer.Typer(no_args_is_help=True)
 console = Console()
 
+# Options more than one command takes.
+EmbedderOption = typer.Option(None, help="Model store name or folder (default: KOTAE_EMBEDDER).")
+BatchSizeOption = typer.Option(32, min=1, help="Passages per embedding batch.")
+IndexToUpdate = typer.Option(..., "--index", help="Index directory to update.")
+
 
 @index_app.command()
 def build(
@@ -44,8 +49,8 @@ def build(
     ),
     chunk_chars: int = typer.Option(DEFAULT_CHUNK_CHARS, min=20, help="Longest passage, in characters."),
     bm25: bool = typer.Option(True, "--bm25/--no-bm25", help="Also build the BM25 index (hybrid retrieval)."),
-    embedder: str | None = typer.Option(None, help="Model store name or folder (default: KOTAE_EMBEDDER)."),
-    batch_size: int = typer.Option(32, min=1, help="Passages per embedding batch."),
+    embedder: str | None = EmbedderOption,
+    batch_size: int = BatchSizeOption,
     workers: int | None = typer.Option(
         None,
         min=0,
@@ -80,9 +85,9 @@ def build(
 @index_app.command()
 def add(
     sources: list[Path] = typer.Argument(..., help="Files to add; documents already indexed are replaced."),
-    index: Path = typer.Option(..., "--index", help="Index directory to update."),
-    embedder: str | None = typer.Option(None, help="Model store name or folder (default: KOTAE_EMBEDDER)."),
-    batch_size: int = typer.Option(32, min=1, help="Passages per embedding batch."),
+    index: Path = IndexToUpdate,
+    embedder: str | None = EmbedderOption,
+    batch_size: int = BatchSizeOption,
 ) -> None:
     """Add (or replace) the documents of SOURCES in an index."""
     from kotae.indexer.update import add_passages
@@ -97,7 +102,7 @@ def add(
 @index_app.command()
 def remove(
     ids: list[str] = typer.Argument(..., help="Passage ids, or document ids (removes all their passages)."),
-    index: Path = typer.Option(..., "--index", help="Index directory to update."),
+    index: Path = IndexToUpdate,
 ) -> None:
     """Remove passages or whole documents from an index."""
     from kotae.indexer.update import remove_passages
