@@ -29,7 +29,11 @@ def field_help(config: type) -> dict[str, str]:
     for cls in reversed(config.__mro__):
         if not names & set(vars(cls).get("__annotations__", {})):
             continue
-        [definition] = ast.parse(textwrap.dedent(inspect.getsource(cls))).body
+        try:
+            source = inspect.getsource(cls)
+        except OSError:  # installed without its sources: the options go without help
+            continue
+        [definition] = ast.parse(textwrap.dedent(source)).body
         assert isinstance(definition, ast.ClassDef)
         body = definition.body
         for statement, after in itertools.pairwise(body):

@@ -1,5 +1,6 @@
 """Options derived from a config dataclass: its fields' types, defaults, docstrings and settings."""
 
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,3 +107,18 @@ def test_settings_options_override_only_what_is_given(monkeypatch):
     assert runner.invoke(app, ["--port", "70000"]).exit_code == 2  # the field's bound
     text = runner.invoke(app, ["--help"], env={"COLUMNS": "200"}).output
     assert "Where it listens. (unset: $KNOB_PORT, else its default)" in text
+
+
+def test_without_sources_the_options_go_without_help(monkeypatch):
+    @dataclass
+    class Installed:
+        rate: float = 0.5
+        """Not readable where only bytecode is installed."""
+
+    def no_source(_):
+        raise OSError("could not get source code")
+
+    monkeypatch.setattr(inspect, "getsource", no_source)
+    assert field_help(Installed) == {}
+    [option] = config_options(Installed)
+    assert option.default == 0.5
