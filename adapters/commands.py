@@ -4,7 +4,6 @@ The options are the config dataclasses' fields (`kotae.core.cli_options`): `--he
 run really uses and says what each field's docstring says, and the two never drift apart.
 """
 
-import inspect
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -14,7 +13,7 @@ import typer
 from rich.console import Console
 
 from kotae.adapters.config import CPTRunConfig, LoraSpec, Method, RerankerRunConfig, SFTRunConfig
-from kotae.core.cli_options import Command, config_defaults, config_options, field_help, with_options
+from kotae.core.cli_options import Command, config_defaults, config_options, field_help, option, with_options
 from kotae.core.config import get_settings
 
 train_app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
@@ -52,10 +51,6 @@ _TRAINER_KNOBS = (
 )
 
 
-def _option(name: str, annotation: Any, default: Any) -> inspect.Parameter:
-    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
-
-
 @dataclass(frozen=True, slots=True)
 class TrainingOptions:
     """The options `train sft` and `train cpt` share, as given on the command line."""
@@ -79,9 +74,9 @@ def with_training_options(config: type) -> Callable[[Command], Command]:
     lora: LoraSpec = config_defaults(config)["lora"]
     options = [
         *config_options(LoraSpec, ("r", "alpha", "dropout"), defaults=asdict(lora)),
-        _option("target_modules", Targets, ",".join(lora.target_modules)),
+        option("target_modules", Targets, ",".join(lora.target_modules)),
         *config_options(config, _TRAINER_KNOBS),
-        _option("overwrite", Overwrite, False),
+        option("overwrite", Overwrite, False),
     ]
     return with_options(options, into="training", make=TrainingOptions)
 

@@ -57,6 +57,13 @@ def config_defaults(config: type) -> dict[str, Any]:
     }
 
 
+def option(name: str, annotation: Any, default: Any) -> inspect.Parameter:
+    """A keyword-only parameter that typer reads as the option `name` (`annotation`: its type, annotated with
+    its `typer.Option`); `with_options` adds it to a command. With `inspect.Parameter.empty` as its default,
+    typer requires it."""
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+
+
 def config_options(
     config: type, names: Iterable[str] | None = None, defaults: Mapping[str, Any] | None = None
 ) -> list[inspect.Parameter]:
@@ -76,12 +83,8 @@ def config_options(
         ):  # a repeated option: typer gives a list (`with_options`: a tuple)
             kind = list[typing.get_args(kind)[0]]  # type: ignore[misc]
             default = default if default is inspect.Parameter.empty else list(default)
-        option = typer.Option(help=docs.get(name), **by_name[name].metadata)
-        options.append(
-            inspect.Parameter(
-                name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, option]
-            )
-        )
+        typer_option = typer.Option(help=docs.get(name), **by_name[name].metadata)
+        options.append(option(name, Annotated[kind, typer_option], default))
     return options
 
 
@@ -100,17 +103,9 @@ def settings_options(settings: type[BaseSettings], names: Iterable[str]) -> list
             for bound, key in (("ge", "min"), ("le", "max"))
             if (value := getattr(constraint, bound, None)) is not None
         }
-        option = typer.Option(
-            help=f"{docs[name]} (unset: ${prefix}{name.upper()}, else its default)", **bounds
-        )
-        options.append(
-            inspect.Parameter(
-                name,
-                inspect.Parameter.KEYWORD_ONLY,
-                default=None,
-                annotation=Annotated[info.annotation | None, option],  # type: ignore[operator]
-            )
-        )
+        help_text = f"{docs[name]} (unset: ${prefix}{name.upper()}, else its default)"
+        annotation = Annotated[info.annotation | None, typer.Option(help=help_text, **bounds)]  # type: ignore[operator]
+        options.append(option(name, annotation, None))
     return options
 
 
