@@ -26,6 +26,7 @@ from tokenizer_copies import counting_tokenizer_copies, wait_for_the_pools_copy
 
 from kotae.core.config import Settings
 from kotae.models.testing import build_tiny_gemma
+from kotae.rag.detokenizer_prime import PROMPT_TAIL
 from kotae.rag.engine import VLLMEngine
 from kotae.rag.engine_protocol import ANSWER_STOPS, Completion, Sampling
 from kotae.rag.prompt import Prompter
@@ -213,6 +214,26 @@ def test_a_batchs_requests_deep_copy_no_sampling_parameters(
     completions = served.loop.run_until_complete(served.engine.complete_many(PROMPTS[:3], SAMPLING))
     assert len(completions) == 3
     assert deep_copies == []
+
+
+def test_a_requests_detokenizer_is_primed_with_its_prompts_tail(
+    served: EngineOnLoop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # vLLM's primes it with the whole prompt and decodes it all at the first answer token, on the event loop.
+    import tokenizers.decoders
+
+    primed_with: list[int] = []
+    stream = tokenizers.decoders.DecodeStream
+
+    def recording_stream(ids: list[int] | None = None, **kwargs: Any) -> Any:
+        primed_with.append(len(ids or ()))
+        return stream(ids=ids, **kwargs)
+
+    monkeypatch.setattr(tokenizers.decoders, "DecodeStream", recording_stream)
+    long_prompt = PROMPTS[-1] * 4
+    assert served.engine.count_tokens(long_prompt) > PROMPT_TAIL
+    served.loop.run_until_complete(served.engine.complete_many([long_prompt], SAMPLING))
+    assert primed_with[-1] == PROMPT_TAIL  # the stream it keeps: vLLM's own start made one before
 
 
 def test_a_profiled_batch_leaves_vllms_trace(served: EngineOnLoop, answers: Answers) -> None:
