@@ -5,7 +5,7 @@ format and for prompts whose kept tail starts inside a character split into byte
 from types import SimpleNamespace
 
 import pytest
-import tokenizers.decoders
+from decode_streams import recording_decode_streams
 from transformers import AutoTokenizer
 from vllm import SamplingParams
 
@@ -40,35 +40,26 @@ def _streamed(detokenizer: object, answer: list[int]) -> list[str]:
     return texts
 
 
-def test_a_decoder_primed_with_the_prompts_tail_streams_vllms_text(
-    tokenizer: object, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_decoder_primed_with_the_prompts_tail_streams_vllms_text(tokenizer: object) -> None:
     from vllm.v1.engine.detokenizer import FastIncrementalDetokenizer
 
-    primed_with: list[int] = []
-    stream = tokenizers.decoders.DecodeStream
-
-    def recording_stream(ids: list[int] | None = None, **kwargs: object) -> object:
-        primed_with.append(len(ids or ()))
-        return stream(ids=ids, **kwargs)
-
-    monkeypatch.setattr(tokenizers.decoders, "DecodeStream", recording_stream)
     vllms_start = FastIncrementalDetokenizer.__init__.__wrapped__  # type: ignore[attr-defined]
-    for number, prompt in enumerate(_prompts(tokenizer)):
-        assert len(prompt) > detokenizer_prime.PROMPT_TAIL
-        for answer_text in ANSWERS:
-            answer = tokenizer.encode(answer_text, add_special_tokens=False)  # type: ignore[attr-defined]
-            request = SimpleNamespace(
-                request_id=f"{number}-{answer_text}",
-                prompt_token_ids=prompt,
-                prompt_embeds=None,
-                sampling_params=SamplingParams(max_tokens=len(answer), stop=[]),
-            )
-            primed_with.clear()
-            kotaes = FastIncrementalDetokenizer(tokenizer, request)
-            assert primed_with[-1] == detokenizer_prime.PROMPT_TAIL
-            vllms = FastIncrementalDetokenizer.__new__(FastIncrementalDetokenizer)
-            vllms_start(vllms, tokenizer, request)
-            assert primed_with[-1] == len(prompt)
-            assert _streamed(kotaes, answer) == _streamed(vllms, answer)
-            assert kotaes.output_text == answer_text
+    with recording_decode_streams() as primed_with:
+        for number, prompt in enumerate(_prompts(tokenizer)):
+            assert len(prompt) > detokenizer_prime.PROMPT_TAIL
+            for answer_text in ANSWERS:
+                answer = tokenizer.encode(answer_text, add_special_tokens=False)  # type: ignore[attr-defined]
+                request = SimpleNamespace(
+                    request_id=f"{number}-{answer_text}",
+                    prompt_token_ids=prompt,
+                    prompt_embeds=None,
+                    sampling_params=SamplingParams(max_tokens=len(answer), stop=[]),
+                )
+                primed_with.clear()
+                kotaes = FastIncrementalDetokenizer(tokenizer, request)
+                assert primed_with[-1] == detokenizer_prime.PROMPT_TAIL
+                vllms = FastIncrementalDetokenizer.__new__(FastIncrementalDetokenizer)
+                vllms_start(vllms, tokenizer, request)
+                assert primed_with[-1] == len(prompt)
+                assert _streamed(kotaes, answer) == _streamed(vllms, answer)
+                assert kotaes.output_text == answer_text

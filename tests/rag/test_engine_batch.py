@@ -21,6 +21,7 @@ from typing import Any
 
 import psutil
 import pytest
+from decode_streams import recording_decode_streams
 from engine_marker import engine_fixture
 from tokenizer_copies import counting_tokenizer_copies, wait_for_the_pools_copy
 
@@ -216,23 +217,12 @@ def test_a_batchs_requests_deep_copy_no_sampling_parameters(
     assert deep_copies == []
 
 
-def test_a_requests_detokenizer_is_primed_with_its_prompts_tail(
-    served: EngineOnLoop, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_requests_detokenizer_is_primed_with_its_prompts_tail(served: EngineOnLoop) -> None:
     # vLLM's primes it with the whole prompt and decodes it all at the first answer token, on the event loop.
-    import tokenizers.decoders
-
-    primed_with: list[int] = []
-    stream = tokenizers.decoders.DecodeStream
-
-    def recording_stream(ids: list[int] | None = None, **kwargs: Any) -> Any:
-        primed_with.append(len(ids or ()))
-        return stream(ids=ids, **kwargs)
-
-    monkeypatch.setattr(tokenizers.decoders, "DecodeStream", recording_stream)
     long_prompt = PROMPTS[-1] * 4
     assert served.engine.count_tokens(long_prompt) > PROMPT_TAIL
-    served.loop.run_until_complete(served.engine.complete_many([long_prompt], SAMPLING))
+    with recording_decode_streams() as primed_with:
+        served.loop.run_until_complete(served.engine.complete_many([long_prompt], SAMPLING))
     assert primed_with[-1] == PROMPT_TAIL  # the stream it keeps: vLLM's own start made one before
 
 
