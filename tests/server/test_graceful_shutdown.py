@@ -34,7 +34,7 @@ def test_sigterm_finishes_the_request_in_flight_then_exits_0(serve: SharedServe)
         reader.start()
         assert streaming.wait(timeout=120)
         server.process.send_signal(signal.SIGTERM)
-        refused_at = None
+        signalled_at, refused_at = time.monotonic(), None
         while refused_at is None and reader.is_alive():
             try:
                 httpx.get(f"{server.url}/healthz", timeout=2)
@@ -49,7 +49,9 @@ def test_sigterm_finishes_the_request_in_flight_then_exits_0(serve: SharedServe)
     finally:
         refused.set()
         server.stop()
-    assert outcome["status"] == 200 and events[-1] == "data: [DONE]"
+    refused_after = refused_at and round(refused_at - signalled_at, 2)
+    said = f"refused {refused_after} s after SIGTERM; the server said:\n{server.output()[-3000:]}"
+    assert outcome["status"] == 200 and events[-1] == "data: [DONE]", said
     assert not any("stream_failed" in event for event in events)
     assert refused_at is not None, "new connections were still accepted while the stream ran"
     assert refused_at < outcome["ended_at"]
