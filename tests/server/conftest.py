@@ -20,6 +20,7 @@ from server_fixtures import (
     MANUALS,
     MANUALS_KEY,
     READY_TIMEOUT_S,
+    SHUTDOWN_GRACE_S,
     BorrowedEngine,
     LiveServer,
     ReplicaProcess,
@@ -120,7 +121,7 @@ def keyed(live: LiveServer, workspace: Path, tmp_path_factory: pytest.TempPathFa
 @engine_fixture(scope="session")
 def serve(workspace: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedServe]:
     """`kotae serve` in a process of its own on the workspace's index, with room for answers of
-    `LONG_ANSWER_TOKENS` tokens."""
+    `LONG_ANSWER_TOKENS` tokens, and time to finish one after SIGTERM."""
 
     def start() -> ServeProcess:
         return start_serve(
@@ -130,6 +131,9 @@ def serve(workspace: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             KOTAE_MAX_MODEL_LEN="4096",
             KOTAE_MAX_TOKENS_CAP=str(LONG_ANSWER_TOKENS),
             KOTAE_CONTEXT_TOKEN_BUDGET="256",
+            # The SIGTERM test's long answer streams in 7-9 s alone, but in about a minute beside the other
+            # worker's training: the default grace (60 s) then cut it short.
+            KOTAE_SHUTDOWN_GRACE_S=str(SHUTDOWN_GRACE_S),
         )
 
     shared = SharedServe(start)

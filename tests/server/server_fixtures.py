@@ -236,6 +236,9 @@ LONG_STREAM = {
 LONG_ANSWER_TOKENS = 3500
 """The sampled tokens `serve`'s process allows an answer: the tiny model's answer runs for far longer than
 cancelling it or shutting the server down takes."""
+SHUTDOWN_GRACE_S = 300
+"""How long `serve`'s process lets a request in flight finish after SIGTERM: longer than `LONG_STREAM`'s
+answer takes on a loaded machine; the SIGTERM test waits as long for it."""
 SERVE_COMMAND = (sys.executable, "-c", "from kotae.cli import main; main()", "serve")
 SERVING_AT = re.compile(r"Uvicorn running on (http://127\.0\.0\.1:\d+)")
 

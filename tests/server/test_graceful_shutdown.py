@@ -7,7 +7,7 @@ import threading
 import time
 
 import httpx
-from server_fixtures import LONG_STREAM, SharedServe
+from server_fixtures import LONG_STREAM, SHUTDOWN_GRACE_S, SharedServe
 
 
 def test_sigterm_finishes_the_request_in_flight_then_exits_0(serve: SharedServe) -> None:
@@ -44,8 +44,8 @@ def test_sigterm_finishes_the_request_in_flight_then_exits_0(serve: SharedServe)
                 refused_at = time.monotonic()
             time.sleep(0.05)
         refused.set()
-        reader.join(timeout=120)
-        exit_status = server.process.wait(timeout=120)
+        reader.join(timeout=SHUTDOWN_GRACE_S)
+        exit_status = server.process.wait(timeout=120)  # the engine's shutdown, once the answer is out
     finally:
         refused.set()
         server.stop()
