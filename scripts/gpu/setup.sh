@@ -10,4 +10,8 @@ mkdir -p /tmp/gpukit/kit && tar -x -C /tmp/gpukit/kit -f /tmp/kotae-stage/kit.ta
 bash /tmp/gpukit/kit/setup.sh
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site /tmp/kotae-stage/wheels/*.whl
 python3 -m pip install -q --no-index --no-deps --no-build-isolation --target /tmp/site "$repo"
+# The kit installs without bytecode and the machine's Python writes none (its children run with -B), so every
+# process would compile vLLM's and transformers' sources again at each start, as a user's install never does.
+# A file that fails to compile still imports from source, so compileall's exit status is ignored.
+python3 -m compileall -q -j 0 /tmp/site /tmp/site_q > /dev/null || true
 PYTHONPATH=/tmp/site python3 -c "import kotae.cli, trl, sudachipy, bm25s; print('kotae ready')"
