@@ -2,7 +2,7 @@
 for Hopper, Machete (what vLLM picks for a compressed-tensors W4A16 model there) and Marlin: GPU
 milliseconds of one step's matmuls over every layer, at an eval's prefill step (65,536 tokens), a server's
 (8,192) and decode steps (1,024 and 128 sequences). Weights are random, quantized as kotae's W4A16 is
-(4 bits, symmetric, groups of 128).
+(4 bits, symmetric, groups of 128). Marlin is called as vLLM 0.26 calls it (the GPU kit's vLLM).
 
     python benchmarks/w4a16_kernels.py --out /tmp/r/w4a16-kernels.json
 """
@@ -18,7 +18,6 @@ from lora_expand import generator_shape
 from vllm import _custom_ops as ops
 from vllm.model_executor.layers.quantization.utils.marlin_utils import (
     apply_gptq_marlin_linear,
-    marlin_make_empty_g_idx,
     marlin_make_workspace_new,
 )
 from vllm.model_executor.layers.quantization.utils.marlin_utils_test import marlin_quantize
@@ -57,7 +56,7 @@ def kernels(
         weight, WEIGHT_TYPE, GROUP_SIZE, False
     )
     workspace = marlin_make_workspace_new(device)
-    empty = marlin_make_empty_g_idx(device)
+    empty = torch.empty(0, dtype=torch.int, device=device)  # no zero points, no act-order: none to pass
     linear_weight = weight.t().contiguous()  # vLLM's unquantized layers keep (outputs, inputs)
     return {
         "bf16": lambda x: torch.nn.functional.linear(x, linear_weight),
