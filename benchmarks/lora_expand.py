@@ -3,9 +3,8 @@ prefill step (65,536 tokens) and a server's (8,192): GPU milliseconds of one ste
 under vLLM's default tiles and under each candidate of a small grid, and how far each candidate's output is
 from the default's.
 
-vLLM's default tiles for these steps are 64×64 (64×128 for one slice) over a reduction of 32 of the rank's
-64: each program reads its rows of the fp32 shrink output again for every tile of the output's width. Wider
-tiles read them fewer times.
+vLLM's default tiles for these steps are 64×64 (64×128 for one slice), over 32 of the rank's 64 at a time;
+the candidates take the whole rank at once, in tiles from 32×64 to 128×256.
 
     python benchmarks/lora_expand.py --out /tmp/r/lora-expand.json
 """
