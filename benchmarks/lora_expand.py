@@ -58,18 +58,23 @@ CANDIDATES = [
 """Tiles over the whole rank (64: one pass of the reduction, so the pipeline's stages do not matter)."""
 
 
-def layer_slices(shape: ModelShape) -> dict[tuple[int, ...], list[str]]:
-    """The output slices of each LoRA-wrapped linear layer as vLLM merges them, widest first, and the layers
-    of each block that expand to them (o_proj and down_proj both to the model's width)."""
+def merged_layers(shape: ModelShape) -> dict[str, tuple[int, tuple[int, ...]]]:
+    """Each LoRA-wrapped linear layer of a block as vLLM merges it: its input width and its output slices,
+    widest first."""
     kv_width = shape.kv_heads * shape.head_dim
-    layers = {
-        "gate_up_proj": (shape.intermediate, shape.intermediate),
-        "qkv_proj": (shape.query_width, kv_width, kv_width),
-        "o_proj": (shape.hidden,),
-        "down_proj": (shape.hidden,),
+    return {
+        "gate_up_proj": (shape.hidden, (shape.intermediate, shape.intermediate)),
+        "qkv_proj": (shape.hidden, (shape.query_width, kv_width, kv_width)),
+        "o_proj": (shape.query_width, (shape.hidden,)),
+        "down_proj": (shape.intermediate, (shape.hidden,)),
     }
+
+
+def layer_slices(shape: ModelShape) -> dict[tuple[int, ...], list[str]]:
+    """The output slices of the merged layers, widest first, and the layers of each block that expand to
+    them (o_proj and down_proj both to the model's width)."""
     grouped: dict[tuple[int, ...], list[str]] = {}
-    for name, slices in layers.items():
+    for name, (_, slices) in merged_layers(shape).items():
         grouped.setdefault(slices, []).append(name)
     return grouped
 
@@ -89,7 +94,6 @@ class ExpandCase:
         self.start = torch.randn(tokens, sum(slices), generator=generator, device=device).to(torch.bfloat16)
         self.output = torch.empty_like(self.start)
         self.tokens = tokens
-        self.slices = slices
 
     def run(self) -> torch.Tensor:
         """The output after one expand added to `start`; the GPU time of the expand alone is `last_ms`."""

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from lora_expand import generator_shape
+from lora_expand import generator_shape, merged_layers
 from vllm import _custom_ops as ops
 from vllm.model_executor.layers.quantization.utils.marlin_utils import (
     apply_gptq_marlin_linear,
@@ -32,13 +32,7 @@ WEIGHT_TYPE = scalar_types.uint4b8
 
 def layer_matmuls(shape: ModelShape) -> dict[str, tuple[int, int]]:
     """(inputs, outputs) of each linear layer as vLLM merges them."""
-    kv_width = shape.kv_heads * shape.head_dim
-    return {
-        "qkv_proj": (shape.hidden, shape.query_width + 2 * kv_width),
-        "o_proj": (shape.query_width, shape.hidden),
-        "gate_up_proj": (shape.hidden, 2 * shape.intermediate),
-        "down_proj": (shape.intermediate, shape.hidden),
-    }
+    return {name: (inputs, sum(slices)) for name, (inputs, slices) in merged_layers(shape).items()}
 
 
 def kernels(
@@ -109,21 +103,25 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device("cuda")
     shape = generator_shape(args.model)
-    layers = {name: kernels(*size, device) for name, size in layer_matmuls(shape).items()}
+    matmuls = layer_matmuls(shape)
+    layers = {name: kernels(*size, device) for name, size in matmuls.items()}
     report: dict[str, object] = {"gpu": torch.cuda.get_device_name(), "steps": {}}
     for tokens in args.tokens:
         step: dict[str, dict[str, float]] = {}
         for name, runs in layers.items():
-            x = torch.randn(tokens, layer_matmuls(shape)[name][0], device=device, dtype=torch.bfloat16)
+            x = torch.randn(tokens, matmuls[name][0], device=device, dtype=torch.bfloat16)
             reference = runs["bf16"](x).float()
+            scale = reference.abs().mean().item()
             step[name] = {}
             for kernel, run in runs.items():
                 step[name][f"{kernel}_ms"] = gpu_ms(lambda run=run, x=x: run(x), args.repeat)
-                scale = reference.abs().mean().item()
-                step[name][f"{kernel}_relative_error"] = (
-                    run(x).float() - reference
-                ).abs().mean().item() / scale
-        totals = {kernel: shape.layers * sum(row[f"{kernel}_ms"] for row in step.values()) for kernel in runs}
+                error = (run(x).float() - reference).abs().mean().item()
+                step[name][f"{kernel}_relative_error"] = error / scale
+        kernel_names = next(iter(layers.values()))
+        totals = {
+            kernel: shape.layers * sum(row[f"{kernel}_ms"] for row in step.values())
+            for kernel in kernel_names
+        }
         report["steps"][str(tokens)] = {"layers": step, "one_step_all_layers_ms": totals}  # type: ignore[index]
         print(f"{tokens} tokens, every layer: {totals}", flush=True)
         args.out.parent.mkdir(parents=True, exist_ok=True)

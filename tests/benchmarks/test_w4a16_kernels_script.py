@@ -5,9 +5,8 @@ from benchmark_scripts import BENCHMARKS, load_script
 
 
 def test_gemma_3_270ms_matmuls_are_its_merged_layers_in_whole_quantization_groups(monkeypatch) -> None:
-    monkeypatch.syspath_prepend(
-        str(BENCHMARKS)
-    )  # the script imports its sibling, as `python benchmarks/…` can
+    # The script imports its sibling, as `python benchmarks/…` lets it.
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
     script = load_script("w4a16_kernels")
     matmuls = script.layer_matmuls(script.generator_shape(None))
     assert matmuls == {
