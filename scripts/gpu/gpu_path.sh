@@ -5,10 +5,13 @@
 #   2. the same again (the warm start: the cache under $KOTAE_HOME/cache/vllm reused), then the base model
 #      without the adapter (what the LoRA costs), then GPTQ W4A16 + adapter, then bitsandbytes NF4 + adapter,
 #   3. the same bf16 eval without the overlap (KOTAE_EVAL_RETRIEVAL_BATCH=0): its answers must equal 2.'s,
-#   4. `kotae serve` under 64 clients against vLLM's own OpenAI server on the same prompts,
-#   5. the engine alone on those prompts, with and without the adapter, kotae's stop tokens and the engine's
-#      loop stop, then profiled
-#      (benchmarks/engine_floor.py, into $R/floor-default; FLOOR_VARIANTS as VARIANTS, into $R/floor-LABEL).
+#   4. the engine alone on the eval's prompts (kotae's retrieval and prompt format, into $R/http/prompts.jsonl),
+#      with and without the adapter, kotae's stop tokens and the engine's loop stop, then profiled
+#      (benchmarks/engine_floor.py, into $R/floor-default; FLOOR_VARIANTS as VARIANTS, with FLOOR_ARGS too,
+#      into $R/floor-LABEL),
+#   5. the warm evals again under other settings (VARIANTS, W4_VARIANTS),
+#   6. `kotae serve` under 64 clients against vLLM's own OpenAI server on the same prompts, last: its servers
+#      take minutes, and a lease may end first.
 # Every engine runs with kotae's defaults: scheduler limits by workload, GPU memory sized to the model (the
 # plan is written to memory-plan.txt before the first start; benchmarks/lora_metadata.py's figures to
 # lora-metadata.json, its tests on this vLLM to lora-metadata-tests.log). Reports go to $R (default /tmp/r);
@@ -19,19 +22,19 @@
 # Environment: DATA (a copy of ../shared/data; default beside the repository), LIMIT (980), ADAPTER (default),
 # COLD (0 skips step 1 on a machine whose cache is empty: step 2's first engine then starts cold),
 # BASE (0 skips step 2's base model), W4 (0 skips quantizing and the 4-bit eval), BNB (0 skips the
-# bitsandbytes eval), METADATA (0 skips the LoRA metadata benchmark, not its tests), HTTP (0 skips step 4),
-# HTTP_ROUNDS (3: step 4's pair of servers measured that many times in turn, into $R/http, $R/http-2, …: one
+# bitsandbytes eval), METADATA (0 skips the LoRA metadata benchmark, not its tests), HTTP (0 skips step 6),
+# HTTP_ROUNDS (3: step 6's pair of servers measured that many times in turn, into $R/http, $R/http-2, …: one
 # pair's ratio moves by 20 points from run to run),
-# OVERLAP (0 skips step 3), FLOOR (0 skips step 5), FLOOR_ARGS (engine_floor.py's options for step 5, e.g.
-# "--runs full profiled --rounds 2"), VARIANTS (after everything else, the warm bf16 eval again
-# under other settings: space-separated "LABEL:VAR=VALUE[,VAR=VALUE]", e.g.
-# "b256:KOTAE_EVAL_RETRIEVAL_BATCH=256", or "vllm-meta:VLLM_PLUGINS=kotae_tokenizer_pool" for vLLM's own
-# LoRA metadata update, each into $R/variant-LABEL), W4_VARIANTS (the same for the GPTQ W4A16 eval, e.g.
-# "marlin:VLLM_DISABLED_KERNELS=MacheteLinearKernel", into $R/w4-variant-LABEL), SERVE_VARIANTS (the same for
-# step 4's `kotae serve` alone, on step 4's prompts, each into $R/serve-LABEL, e.g.
-# "t16k:KOTAE_MAX_NUM_BATCHED_TOKENS=16384"), PYSPY (a py-spy binary: the warm bf16 eval and, with step 4's
-# prompts, the engine alone once more under it, into $R/pyspy-eval.txt.gz and $R/pyspy-floor.txt.gz, each
-# read into $R/pyspy-*-engine-core.txt and the eval's event loop into $R/pyspy-eval-event-loop.txt).
+# OVERLAP (0 skips step 3), FLOOR (0 skips step 4), FLOOR_ARGS (engine_floor.py's options for step 4, e.g.
+# "--runs full profiled --rounds 2"), VARIANTS (step 5: the warm bf16 eval again under other settings:
+# space-separated "LABEL:VAR=VALUE[,VAR=VALUE]", e.g. "b256:KOTAE_EVAL_RETRIEVAL_BATCH=256", or
+# "vllm-meta:VLLM_PLUGINS=kotae_tokenizer_pool" for vLLM's own LoRA metadata update, each into $R/variant-LABEL),
+# W4_VARIANTS (the same for the GPTQ W4A16 eval, e.g. "marlin:VLLM_DISABLED_KERNELS=MacheteLinearKernel", into
+# $R/w4-variant-LABEL), SERVE_VARIANTS (the same for step 6's `kotae serve` alone, on the same prompts, each
+# into $R/serve-LABEL, e.g. "t16k:KOTAE_MAX_NUM_BATCHED_TOKENS=16384"), PYSPY (a py-spy binary: the warm bf16
+# eval and, with the eval's prompts, the engine alone once more under it, into $R/pyspy-eval.txt.gz and
+# $R/pyspy-floor.txt.gz, each read into $R/pyspy-*-engine-core.txt and the eval's event loop into
+# $R/pyspy-eval-event-loop.txt).
 # Run python from outside the repository: there the source folder kotae/ would shadow the installed package.
 # TOKENIZERS_PARALLELISM stays unset, as in a user's shell: each batch's prompts are counted and encoded in one
 # Rust call that runs on every core ("false" runs it on one, on the eval's retrieval path).
@@ -51,7 +54,7 @@ seed() {  # seed() OUT STAGE...: one seed_table run into $R/OUT (under $RUN_UNDE
   local out=$1; shift
   stamp "start $out: $*"
   ${RUN_UNDER:-} python3 "$repo/benchmarks/seed_table.py" --data "$DATA/qa/jsquad-valid.jsonl" --limit "$LIMIT" \
-    --adapter "$ADAPTER" --w4-model "$w4" --out "$R/$out" --stages "$@" > "$R/$out.log" 2>&1
+    --adapter "$ADAPTER" --w4-model "$w4" --out "$R/$out" --stages "$@" >> "$R/$out.log" 2>&1
   stamp "done $out (exit $?)"
 }
 each_variant() {  # each_variant() RUN VARIANT...: `RUN LABEL` under each "LABEL:VAR=VALUE[,VAR=VALUE]"
@@ -103,15 +106,7 @@ stages=(eval-adapter)
 [ "${BNB:-1}" = 1 ] && stages+=(eval-bnb-adapter)
 seed warm "${stages[@]}"
 [ "${OVERLAP:-1}" = 1 ] && KOTAE_EVAL_RETRIEVAL_BATCH=0 seed no-overlap eval-adapter
-if [ "${HTTP:-1}" = 1 ]; then
-  seed http prompts serve vllm
-  for round in $(seq 2 "${HTTP_ROUNDS:-3}"); do
-    mkdir -p "$R/http-$round" && cp "$R/http/prompts.jsonl" "$R/http-$round/" && seed "http-$round" serve vllm
-  done
-fi
-serve_again() { mkdir -p "$R/serve-$1" && cp "$R/http/prompts.jsonl" "$R/serve-$1/" && seed "serve-$1" serve; }
-each_variant serve_again ${SERVE_VARIANTS:-}
-floor() {  # floor() LABEL [ARG...]: benchmarks/engine_floor.py on step 4's prompts into $R/floor-LABEL
+floor() {  # floor() LABEL [ARG...]: benchmarks/engine_floor.py on the eval's prompts into $R/floor-LABEL
   local label=$1; shift
   stamp "start floor-$label"
   ${RUN_UNDER:-} python3 "$repo/benchmarks/engine_floor.py" --prompts "$R/http/prompts.jsonl" --limit "$LIMIT" \
@@ -119,15 +114,26 @@ floor() {  # floor() LABEL [ARG...]: benchmarks/engine_floor.py on step 4's prom
   stamp "done floor-$label (exit $?)"
   rm -f "$R/floor-$label"/profile/*.pt.trace.json*  # tens of MB; figures.json keeps what they say
 }
+floor_variant() { floor "$1" ${FLOOR_ARGS:-}; }
+# The prompts that steps 4 and 6 share.
+[ "${FLOOR:-1}${HTTP:-1}" = 00 ] || seed http prompts
 if [ "${FLOOR:-1}" = 1 ]; then
-  [ -f "$R/http/prompts.jsonl" ] || seed http prompts
   floor default ${FLOOR_ARGS:-}
-  each_variant floor ${FLOOR_VARIANTS:-}
+  each_variant floor_variant ${FLOOR_VARIANTS:-}
 fi
 eval_again() { seed "variant-$1" eval-adapter; }
 w4_eval_again() { seed "w4-variant-$1" eval-w4-adapter; }
 each_variant eval_again ${VARIANTS:-}
 [ "${W4:-1}" = 1 ] && each_variant w4_eval_again ${W4_VARIANTS:-}
+# Step 6 last: its two servers take minutes, and a lease may end first.
+if [ "${HTTP:-1}" = 1 ]; then
+  seed http serve vllm
+  for round in $(seq 2 "${HTTP_ROUNDS:-3}"); do
+    mkdir -p "$R/http-$round" && cp "$R/http/prompts.jsonl" "$R/http-$round/" && seed "http-$round" serve vllm
+  done
+fi
+serve_again() { mkdir -p "$R/serve-$1" && cp "$R/http/prompts.jsonl" "$R/serve-$1/" && seed "serve-$1" serve; }
+each_variant serve_again ${SERVE_VARIANTS:-}
 # Where each process's Python time goes: the warm bf16 eval, then the engine alone, sampled by py-spy with
 # their child processes (the engine core, the retrieval process), each thread apart.
 # benchmarks/pyspy_summary.py reads each recording: the eval's event loop, the engine core's loop.
