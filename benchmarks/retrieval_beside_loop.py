@@ -21,9 +21,10 @@ from functools import partial
 from pathlib import Path
 
 from kotae.core.config import Settings
+from kotae.core.switch_interval import switch_interval
 from kotae.evals.datasets import load_dataset
 from kotae.evals.retrieval_process import RetrievalJob, RetrievalProcess, RetrievedBatch, search_job
-from kotae.evals.targets import retrieval_batches, switch_interval
+from kotae.evals.targets import retrieval_batches
 from kotae.rag.metrics import recall_depth
 from kotae.rag.stage_times import StageTimes
 from kotae.runtime import open_retriever

@@ -10,11 +10,10 @@ to `POST /v1/qa` in flight. The third target, an OpenAI-compatible endpoint, is
 import asyncio
 import os
 import platform
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import closing, contextmanager
+from contextlib import closing
 from dataclasses import dataclass, field
 
 import httpx
@@ -23,6 +22,7 @@ from pydantic import ValidationError
 from kotae.core.errors import KotaeError
 from kotae.core.passage import Hit, Passage
 from kotae.core.qa_jsonl import QAItem
+from kotae.core.switch_interval import switch_interval
 from kotae.evals.retrieval_process import RetrievalJob, RetrievalProcess, RetrievedBatch, search_job
 from kotae.evals.schema import ContextsMode
 from kotae.models.weights import weights_format
@@ -271,18 +271,6 @@ def retrieval_batches(count: int, size: int) -> list[slice]:
         batches.append(slice(start, start + step))
         start, step = start + step, min(2 * step, size)
     return batches
-
-
-@contextmanager
-def switch_interval(ms: float) -> Iterator[None]:
-    """Python's thread switch interval set to `ms` inside the block (0: left as it is), restored after."""
-    before = sys.getswitchinterval()
-    if ms:
-        sys.setswitchinterval(ms / 1000)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(before)
 
 
 def _given(item: QAItem, top_k: int) -> list[Passage]:

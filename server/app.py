@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from kotae.core.config import Settings
+from kotae.core.switch_interval import switch_interval
 from kotae.rag.pipeline import Pipeline
 from kotae.server.admin.api_router import router as admin_router
 from kotae.server.chat.api_router import router as chat_router
@@ -51,7 +52,8 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         starting = asyncio.create_task(start_service(state, pipeline_factory, on_fatal))
         try:
-            yield
+            with switch_interval(settings.serve_switch_interval_ms):
+                yield
         finally:
             state.set_stopping()
             for task in (starting, *state.background):

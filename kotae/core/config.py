@@ -203,6 +203,11 @@ class Settings(BaseSettings):
     """Origins allowed by CORS; empty keeps CORS off."""
     shutdown_grace_s: float = Field(60.0, ge=0)
     """On SIGTERM `kotae serve` stops accepting and lets in-flight requests finish for at most this long."""
+    serve_switch_interval_ms: float = Field(0.0, ge=0)
+    """Python's thread switch interval while `kotae serve` runs. Its retrieval batches run one after another
+    in a thread beside the event loop that carries requests and the engine's outputs, and each return from
+    faiss, BM25, SQLite, Sudachi or the GPU can wait this long for the interpreter. 0 keeps Python's default
+    (5 ms)."""
 
     @field_validator("replicas", mode="before")
     @classmethod

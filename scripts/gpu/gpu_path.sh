@@ -32,9 +32,10 @@
 # W4_VARIANTS (the same for the GPTQ W4A16 eval, e.g. "marlin:VLLM_DISABLED_KERNELS=MacheteLinearKernel", into
 # $R/w4-variant-LABEL), SERVE_VARIANTS (the same for step 6's `kotae serve` alone, on the same prompts, each
 # into $R/serve-LABEL, e.g. "t16k:KOTAE_MAX_NUM_BATCHED_TOKENS=16384"), PYSPY (a py-spy binary: the warm bf16
-# eval and, with the eval's prompts, the engine alone once more under it, into $R/pyspy-eval.txt.gz and
-# $R/pyspy-floor.txt.gz, each read into $R/pyspy-*-engine-core.txt and the eval's event loop into
-# $R/pyspy-eval-event-loop.txt).
+# eval, and with the eval's prompts the engine alone once more and, with step 6, `kotae serve` under 64
+# clients, each under it, into $R/pyspy-{eval,floor,serve}.txt.gz, read into $R/pyspy-*-engine-core.txt,
+# the event loops into $R/pyspy-{eval,serve}-event-loop.txt and the server's retrieval thread into
+# $R/pyspy-serve-retrieval.txt).
 # Run python from outside the repository: there the source folder kotae/ would shadow the installed package.
 # TOKENIZERS_PARALLELISM stays unset, as in a user's shell: each batch's prompts are counted and encoded in one
 # Rust call that runs on every core ("false" runs it on one, on the eval's retrieval path).
@@ -114,7 +115,7 @@ floor() {  # floor() LABEL [ARG...]: benchmarks/engine_floor.py on the eval's pr
   stamp "done floor-$label (exit $?)"
   rm -f "$R/floor-$label"/profile/*.pt.trace.json*  # tens of MB; figures.json keeps what they say
 }
-floor_variant() { floor "$1" ${FLOOR_ARGS:-}; }
+floor_variant() { local IFS=' '; floor "$1" ${FLOOR_ARGS:-}; }  # each_variant splits on commas
 # The prompts that steps 4 and 6 share.
 [ "${FLOOR:-1}${HTTP:-1}" = 00 ] || seed http prompts
 if [ "${FLOOR:-1}" = 1 ]; then
@@ -134,9 +135,9 @@ if [ "${HTTP:-1}" = 1 ]; then
 fi
 serve_again() { mkdir -p "$R/serve-$1" && cp "$R/http/prompts.jsonl" "$R/serve-$1/" && seed "serve-$1" serve; }
 each_variant serve_again ${SERVE_VARIANTS:-}
-# Where each process's Python time goes: the warm bf16 eval, then the engine alone, sampled by py-spy with
-# their child processes (the engine core, the retrieval process), each thread apart.
-# benchmarks/pyspy_summary.py reads each recording: the eval's event loop, the engine core's loop.
+# Where each process's Python time goes: the warm bf16 eval, the engine alone, then `kotae serve`, sampled by
+# py-spy with their child processes (the engine core, the retrieval process, the server), each thread apart.
+# benchmarks/pyspy_summary.py reads each recording: the event loops, the engine core's loop.
 spy_rate=200
 spy() { echo "$PYSPY record --subprocesses --threads --nonblocking --rate $spy_rate --format raw -o $R/pyspy-$1.txt --"; }
 summarize() {
@@ -145,11 +146,16 @@ summarize() {
 if [ -n "${PYSPY:-}" ]; then
   RUN_UNDER=$(spy eval) seed pyspy-eval eval-adapter
   [ -f "$R/http/prompts.jsonl" ] && RUN_UNDER=$(spy floor) floor pyspy --runs full --rounds 2
+  [ -f "$R/http/prompts.jsonl" ] && [ "${HTTP:-1}" = 1 ] && RUN_UNDER=$(spy serve) serve_again pyspy
   gzip -f "$R"/pyspy-*.txt
   for recording in eval floor; do
     summarize "$recording" run_busy_loop > "$R/pyspy-$recording-engine-core.txt" 2>&1
   done
-  summarize eval _run_once > "$R/pyspy-eval-event-loop.txt" 2>&1
+  for recording in eval serve; do
+    summarize "$recording" _run_once > "$R/pyspy-$recording-event-loop.txt" 2>&1
+  done
+  # The server's retrieval thread: what it ran; the rest of its time it waited (the interpreter, the GPU).
+  summarize serve _drain > "$R/pyspy-serve-retrieval.txt" 2>&1
 fi
 find "$KOTAE_HOME/cache/vllm" -maxdepth 3 -type d > "$R/cache-tree.txt" 2>&1
 du -sh "$KOTAE_HOME/cache/vllm" >> "$R/cache.txt" 2>&1

@@ -3,7 +3,9 @@ missing or corrupt index stops `kotae serve` with a message naming the file."""
 
 import shutil
 import subprocess
+import sys
 import threading
+import time
 
 import httpx
 import pytest
@@ -51,6 +53,26 @@ def test_routes_answer_503_until_ready_and_a_failed_start_is_reported(tmp_path):
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+def test_the_server_runs_at_its_switch_interval_and_puts_pythons_back_when_it_stops(tmp_path):
+    before = sys.getswitchinterval()
+    seen: list[float] = []
+
+    def pipeline_seeing_the_interval(settings):
+        seen.append(sys.getswitchinterval())
+        raise KotaeError("no index here")
+
+    settings = server_settings(tmp_path, serve_switch_interval_ms=0.5)
+    server, thread, _ = run_in_thread(create_app(settings, pipeline_factory=pipeline_seeing_the_interval))
+    try:
+        while not seen:
+            time.sleep(0.01)
+        assert seen == [0.0005] and sys.getswitchinterval() == 0.0005
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+    assert sys.getswitchinterval() == before
 
 
 def serve(workspace, index) -> subprocess.CompletedProcess:
