@@ -31,10 +31,10 @@
 # "vllm-meta:VLLM_PLUGINS=kotae_tokenizer_pool" for vLLM's own LoRA metadata update, each into $R/variant-LABEL),
 # W4_VARIANTS (the same for the GPTQ W4A16 eval, e.g. "marlin:VLLM_DISABLED_KERNELS=MacheteLinearKernel", into
 # $R/w4-variant-LABEL), SERVE_VARIANTS (the same for step 6's `kotae serve` alone, on the same prompts, each
-# into $R/serve-LABEL, e.g. "t16k:KOTAE_MAX_NUM_BATCHED_TOKENS=16384"), PYSPY (a py-spy binary: the warm bf16
-# eval, and with the eval's prompts the engine alone once more and, with step 6, `kotae serve` under 64
-# clients, each under it, into $R/pyspy-{eval,floor,serve}.txt.gz, read into $R/pyspy-*-engine-core.txt,
-# the event loops into $R/pyspy-{eval,serve}-event-loop.txt and the server's retrieval thread into
+# into $R/serve-LABEL, e.g. "t16k:KOTAE_SERVE_MAX_NUM_BATCHED_TOKENS=16384"), PYSPY (a py-spy binary: the
+# warm bf16 eval, with step 4 the engine alone once more and with step 6 `kotae serve` under 64 clients, each
+# under it, into $R/pyspy-{eval,floor,serve}.txt.gz, read into $R/pyspy-*-engine-core.txt, the event loops
+# into $R/pyspy-{eval,serve}-event-loop.txt and the server's retrieval thread into
 # $R/pyspy-serve-retrieval.txt).
 # Run python from outside the repository: there the source folder kotae/ would shadow the installed package.
 # TOKENIZERS_PARALLELISM stays unset, as in a user's shell: each batch's prompts are counted and encoded in one
@@ -145,8 +145,8 @@ summarize() {
 }
 if [ -n "${PYSPY:-}" ]; then
   RUN_UNDER=$(spy eval) seed pyspy-eval eval-adapter
-  [ -f "$R/http/prompts.jsonl" ] && RUN_UNDER=$(spy floor) floor pyspy --runs full --rounds 2
-  [ -f "$R/http/prompts.jsonl" ] && [ "${HTTP:-1}" = 1 ] && RUN_UNDER=$(spy serve) serve_again pyspy
+  [ "${FLOOR:-1}" = 1 ] && RUN_UNDER=$(spy floor) floor pyspy --runs full --rounds 2
+  [ "${HTTP:-1}" = 1 ] && RUN_UNDER=$(spy serve) serve_again pyspy
   gzip -f "$R"/pyspy-*.txt
   for recording in eval floor; do
     summarize "$recording" run_busy_loop > "$R/pyspy-$recording-engine-core.txt" 2>&1
