@@ -14,4 +14,4 @@ python3 -m pip install -q --no-index --no-deps --no-build-isolation --target /tm
 # process would compile vLLM's and transformers' sources again at each start, as a user's install never does.
 # A file that fails to compile still imports from source, so compileall's exit status is ignored.
 python3 -m compileall -q -j 0 /tmp/site /tmp/site_q > /dev/null || true
-PYTHONPATH=/tmp/site python3 -c "import kotae.cli, trl, sudachipy, bm25s; print('kotae ready')"
+PYTHONPATH=/tmp/site python3 -c "import kotae.cli, trl, sudachipy, bm25s, openvino, nncf; print('kotae ready')"
