@@ -24,6 +24,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
+from load import percentile
+
 from kotae.core.config import Settings
 from kotae.core.switch_interval import switch_interval
 from kotae.evals.datasets import load_dataset
@@ -76,8 +78,8 @@ async def serve_for(pipeline: Pipeline, questions: list[str], args: argparse.Nam
     stages = {name for batch in batches for name in batch.stage_ms}
     return {
         "questions_per_s": round(len(retrieved) / wall, 1),
-        "retrieve_p50_ms": round(retrieved[len(retrieved) // 2], 1),
-        "retrieve_p99_ms": round(retrieved[int(len(retrieved) * 0.99)], 1),
+        "retrieve_p50_ms": round(percentile(retrieved, 50), 1),
+        "retrieve_p99_ms": round(percentile(retrieved, 99), 1),
         "batches": len(batches),
         "mean_batch": round(statistics.fmean(batch.size for batch in batches), 1),
         "queued_ms": round(statistics.fmean(ms for batch in batches for ms in batch.queued_ms), 1),

@@ -7,8 +7,10 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from jsonl_files import write_jsonl
 
 from kotae.core.config import get_settings
+from kotae.indexer.embedder import Embedder
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
@@ -43,6 +45,18 @@ QUESTIONS = [
 """Questions on `PASSAGES`; q3's gold passage is not among them."""
 
 
+def served_index(root: Path, embedder: Embedder, tiny_e5: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An index of `PASSAGES` under `root`, built by `embedder` and served to a script (`KOTAE_INDEX`, with
+    `KOTAE_HOME` and `KOTAE_EMBEDDER`); the QA file of `QUESTIONS` beside it."""
+    from kotae.indexer.build import build_index
+
+    build_index([write_jsonl(root / "corpus.jsonl", PASSAGES)], root / "index", embedder)
+    monkeypatch.setenv("KOTAE_HOME", str(root / "home"))
+    monkeypatch.setenv("KOTAE_EMBEDDER", str(tiny_e5))
+    monkeypatch.setenv("KOTAE_INDEX", str(root / "index"))
+    return write_jsonl(root / "qa.jsonl", QUESTIONS)
+
+
 def load_script(name: str) -> ModuleType:
     """`benchmarks/NAME.py` as a module, its `main` not run."""
     spec = importlib.util.spec_from_file_location(f"kotae_benchmark_{name}", BENCHMARKS / f"{name}.py")
@@ -53,8 +67,10 @@ def load_script(name: str) -> ModuleType:
 
 
 def run_script(name: str, args: list[str], monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    """`benchmarks/NAME.py ARGS`, with settings read afresh from the environment the test set."""
+    """`benchmarks/NAME.py ARGS`, with settings read afresh from the environment the test set; the scripts
+    beside it importable, as for `python benchmarks/NAME.py`."""
     monkeypatch.setattr(sys, "argv", [f"{name}.py", *args])
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
     script = load_script(name)
     get_settings.cache_clear()
     try:

@@ -7,13 +7,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from benchmark_scripts import PASSAGES, QUESTIONS, run_script
-from jsonl_files import write_jsonl
+from benchmark_scripts import run_script, served_index
 
 from kotae.indexer.embedder import Embedder
 
 
-def test_one_line_alone_and_one_per_switch_interval(
+def test_clients_retrieve_alone_then_beside_a_busy_loop_at_each_interval(
     tiny_e5: Path,
     tiny_llama: Path,
     embedder: Embedder,
@@ -21,14 +20,8 @@ def test_one_line_alone_and_one_per_switch_interval(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from kotae.indexer.build import build_index
-
-    build_index([write_jsonl(tmp_path / "corpus.jsonl", PASSAGES)], tmp_path / "index", embedder)
-    qa = write_jsonl(tmp_path / "qa.jsonl", QUESTIONS)
-    monkeypatch.setenv("KOTAE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("KOTAE_EMBEDDER", str(tiny_e5))
+    qa = served_index(tmp_path, embedder, tiny_e5, monkeypatch)
     monkeypatch.setenv("KOTAE_GENERATOR", str(tiny_llama))
-    monkeypatch.setenv("KOTAE_INDEX", str(tmp_path / "index"))
     python_default = sys.getswitchinterval()
 
     args = [
