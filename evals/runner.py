@@ -177,7 +177,7 @@ async def _run_in_process(
             load_s = time.perf_counter() - started
             return await InProcessTarget(built, retrieval).answer_all(items, ask, on_answer), load_s
         finally:
-            built.engine.shutdown()
+            built.shutdown()
     finally:
         if retrieval is None:
             with contextlib.suppress(Exception):  # the build's own error is the one to raise

@@ -16,7 +16,7 @@ import math
 import sqlite3
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -215,6 +215,12 @@ class DocumentOverlay:
                     "INSERT OR REPLACE INTO documents VALUES (?, '', '{}', 1, ?)", (doc_id, now.isoformat())
                 )
             self.snapshot = _next(self.snapshot, {doc_id}, [], {}, now)
+
+    def reread(self) -> None:
+        """`snapshot` as the file holds it now, with what another process wrote since this one opened it
+        (a new version: views cached by version are made again)."""
+        with self._lock:
+            self.snapshot = replace(self._load(), version=self.snapshot.version + 1)
 
     def _transaction(self) -> "_Transaction":
         return _Transaction(self._db)

@@ -67,7 +67,7 @@ def ask(
     try:
         asyncio.run(run())
     finally:
-        pipeline.engine.shutdown()
+        pipeline.shutdown()
 
 
 app = typer.Typer(

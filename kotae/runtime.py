@@ -29,6 +29,7 @@ from kotae.rag.pipeline import Pipeline
 from kotae.rag.reranker import Reranker
 from kotae.rag.retriever import Retriever
 from kotae.rag.scheduler_limits import Workload
+from kotae.rag.search_process import SearchProcess
 
 logger = logging.getLogger(__name__)
 
@@ -105,19 +106,41 @@ def build_pipeline(settings: Settings, workload: Workload = "serve") -> Pipeline
     if settings.index is not None:
         read_manifest(settings.index)
     model = ModelStore(settings.home).generator(settings.generator)
-    if builds_model_here(model, settings):
-        collections = open_collections(settings)
-        return Pipeline(collections, start_engine(model, settings, workload), settings)
-    launch = configure_engine(model, settings, workload)
-    with ThreadPoolExecutor(1, thread_name_prefix="open-collections") as pool:
-        opening = pool.submit(open_collections, settings)
-        engine = launch()
+    search = None
+    if workload == "serve" and settings.serve_retrieval_process:
+        search = SearchProcess.start(open_collections, settings)
+    try:
+        if builds_model_here(model, settings):
+            collections = open_collections(settings)
+            return searching(Pipeline(collections, start_engine(model, settings, workload), settings), search)
+        launch = configure_engine(model, settings, workload)
+        with ThreadPoolExecutor(1, thread_name_prefix="open-collections") as pool:
+            opening = pool.submit(open_collections, settings)
+            engine = launch()
+            try:
+                collections = opening.result()
+            except BaseException:
+                engine.shutdown()
+                raise
+        return searching(Pipeline(collections, engine, settings), search)
+    except BaseException:
+        if search is not None:
+            search.close()
+        raise
+
+
+def searching(pipeline: Pipeline, search: SearchProcess | None) -> Pipeline:
+    """`pipeline` ranking in `search` (once its collections are open there), which follows every write to
+    the pipeline's collections. A search process that fails to start stops the pipeline's engine."""
+    if search is not None:
         try:
-            collections = opening.result()
+            search.wait_ready()
         except BaseException:
-            engine.shutdown()
+            pipeline.engine.shutdown()
             raise
-    return Pipeline(collections, engine, settings)
+        pipeline.collections.changed = search.refresh
+        pipeline.search_process = search
+    return pipeline
 
 
 def builds_model_here(model: Path, settings: Settings) -> bool:

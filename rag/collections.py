@@ -2,7 +2,7 @@
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -63,6 +63,9 @@ class Collections:
         self._changing = threading.Lock()
         """Held by reloads and overlay writes: a reload and a collection's first write must agree on
         its one overlay object."""
+        self.changed: Callable[[str], None] | None = None
+        """Called with a collection's name once a write to it or its reload is done: another process that
+        serves the same collections follows it (`kotae.rag.search_process`)."""
 
     @classmethod
     def of(cls, retriever: Retriever) -> "Collections":
@@ -111,6 +114,7 @@ class Collections:
         ready = prepare_written(documents, retriever)
         with self._changing:
             self._overlay(name).upsert(ready)
+        self._tell(name)
         return sum(len(document.passages) for document in ready)
 
     def delete(self, name: str, doc_id: str) -> None:
@@ -118,6 +122,7 @@ class Collections:
         self.document(name, doc_id)
         with self._changing:
             self._overlay(name).delete(doc_id)
+        self._tell(name)
 
     def _overlay(self, name: str) -> DocumentOverlay:
         """The collection's overlay, created on its first write; every index of the collection, the one
@@ -143,7 +148,24 @@ class Collections:
             self._retrievers[name] = retriever
             self._stamps[name] = stamp
             logger.info("collection %s: serving %s (%d passages)", name, directory, len(retriever.index))
-            return retriever
+        self._tell(name)
+        return retriever
+
+    def refresh(self, name: str) -> None:
+        """Serve `name` as it is on disk now, where another process writes it: its index opened again if
+        it was rebuilt (or first built), else the documents written to it since."""
+        if name not in self._retrievers or _manifest_stamp(self._directory(name)) != self._stamps.get(name):
+            self.reload(name)
+        index = self.get(name).index
+        with self._changing:
+            if index.overlay is None:
+                index.overlay = DocumentOverlay.beside(index.directory, index.manifest.embedder.dimension)
+            else:
+                index.overlay.reread()
+
+    def _tell(self, name: str) -> None:
+        if self.changed is not None:
+            self.changed(name)
 
     def reload_changed(self) -> list[str]:
         """Reload each collection whose index was rebuilt or updated on disk, and open the new ones under

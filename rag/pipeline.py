@@ -23,6 +23,7 @@ from kotae.rag.prompt import (
 )
 from kotae.rag.retrieval_batcher import OnBatch, RetrievalBatcher
 from kotae.rag.retriever import Retrieval, Retriever
+from kotae.rag.search_process import SearchProcess
 from kotae.rag.stage_times import StageTimes
 
 PromptFormatOf = Callable[[str | None], PromptFormat]
@@ -86,13 +87,28 @@ class PreparedQuestion:
 
 
 class Pipeline:
-    def __init__(self, collections: Collections, engine: Engine, settings: Settings) -> None:
+    def __init__(
+        self,
+        collections: Collections,
+        engine: Engine,
+        settings: Settings,
+        search_process: SearchProcess | None = None,
+    ) -> None:
         self.collections = collections
         self.engine = engine
         self.settings = settings
+        self.search_process = search_process
+        """Where `prepare_many` ranks, when not here: a process holding its own copy of the collections,
+        which follows their writes (`kotae.rag.search_process`)."""
         self._batcher = RetrievalBatcher(self.prepare_many, RETRIEVAL_BATCH)
         self.prompt_format_of: PromptFormatOf = lambda adapter: DEFAULT_PROMPT_FORMAT
         """Set from the adapter catalog once adapters are loaded (`kotae.runtime.load_adapters`)."""
+
+    def shutdown(self) -> None:
+        """Stop the engine and the search process, if any."""
+        if self.search_process is not None:
+            self.search_process.close()
+        self.engine.shutdown()
 
     def observe_retrieval_batches(self, on_batch: OnBatch) -> None:
         """Call `on_batch` with what each shared retrieval batch of `prepare_batched` cost."""
@@ -168,7 +184,11 @@ class Pipeline:
         into `times` when given (`Retriever.search_many`'s, then `prompt`)."""
         clock = times or StageTimes()
         started = time.perf_counter()
-        if given is None:
+        if given is None and self.search_process is not None:
+            found = self.search_process.search_many(
+                collection, questions, top_k or self.settings.top_k, mode, clock
+            )
+        elif given is None:
             retriever = self.collections.get(collection)
             found = retriever.search_many(list(questions), top_k or self.settings.top_k, mode, times=clock)
         else:

@@ -61,7 +61,7 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             if state.service is not None:
-                state.service.pipeline.engine.shutdown()
+                state.service.pipeline.shutdown()
 
     app = FastAPI(
         title="kotae",

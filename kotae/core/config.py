@@ -203,6 +203,11 @@ class Settings(BaseSettings):
     """Origins allowed by CORS; empty keeps CORS off."""
     shutdown_grace_s: float = Field(60.0, ge=0)
     """On SIGTERM `kotae serve` stops accepting and lets in-flight requests finish for at most this long."""
+    serve_retrieval_process: bool = False
+    """Whether `kotae serve` ranks its retrieval batches in a process of its own, which opens the collections
+    a second time (their faiss indexes twice in memory; BM25's arrays are mapped and shared) and reads each
+    collection again after the server writes to it. In the server, the retrieval thread shares the
+    interpreter with the event loop that carries every request and the engine's outputs."""
     serve_switch_interval_ms: float = Field(0.0, ge=0)
     """Python's thread switch interval while `kotae serve` runs. Its retrieval batches run one after another
     in a thread beside the event loop that carries requests and the engine's outputs, and each return from

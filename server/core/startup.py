@@ -47,7 +47,7 @@ async def start_service(state: ServiceState, factory: PipelineFactory, on_fatal:
             logger.exception("start-up failed")
             state.set_failed(f"start-up failed: {type(error).__name__}: {error}")
         if pipeline is not None:
-            pipeline.engine.shutdown()
+            pipeline.shutdown()
         on_fatal()
         return
     state.set_ready(pipeline, catalog)

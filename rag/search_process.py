@@ -1,0 +1,146 @@
+"""`kotae serve`'s retrieval in a process of its own.
+
+In the server, the retrieval thread shares the interpreter with the event loop that carries every request
+and the engine's outputs, and each of its stages waits for the interpreter the loop holds: under 64 clients
+on a GPU machine every stage ran 2–5× slower than the same stage in the eval's retrieval process
+(docs/BENCHMARKS.md, session 42). `SearchProcess` opens the collections again in a spawned process and ranks
+each shared batch there; the prompts are still written here. The server's own collections keep taking the
+writes (upserts, deletes, reloads) and reading documents; after each, they tell the process, which reads
+the collection from disk again before it answers the next batch, so a question asked once a write has
+returned finds what it wrote.
+"""
+
+import multiprocessing
+import pickle
+import threading
+from collections.abc import Callable, Sequence
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from kotae.core.config import RetrievalMode, Settings
+from kotae.core.errors import KotaeError
+from kotae.rag.collections import Collections
+from kotae.rag.retriever import Retrieval
+from kotae.rag.stage_times import StageTimes
+
+CLOSE_WAIT_S = 5.0
+"""How long `SearchProcess.close` waits for the process to end by itself before terminating it."""
+
+OpenCollections = Callable[[Settings], Collections]
+"""What opens the collections in the process (`kotae.runtime.open_collections`): a module-level function,
+passed by reference to the spawned process."""
+
+
+class SearchProcess:
+    """A spawned process holding its own copy of the collections: one request at a time, from any thread."""
+
+    def __init__(self, process: BaseProcess, connection: Connection) -> None:
+        self._process = process
+        self._connection = connection
+        self._lock = threading.Lock()
+        self._ready = False
+
+    @classmethod
+    def start(cls, open_collections: OpenCollections, settings: Settings) -> "SearchProcess":
+        """Spawn the process (never forked: this process may hold CUDA and OpenMP threads); it opens the
+        collections while the caller goes on (`wait_ready`)."""
+        context = multiprocessing.get_context("spawn")
+        ours, theirs = context.Pipe()
+        process = context.Process(
+            target=_serve, args=(open_collections, settings, theirs), name="kotae-search", daemon=True
+        )
+        process.start()
+        theirs.close()
+        return cls(process, ours)
+
+    def wait_ready(self) -> None:
+        """Block until the collections are open; raises the process's error if it could not open them."""
+        with self._lock:
+            if not self._ready:
+                self._receive()
+                self._ready = True
+
+    def search_many(
+        self,
+        collection: str | None,
+        questions: Sequence[str],
+        top_k: int,
+        mode: RetrievalMode | None,
+        times: StageTimes,
+    ) -> list[Retrieval]:
+        """`Retriever.search_many` of `collection` (None: the default one), ranked in the process; its stages
+        are added to `times`."""
+        found, stage_ms = self._call("search", (collection, list(questions), top_k, mode))
+        times.merge(stage_ms)
+        return found
+
+    def refresh(self, name: str) -> None:
+        """Have the process read `name` from disk again (`Collections.refresh`) before its next search."""
+        self._call("refresh", name)
+
+    def close(self) -> None:
+        """Stop the process: it ends once it sees the connection closed (within `CLOSE_WAIT_S`, else it is
+        terminated; it holds nothing to save)."""
+        self._connection.close()
+        self._process.join(CLOSE_WAIT_S)
+        if self._process.is_alive():
+            self._process.terminate()
+            self._process.join()
+
+    def _call(self, kind: str, argument: object) -> Any:
+        self.wait_ready()
+        with self._lock:
+            self._connection.send((kind, argument))
+            return self._receive()
+
+    def _receive(self) -> Any:
+        try:
+            kind, value = self._connection.recv()
+        except (EOFError, OSError):
+            raise KotaeError(f"the search process ended (exit code {self._process.exitcode})") from None
+        if kind == "error":
+            raise value
+        return value
+
+
+def _serve(open_collections: OpenCollections, settings: Settings, connection: Connection) -> None:
+    """The process's main: open the collections, then answer requests until the connection closes."""
+    try:
+        collections = open_collections(settings)
+        default = collections.default
+        if default.embeds_questions():  # its first call loads the kernels: at start, not in a request
+            default.embedder.embed_queries(["質問"])
+    except Exception as error:
+        connection.send(("error", KotaeError(f"the search process could not start: {error}")))
+        return
+    connection.send(("ready", None))
+    while True:
+        try:
+            kind, argument = connection.recv()
+        except EOFError:
+            return
+        try:
+            connection.send(("done", _answer(collections, kind, argument)))
+        except Exception as error:
+            connection.send(("error", _portable(error)))
+
+
+def _answer(collections: Collections, kind: str, argument: Any) -> object:
+    if kind == "refresh":
+        collections.refresh(argument)
+        return None
+    collection, questions, top_k, mode = argument
+    times = StageTimes()
+    found = collections.get(collection).search_many(questions, top_k, mode, times=times)
+    return found, times.ms
+
+
+def _portable(error: Exception) -> Exception:
+    """`error` itself when it survives pickling (the server maps kotae's errors to HTTP statuses by type),
+    else a `KotaeError` that says what it was."""
+    try:
+        pickle.loads(pickle.dumps(error))
+    except Exception:
+        return KotaeError(f"{type(error).__name__}: {error}")
+    return error
