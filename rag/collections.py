@@ -153,7 +153,7 @@ class Collections:
 
     def refresh(self, name: str) -> None:
         """Serve `name` as it is on disk now, where another process writes it: its index opened again if
-        it was rebuilt (or first built), else the documents written to it since."""
+        it was rebuilt (or first built), then the documents written to it since."""
         if name not in self._retrievers or _manifest_stamp(self._directory(name)) != self._stamps.get(name):
             self.reload(name)
         index = self.get(name).index

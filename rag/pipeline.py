@@ -87,19 +87,13 @@ class PreparedQuestion:
 
 
 class Pipeline:
-    def __init__(
-        self,
-        collections: Collections,
-        engine: Engine,
-        settings: Settings,
-        search_process: SearchProcess | None = None,
-    ) -> None:
+    def __init__(self, collections: Collections, engine: Engine, settings: Settings) -> None:
         self.collections = collections
         self.engine = engine
         self.settings = settings
-        self.search_process = search_process
+        self.search_process: SearchProcess | None = None
         """Where `prepare_many` ranks, when not here: a process holding its own copy of the collections,
-        which follows their writes (`kotae.rag.search_process`)."""
+        which follows their writes (`kotae.runtime.searching`)."""
         self._batcher = RetrievalBatcher(self.prepare_many, RETRIEVAL_BATCH)
         self.prompt_format_of: PromptFormatOf = lambda adapter: DEFAULT_PROMPT_FORMAT
         """Set from the adapter catalog once adapters are loaded (`kotae.runtime.load_adapters`)."""

@@ -1,13 +1,11 @@
 """`kotae serve`'s retrieval in a process of its own.
 
-In the server, the retrieval thread shares the interpreter with the event loop that carries every request
-and the engine's outputs, and each of its stages waits for the interpreter the loop holds: under 64 clients
-on a GPU machine every stage ran 2–5× slower than the same stage in the eval's retrieval process
-(docs/BENCHMARKS.md, session 42). `SearchProcess` opens the collections again in a spawned process and ranks
-each shared batch there; the prompts are still written here. The server's own collections keep taking the
-writes (upserts, deletes, reloads) and reading documents; after each, they tell the process, which reads
-the collection from disk again before it answers the next batch, so a question asked once a write has
-returned finds what it wrote.
+In the server, the thread that ranks the shared retrieval batches shares the interpreter with the event loop
+that carries every request and the engine's outputs, and each waits for the other. `SearchProcess` opens
+the collections again in a spawned process and ranks each batch there; the prompts are still written here.
+The server's own collections keep taking the writes (upserts, deletes, reloads) and serving documents;
+after each write they tell the process, which reads that collection from disk again before the write
+returns, so a question asked after it finds what it wrote.
 """
 
 import multiprocessing
@@ -121,9 +119,13 @@ def _serve(open_collections: OpenCollections, settings: Settings, connection: Co
         except EOFError:
             return
         try:
-            connection.send(("done", _answer(collections, kind, argument)))
+            reply = ("done", _answer(collections, kind, argument))
         except Exception as error:
-            connection.send(("error", _portable(error)))
+            reply = ("error", _portable(error))
+        try:
+            connection.send(reply)
+        except OSError:  # the server closed its end meanwhile
+            return
 
 
 def _answer(collections: Collections, kind: str, argument: Any) -> object:

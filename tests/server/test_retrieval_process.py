@@ -33,6 +33,8 @@ def apart(live: LiveServer, workspace: Path, tmp_path_factory: pytest.TempPathFa
     from kotae.server.app import create_app
 
     shared = live.app.state.kotae.ready().pipeline
+    with live.client() as http:  # vLLM handles outputs on the loop of its first request: the session server's
+        assert http.post("/v1/qa", json={"question": "富士山は？", "max_tokens": 1}).status_code == 200
     root = tmp_path_factory.mktemp("apart-collections")
     rows = [{"id": "lunch", "title": "社員食堂", "text": "社員食堂は11時半から14時まで開いている。"}]
     embedder = Embedder(Path(live.settings.embedder))
