@@ -8,7 +8,6 @@ retrieval there, batch after batch, sending each batch's retrievals back as soon
 prompts are still written here, by the pipeline that asks the engine.
 """
 
-import multiprocessing
 import time
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
@@ -17,12 +16,9 @@ from multiprocessing.process import BaseProcess
 
 from kotae.core.config import Settings
 from kotae.core.errors import KotaeError
+from kotae.rag.child_process import spawn, stop
 from kotae.rag.retriever import Retrieval, Retriever
 from kotae.rag.stage_times import StageTimes
-
-CLOSE_WAIT_S = 5.0
-"""How long `RetrievalProcess.close` waits for the process to end by itself: a terminated one leaves its
-interprocess semaphores to multiprocessing's resource tracker, which warns of them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,14 +52,8 @@ class RetrievalProcess:
 
     @classmethod
     def start(cls, settings: Settings) -> "RetrievalProcess":
-        """Spawn the process (never forked: this process may hold CUDA and OpenMP threads); it opens the
-        retriever while the caller goes on (`wait_ready`)."""
-        context = multiprocessing.get_context("spawn")
-        ours, theirs = context.Pipe()
-        process = context.Process(target=_serve, args=(settings, theirs), name="kotae-retrieval", daemon=True)
-        process.start()
-        theirs.close()
-        return cls(process, ours)
+        """Spawn the process; it opens the retriever while the caller goes on (`wait_ready`)."""
+        return cls(*spawn(_serve, (settings,), "kotae-retrieval"))
 
     def wait_ready(self) -> None:
         """Block until the retriever is open; raises the process's error if it could not open it."""
@@ -85,13 +75,8 @@ class RetrievalProcess:
         return self._process.exitcode
 
     def close(self) -> None:
-        """Stop the process: it ends once it sees the connection closed (within `CLOSE_WAIT_S`, else it is
-        terminated; it holds nothing to save)."""
-        self._connection.close()
-        self._process.join(CLOSE_WAIT_S)
-        if self._process.is_alive():
-            self._process.terminate()
-            self._process.join()
+        """Stop the process (`child_process.stop`)."""
+        stop(self._process, self._connection)
 
     def _receive(self) -> RetrievedBatch:
         try:

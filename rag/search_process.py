@@ -8,7 +8,6 @@ after each write they tell the process, which reads that collection from disk ag
 returns, so a question asked after it finds what it wrote.
 """
 
-import multiprocessing
 import pickle
 import threading
 from collections.abc import Callable, Sequence
@@ -18,12 +17,10 @@ from typing import Any
 
 from kotae.core.config import RetrievalMode, Settings
 from kotae.core.errors import KotaeError
+from kotae.rag.child_process import spawn, stop
 from kotae.rag.collections import Collections
 from kotae.rag.retriever import Retrieval
 from kotae.rag.stage_times import StageTimes
-
-CLOSE_WAIT_S = 5.0
-"""How long `SearchProcess.close` waits for the process to end by itself before terminating it."""
 
 OpenCollections = Callable[[Settings], Collections]
 """What opens the collections in the process (`kotae.runtime.open_collections`): a module-level function,
@@ -41,16 +38,8 @@ class SearchProcess:
 
     @classmethod
     def start(cls, open_collections: OpenCollections, settings: Settings) -> "SearchProcess":
-        """Spawn the process (never forked: this process may hold CUDA and OpenMP threads); it opens the
-        collections while the caller goes on (`wait_ready`)."""
-        context = multiprocessing.get_context("spawn")
-        ours, theirs = context.Pipe()
-        process = context.Process(
-            target=_serve, args=(open_collections, settings, theirs), name="kotae-search", daemon=True
-        )
-        process.start()
-        theirs.close()
-        return cls(process, ours)
+        """Spawn the process; it opens the collections while the caller goes on (`wait_ready`)."""
+        return cls(*spawn(_serve, (open_collections, settings), "kotae-search"))
 
     def wait_ready(self) -> None:
         """Block until the collections are open; raises the process's error if it could not open them."""
@@ -78,13 +67,8 @@ class SearchProcess:
         self._call("refresh", name)
 
     def close(self) -> None:
-        """Stop the process: it ends once it sees the connection closed (within `CLOSE_WAIT_S`, else it is
-        terminated; it holds nothing to save)."""
-        self._connection.close()
-        self._process.join(CLOSE_WAIT_S)
-        if self._process.is_alive():
-            self._process.terminate()
-            self._process.join()
+        """Stop the process (`child_process.stop`)."""
+        stop(self._process, self._connection)
 
     def _call(self, kind: str, argument: object) -> Any:
         self.wait_ready()

@@ -26,6 +26,7 @@ from server_fixtures import (
     ReplicaProcess,
     ServeProcess,
     SharedServe,
+    app_serving,
     build_adapters,
     run_in_thread,
     server_settings,
@@ -110,12 +111,8 @@ def keyed(live: LiveServer, workspace: Path, tmp_path_factory: pytest.TempPathFa
     def borrowed(settings: Settings) -> Pipeline:
         return Pipeline(shared.collections, BorrowedEngine(shared.engine), settings)  # type: ignore[arg-type]
 
-    app = create_app(settings, pipeline_factory=borrowed)
-    server, thread, url = run_in_thread(app)
-    wait_ready(app, url)
-    yield url
-    server.should_exit = True
-    thread.join(timeout=60)
+    with app_serving(create_app(settings, pipeline_factory=borrowed)) as url:
+        yield url
 
 
 @engine_fixture(scope="session")

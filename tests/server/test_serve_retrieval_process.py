@@ -9,14 +9,7 @@ import httpx
 import pytest
 from engine_marker import engine_fixture
 from jsonl_files import write_jsonl
-from server_fixtures import (
-    ADMIN_TOKEN,
-    BorrowedEngine,
-    LiveServer,
-    run_in_thread,
-    server_settings,
-    wait_ready,
-)
+from server_fixtures import ADMIN_TOKEN, BorrowedEngine, LiveServer, app_serving, server_settings
 
 from kotae.core.config import Settings
 from kotae.rag.pipeline import Pipeline
@@ -51,12 +44,8 @@ def apart(live: LiveServer, workspace: Path, tmp_path_factory: pytest.TempPathFa
         pipeline = Pipeline(open_collections(settings), BorrowedEngine(shared.engine), settings)  # type: ignore[arg-type]
         return searching(pipeline, SearchProcess.start(open_collections, settings))
 
-    app = create_app(settings, pipeline_factory=in_a_process)
-    server, thread, url = run_in_thread(app)
-    wait_ready(app, url)
-    yield url
-    server.should_exit = True
-    thread.join(timeout=60)
+    with app_serving(create_app(settings, pipeline_factory=in_a_process)) as url:
+        yield url
 
 
 def sources(client: httpx.Client, question: str, collection: str) -> set[str]:
