@@ -106,27 +106,30 @@ def build_pipeline(settings: Settings, workload: Workload = "serve") -> Pipeline
     if settings.index is not None:
         read_manifest(settings.index)
     model = ModelStore(settings.home).generator(settings.generator)
-    search = None
-    if workload == "serve" and settings.serve_retrieval_process:
-        search = SearchProcess.start(open_collections, settings)
-    try:
-        if builds_model_here(model, settings):
-            collections = open_collections(settings)
-            return searching(Pipeline(collections, start_engine(model, settings, workload), settings), search)
-        launch = configure_engine(model, settings, workload)
-        with ThreadPoolExecutor(1, thread_name_prefix="open-collections") as pool:
-            opening = pool.submit(open_collections, settings)
-            engine = launch()
-            try:
-                collections = opening.result()
-            except BaseException:
-                engine.shutdown()
-                raise
-        return searching(Pipeline(collections, engine, settings), search)
-    except BaseException:
-        if search is not None:
-            search.close()
-        raise
+    apart = workload == "serve" and settings.serve_retrieval_process
+    if builds_model_here(model, settings):
+        collections, search = open_collections_for(settings, apart)
+        return searching(Pipeline(collections, start_engine(model, settings, workload), settings), search)
+    launch = configure_engine(model, settings, workload)
+    with ThreadPoolExecutor(1, thread_name_prefix="open-collections") as pool:
+        opening = pool.submit(open_collections_for, settings, apart)
+        engine = launch()
+        try:
+            collections, search = opening.result()
+        except BaseException:
+            engine.shutdown()
+            raise
+    return searching(Pipeline(collections, engine, settings), search)
+
+
+def open_collections_for(settings: Settings, apart: bool) -> tuple[Collections, SearchProcess | None]:
+    """The collections, and with `apart` a search process that opens them again (`searching`): started once
+    they are open here, on the same default index (the demo index built here, not twice at once)."""
+    collections = open_collections(settings)
+    if not apart:
+        return collections, None
+    default = settings.model_copy(update={"index": collections.default.index.directory})
+    return collections, SearchProcess.start(open_collections, default)
 
 
 def searching(pipeline: Pipeline, search: SearchProcess | None) -> Pipeline:
@@ -136,6 +139,7 @@ def searching(pipeline: Pipeline, search: SearchProcess | None) -> Pipeline:
         try:
             search.wait_ready()
         except BaseException:
+            search.close()
             pipeline.engine.shutdown()
             raise
         pipeline.collections.changed = search.refresh

@@ -13,8 +13,7 @@ from server_fixtures import ADMIN_TOKEN, BorrowedEngine, LiveServer, app_serving
 
 from kotae.core.config import Settings
 from kotae.rag.pipeline import Pipeline
-from kotae.rag.search_process import SearchProcess
-from kotae.runtime import open_collections, searching
+from kotae.runtime import open_collections_for, searching
 
 
 @engine_fixture(scope="module")
@@ -41,8 +40,8 @@ def apart(live: LiveServer, workspace: Path, tmp_path_factory: pytest.TempPathFa
     )
 
     def in_a_process(settings: Settings) -> Pipeline:
-        pipeline = Pipeline(open_collections(settings), BorrowedEngine(shared.engine), settings)  # type: ignore[arg-type]
-        return searching(pipeline, SearchProcess.start(open_collections, settings))
+        collections, search = open_collections_for(settings, apart=True)
+        return searching(Pipeline(collections, BorrowedEngine(shared.engine), settings), search)  # type: ignore[arg-type]
 
     with app_serving(create_app(settings, pipeline_factory=in_a_process)) as url:
         yield url
