@@ -154,7 +154,7 @@ class Collections:
     def refresh(self, name: str) -> None:
         """Serve `name` as it is on disk now, where another process writes it: its index opened again if
         it was rebuilt (or first built), then the documents written to it since."""
-        if name not in self._retrievers or _manifest_stamp(self._directory(name)) != self._stamps.get(name):
+        if name not in self._retrievers or self._rebuilt(name):
             self.reload(name)
         index = self.get(name).index
         with self._changing:
@@ -162,6 +162,10 @@ class Collections:
                 index.overlay = DocumentOverlay.beside(index.directory, index.manifest.embedder.dimension)
             else:
                 index.overlay.reread()
+
+    def _rebuilt(self, name: str) -> bool:
+        """Whether `name`'s index on disk is not the one served (rebuilt or updated, or new)."""
+        return _manifest_stamp(self._directory(name)) != self._stamps.get(name)
 
     def _tell(self, name: str) -> None:
         if self.changed is not None:
@@ -173,7 +177,7 @@ class Collections:
         it was."""
         reloaded = []
         for name in self._candidates():
-            if _manifest_stamp(self._directory(name)) == self._stamps.get(name):
+            if not self._rebuilt(name):
                 continue
             try:
                 self.reload(name)

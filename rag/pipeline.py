@@ -178,15 +178,15 @@ class Pipeline:
         into `times` when given (`Retriever.search_many`'s, then `prompt`)."""
         clock = times or StageTimes()
         started = time.perf_counter()
-        if given is None and self.search_process is not None:
+        if given is not None:
+            found = [Retrieval([Hit(p, 1.0) for p in passages], None) for passages in given]
+        elif self.search_process is not None:
             found = self.search_process.search_many(
                 collection, questions, top_k or self.settings.top_k, mode, clock
             )
-        elif given is None:
+        else:
             retriever = self.collections.get(collection)
             found = retriever.search_many(list(questions), top_k or self.settings.top_k, mode, times=clock)
-        else:
-            found = [Retrieval([Hit(p, 1.0) for p in passages], None) for passages in given]
         retrieve_ms = (time.perf_counter() - started) * 1000 / max(len(questions), 1)
         with clock.stage("prompt"):
             return self.prepared(questions, found, retrieve_ms, prompt_format)

@@ -58,19 +58,22 @@ def served_index(root: Path, embedder: Embedder, tiny_e5: Path, monkeypatch: pyt
 
 
 def load_script(name: str) -> ModuleType:
-    """`benchmarks/NAME.py` as a module, its `main` not run."""
+    """`benchmarks/NAME.py` as a module, its `main` not run; the scripts beside it importable while it loads,
+    as for `python benchmarks/NAME.py`."""
     spec = importlib.util.spec_from_file_location(f"kotae_benchmark_{name}", BENCHMARKS / f"{name}.py")
     assert spec is not None and spec.loader is not None
     script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        spec.loader.exec_module(script)
+    finally:
+        sys.path.remove(str(BENCHMARKS))
     return script
 
 
 def run_script(name: str, args: list[str], monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    """`benchmarks/NAME.py ARGS`, with settings read afresh from the environment the test set; the scripts
-    beside it importable, as for `python benchmarks/NAME.py`."""
+    """`benchmarks/NAME.py ARGS`, with settings read afresh from the environment the test set."""
     monkeypatch.setattr(sys, "argv", [f"{name}.py", *args])
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
     script = load_script(name)
     get_settings.cache_clear()
     try:

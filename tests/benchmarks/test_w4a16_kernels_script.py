@@ -1,12 +1,10 @@
 """`benchmarks/w4a16_kernels.py` times the matmuls of kotae's generator as vLLM merges its layers; the timing
 itself is the GPU's."""
 
-from benchmark_scripts import BENCHMARKS, load_script
+from benchmark_scripts import load_script
 
 
-def test_gemma_3_270ms_matmuls_are_its_merged_layers_in_whole_quantization_groups(monkeypatch) -> None:
-    # The script imports its sibling, as `python benchmarks/…` lets it.
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
+def test_gemma_3_270ms_matmuls_are_its_merged_layers_in_whole_quantization_groups() -> None:
     script = load_script("w4a16_kernels")
     matmuls = script.layer_matmuls(script.generator_shape(None))
     assert matmuls == {
