@@ -153,12 +153,15 @@ class DenseIndex:
         self._index.ntotal = self._searched.ntotal  # the IndexRefine's count, which its parts don't update
 
     @classmethod
-    def load(cls, path: Path, spec: DenseSpec, gpu: bool = True) -> "DenseIndex":
-        """`gpu`: move Flat and IVF-PQ indexes to GPU 0 when faiss was built with CUDA and sees a GPU."""
+    def load(cls, path: Path, spec: DenseSpec, gpu: bool = True, mapped: bool = False) -> "DenseIndex":
+        """`gpu`: move Flat and IVF-PQ indexes to GPU 0 when faiss was built with CUDA and sees a GPU.
+        `mapped`: map the stored full vectors (Flat's and HNSW's, IVF-PQ's exact ones) from the file
+        instead of reading them, read-only: every process that serves the index shares one copy in the
+        page cache. Such an index can be searched, not changed."""
         if not path.is_file():
             raise InputError(path, None, "faiss index missing: the index is incomplete; rebuild it")
         try:
-            index = faiss.read_index(str(path))
+            index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC if mapped else 0)
         except RuntimeError as error:
             raise InputError(path, None, "faiss index unreadable (damaged?); rebuild the index") from error
         if isinstance(spec, IvfPqSpec) and isinstance(index, faiss.IndexIVFPQ):

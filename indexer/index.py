@@ -66,7 +66,8 @@ class Index:
         manifest = read_manifest(directory)
         store = PassageStore.open(directory / STORE_FILE)
         try:
-            dense = DenseIndex.load(directory / DENSE_FILE, manifest.dense, gpu)
+            # Mapped: the search process (`kotae.rag.search_process`) and the server share its vectors.
+            dense = DenseIndex.load(directory / DENSE_FILE, manifest.dense, gpu, mapped=True)
             bm25 = Bm25Index.load(directory / BM25_DIR) if manifest.bm25 else None
             _check_consistent(directory, manifest, store, dense, bm25)
             overlay = overlay or DocumentOverlay.beside(directory, manifest.embedder.dimension)

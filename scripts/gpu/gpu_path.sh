@@ -116,8 +116,8 @@ floor() {  # floor() LABEL [ARG...]: benchmarks/engine_floor.py on the eval's pr
   rm -f "$R/floor-$label"/profile/*.pt.trace.json*  # tens of MB; figures.json keeps what they say
 }
 floor_variant() { local IFS=' '; floor "$1" ${FLOOR_ARGS:-}; }  # each_variant splits on commas
-# The prompts that steps 4 and 6 share.
-[ "${FLOOR:-1}${HTTP:-1}" = 00 ] || seed http prompts
+# The prompts that steps 4 and 6 share (SERVE_VARIANTS' servers too, with or without the pair of step 6).
+[ "${FLOOR:-1}${HTTP:-1}" = 00 ] && [ -z "${SERVE_VARIANTS:-}" ] || seed http prompts
 if [ "${FLOOR:-1}" = 1 ]; then
   floor default ${FLOOR_ARGS:-}
   each_variant floor_variant ${FLOOR_VARIANTS:-}

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 from indexer_fixtures import CORPUS, FailingEmbedder
@@ -41,6 +42,8 @@ def test_build_writes_every_part_and_the_manifest(corpus: Path, embedder: Embedd
 
     index = Index.open(out)
     assert len(index) == 6 and index.manifest == manifest
+    # Served mapped: the server and its search process share the vectors' pages.
+    assert not faiss.downcast_index(index._dense._index.index).codes.is_owned
     assert index.passage("p-kurumi").text == CORPUS[1]["text"]
     assert index.passage("missing") is None
     [hits] = index.search_bm25(["くるみ山の標高は何メートル？"], 3)

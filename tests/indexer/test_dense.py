@@ -107,6 +107,25 @@ def keys_of(results: list[list[tuple[int, float]]]) -> list[list[int]]:
     return [[key for key, _ in ranked] for ranked in results]
 
 
+def stored_vectors(index: DenseIndex) -> faiss.IndexFlatCodes | None:
+    """The full vectors an index keeps: Flat's, HNSW's, IVF-PQ's exact ones (None: codes only)."""
+    inner = faiss.downcast_index(index._exact.index if index._exact else index._index.index)
+    if isinstance(index.spec, IvfPqSpec):
+        return inner if index._exact else None
+    return faiss.downcast_index(inner.storage) if isinstance(index.spec, HnswSpec) else inner
+
+
+def test_a_mapped_index_searches_as_a_read_one(built: DenseIndex, tmp_path: Path) -> None:
+    """Mapped, the full vectors stay in the file (the page cache), not in the process's own memory."""
+    built.save(tmp_path / "dense.faiss")
+    read = DenseIndex.load(tmp_path / "dense.faiss", built.spec, gpu=False)
+    mapped = DenseIndex.load(tmp_path / "dense.faiss", built.spec, gpu=False, mapped=True)
+    queries = unit_vectors(10, seed=5)
+    assert mapped.search(queries, 5) == read.search(queries, 5)
+    if not codes_only(built):
+        assert stored_vectors(read).codes.is_owned and not stored_vectors(mapped).codes.is_owned
+
+
 def test_ivfpq_index_without_exact_vectors_still_loads(tmp_path: Path) -> None:
     """A file of codes only (built with rerank 0, or before re-ranking existed: its manifest then lacks
     `rerank`, and reads the default) is served from its codes."""
