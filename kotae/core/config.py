@@ -205,8 +205,8 @@ class Settings(BaseSettings):
     """On SIGTERM `kotae serve` stops accepting and lets in-flight requests finish for at most this long."""
     serve_retrieval_process: bool = False
     """Whether `kotae serve` ranks its retrieval batches in a process of its own, which opens the collections
-    a second time (their faiss indexes twice in memory; BM25's arrays are mapped and shared) and reads each
-    collection again after the server writes to it. In the server, the retrieval thread shares the
+    a second time (the indexes' vectors and BM25 arrays are mapped from their files, one copy for both
+    processes) and reads each collection again after the server writes to it. In the server, the retrieval thread shares the
     interpreter with the event loop that carries every request and the engine's outputs."""
     serve_switch_interval_ms: float = Field(0.0, ge=0)
     """Python's thread switch interval while `kotae serve` runs. Its retrieval batches run one after another

@@ -21,8 +21,9 @@
 #   sleep 540; cat /tmp/r/progress.log; cp -r /tmp/r/. "$OUT"/      (repeat until "done")
 # Environment: DATA (a copy of ../shared/data; default beside the repository), LIMIT (980), ADAPTER (default),
 # COLD (0 skips step 1 on a machine whose cache is empty: step 2's first engine then starts cold),
-# BASE (0 skips step 2's base model), W4 (0 skips quantizing and the 4-bit eval), BNB (0 skips the
-# bitsandbytes eval), METADATA (0 skips the LoRA metadata benchmark, not its tests), HTTP (0 skips step 6),
+# WARM (0 skips step 2: the next engine then starts as it would have), BASE (0 skips step 2's base model),
+# W4 (0 skips quantizing and the 4-bit eval), BNB (0 skips the bitsandbytes eval), METADATA (0 skips the
+# LoRA metadata benchmark, not its tests), HTTP (0 skips step 6),
 # HTTP_ROUNDS (3: step 6's pair of servers measured that many times in turn, into $R/http, $R/http-2, …: one
 # pair's ratio moves by 20 points from run to run),
 # OVERLAP (0 skips step 3), FLOOR (0 skips step 4), FLOOR_ARGS (engine_floor.py's options for step 4, e.g.
@@ -105,7 +106,7 @@ stages=(eval-adapter)
 [ "${BASE:-1}" = 1 ] && stages+=(eval-bf16)
 [ "${W4:-1}" = 1 ] && stages+=(eval-w4-adapter)
 [ "${BNB:-1}" = 1 ] && stages+=(eval-bnb-adapter)
-seed warm "${stages[@]}"
+[ "${WARM:-1}" = 1 ] && seed warm "${stages[@]}"
 [ "${OVERLAP:-1}" = 1 ] && KOTAE_EVAL_RETRIEVAL_BATCH=0 seed no-overlap eval-adapter
 floor() {  # floor() LABEL [ARG...]: benchmarks/engine_floor.py on the eval's prompts into $R/floor-LABEL
   local label=$1; shift
