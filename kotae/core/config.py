@@ -206,8 +206,8 @@ class Settings(BaseSettings):
     serve_retrieval_process: bool = False
     """Whether `kotae serve` ranks its retrieval batches in a process of its own, which opens the collections
     a second time (the indexes' vectors and BM25 arrays are mapped from their files, one copy for both
-    processes) and reads each collection again after the server writes to it. In the server, the retrieval thread shares the
-    interpreter with the event loop that carries every request and the engine's outputs."""
+    processes) and reads each collection again after the server writes to it. In the server, the retrieval
+    thread shares the interpreter with the event loop that carries every request and the engine's outputs."""
     serve_switch_interval_ms: float = Field(0.0, ge=0)
     """Python's thread switch interval while `kotae serve` runs. Its retrieval batches run one after another
     in a thread beside the event loop that carries requests and the engine's outputs, and each return from
