@@ -122,9 +122,17 @@ def test_the_previous_index_is_served(serving, workspace):
 
 def engine_core(server: ServeProcess) -> psutil.Process:
     children = psutil.Process(server.process.pid).children(recursive=True)
-    cores = [child for child in children if "EngineCore" in " ".join(child.cmdline())]
-    assert len(cores) == 1, [child.cmdline() for child in children]
+    cores = [child for child in children if "EngineCore" in command_line(child)]
+    assert len(cores) == 1, [command_line(child) for child in children]
     return cores[0]
+
+
+def command_line(process: psutil.Process) -> str:
+    """Empty for a child that has ended meanwhile (a zombie until the server reaps it)."""
+    try:
+        return " ".join(process.cmdline())
+    except psutil.NoSuchProcess:  # ZombieProcess is one
+        return ""
 
 
 def test_a_dead_engine_turns_readyz_503_and_requests_fail_fast(serving, workspace):

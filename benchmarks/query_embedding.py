@@ -1,0 +1,88 @@
+"""The query embedding alone, by batch size: `Embedder.embed_queries` of the configured embedder (as the
+server and the eval load it: `KOTAE_EMBEDDER`, `KOTAE_EMBEDDER_BACKEND`, `KOTAE_EMBEDDER_PRECISION`,
+`KOTAE_EMBEDDER_COMPILE`) on batches of consecutive questions, ROUNDS calls a size after WARMUP. A call
+whose time grows with the questions in it is bound by work per question; one that stays flat, by the call
+(its launches, copies and host work). Prints one JSON line per size. With `--profile PATH` (torch backend),
+torch's profiler over ROUNDS more calls of the largest size writes the operators that took most host and
+device time to PATH.
+
+    python benchmarks/query_embedding.py ../shared/data/qa/jsquad-valid.jsonl --sizes 1 5 10 20 \\
+        --profile /tmp/query-embedding-profile.txt
+"""
+
+import argparse
+import json
+import platform
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from load import percentile
+
+from kotae.core.config import Settings
+from kotae.evals.datasets import load_dataset
+from kotae.indexer.embedder import Embedder
+from kotae.models.store import ModelStore
+
+
+def timed_calls(embedder: Embedder, questions: list[str], size: int, calls: int) -> list[float]:
+    """ms of each of `calls` calls on `size` consecutive questions, going round the set."""
+    spent = []
+    for call in range(calls):
+        start = call * size % max(1, len(questions) - size)
+        batch = questions[start : start + size]
+        began = time.perf_counter()
+        embedder.embed_queries(batch)
+        spent.append((time.perf_counter() - began) * 1000)
+    return spent
+
+
+def profile(embedder: Embedder, questions: list[str], size: int, calls: int, path: Path) -> None:
+    import torch
+    from torch.profiler import ProfilerActivity
+
+    activities = [ProfilerActivity.CPU]
+    if torch.cuda.is_available():
+        activities.append(ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities) as profiler:
+        timed_calls(embedder, questions, size, calls)
+    averages = profiler.key_averages()
+    tables = [averages.table(sort_by="self_cpu_time_total", row_limit=30)]
+    if torch.cuda.is_available():
+        tables.append(averages.table(sort_by="self_cuda_time_total", row_limit=30))
+    path.write_text("\n\n".join(tables), encoding="utf-8")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("questions", type=Path, help="QA set (any format `kotae eval --data` reads)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 5, 10, 20])
+    parser.add_argument("--rounds", type=int, default=100, help="timed calls a size")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed calls a size first")
+    parser.add_argument("--profile", type=Path, help="where the profiler's tables go (torch backend)")
+    args = parser.parse_args()
+    settings = Settings()
+    embedder = Embedder(ModelStore(settings.home).embedder(settings.embedder))
+    questions = [item.question for item in load_dataset(args.questions)]
+    for size in args.sizes:
+        timed_calls(embedder, questions, size, args.warmup)
+        spent = sorted(timed_calls(embedder, questions, size, args.rounds))
+        row = {
+            "embedder": f"{embedder.name} {embedder.backend} on {embedder.device}",
+            "questions_a_call": size,
+            "calls": args.rounds,
+            "p50_ms": round(percentile(spent, 50), 2),
+            "p99_ms": round(percentile(spent, 99), 2),
+            "p50_ms_a_question": round(percentile(spent, 50) / size, 2),
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": platform.node(),
+        }
+        print(json.dumps(row, ensure_ascii=False), flush=True)
+    if args.profile is not None:
+        profile(embedder, questions, max(args.sizes), args.rounds, args.profile)
+
+
+if __name__ == "__main__":
+    main()
