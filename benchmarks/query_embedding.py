@@ -2,11 +2,13 @@
 server and the eval load it: `KOTAE_EMBEDDER`, `KOTAE_EMBEDDER_BACKEND`, `KOTAE_EMBEDDER_PRECISION`,
 `KOTAE_EMBEDDER_COMPILE`) on batches of consecutive questions, ROUNDS calls a size after WARMUP. A call
 whose time grows with the questions in it is bound by work per question; one that stays flat, by the call
-(its launches, copies and host work). Prints one JSON line per size. With `--profile PATH` (torch backend),
-torch's profiler over ROUNDS more calls of the largest size writes the operators that took most host and
-device time to PATH.
+(its launches, copies and host work). Prints one JSON line per size. With `--library` (torch backend),
+each size again with sentence-transformers' own `encode` of the same model on the same device and dtype,
+all the questions of a call in one batch: what kotae's path adds to the library's. With `--profile PATH`
+(torch backend), torch's profiler over ROUNDS more calls of the largest size writes the operators that took
+most host and device time to PATH.
 
-    python benchmarks/query_embedding.py ../shared/data/qa/jsquad-valid.jsonl --sizes 1 5 10 20 \\
+    python benchmarks/query_embedding.py ../shared/data/qa/jsquad-valid.jsonl --sizes 1 5 10 20 --library \\
         --profile /tmp/query-embedding-profile.txt
 """
 
@@ -14,6 +16,7 @@ import argparse
 import json
 import platform
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,20 +27,52 @@ from kotae.evals.datasets import load_dataset
 from kotae.indexer.embedder import Embedder
 from kotae.models.store import ModelStore
 
+Embed = Callable[[list[str]], object]
 
-def timed_calls(embedder: Embedder, questions: list[str], size: int, calls: int) -> list[float]:
+
+def timed_calls(embed: Embed, questions: list[str], size: int, calls: int) -> list[float]:
     """ms of each of `calls` calls on `size` consecutive questions, going round the set."""
     spent = []
     for call in range(calls):
         start = call * size % max(1, len(questions) - size)
         batch = questions[start : start + size]
         began = time.perf_counter()
-        embedder.embed_queries(batch)
+        embed(batch)
         spent.append((time.perf_counter() - began) * 1000)
     return spent
 
 
-def profile(embedder: Embedder, questions: list[str], size: int, calls: int, path: Path) -> None:
+def library_encode(embedder: Embedder) -> Embed:
+    """sentence-transformers' `encode` of `embedder`'s model, as `embedder` runs it (torch backend)."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[embedder.choice.precision]
+    model = SentenceTransformer(str(embedder.folder), device=embedder.device).to(dtype)
+    return lambda batch: model.encode(
+        batch, prompt=embedder.query_prompt, batch_size=len(batch), normalize_embeddings=True
+    )
+
+
+def timed_sizes(label: str, embed: Embed, questions: list[str], args: argparse.Namespace) -> None:
+    """One JSON line per size of `args.sizes`."""
+    for size in args.sizes:
+        timed_calls(embed, questions, size, args.warmup)
+        spent = sorted(timed_calls(embed, questions, size, args.rounds))
+        row = {
+            "embedder": label,
+            "questions_a_call": size,
+            "calls": args.rounds,
+            "p50_ms": round(percentile(spent, 50), 2),
+            "p99_ms": round(percentile(spent, 99), 2),
+            "p50_ms_a_question": round(percentile(spent, 50) / size, 2),
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": platform.node(),
+        }
+        print(json.dumps(row, ensure_ascii=False), flush=True)
+
+
+def profile(embed: Embed, questions: list[str], size: int, calls: int, path: Path) -> None:
     import torch
     from torch.profiler import ProfilerActivity
 
@@ -45,7 +80,7 @@ def profile(embedder: Embedder, questions: list[str], size: int, calls: int, pat
     if torch.cuda.is_available():
         activities.append(ProfilerActivity.CUDA)
     with torch.profiler.profile(activities=activities) as profiler:
-        timed_calls(embedder, questions, size, calls)
+        timed_calls(embed, questions, size, calls)
     averages = profiler.key_averages()
     tables = [averages.table(sort_by="self_cpu_time_total", row_limit=30)]
     if torch.cuda.is_available():
@@ -61,27 +96,18 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 5, 10, 20])
     parser.add_argument("--rounds", type=int, default=100, help="timed calls a size")
     parser.add_argument("--warmup", type=int, default=10, help="untimed calls a size first")
+    parser.add_argument("--library", action="store_true", help="sentence-transformers' encode too")
     parser.add_argument("--profile", type=Path, help="where the profiler's tables go (torch backend)")
     args = parser.parse_args()
     settings = Settings()
     embedder = Embedder(ModelStore(settings.home).embedder(settings.embedder))
     questions = [item.question for item in load_dataset(args.questions)]
-    for size in args.sizes:
-        timed_calls(embedder, questions, size, args.warmup)
-        spent = sorted(timed_calls(embedder, questions, size, args.rounds))
-        row = {
-            "embedder": f"{embedder.name} {embedder.backend} on {embedder.device}",
-            "questions_a_call": size,
-            "calls": args.rounds,
-            "p50_ms": round(percentile(spent, 50), 2),
-            "p99_ms": round(percentile(spent, 99), 2),
-            "p50_ms_a_question": round(percentile(spent, 50) / size, 2),
-            "date": datetime.now(UTC).isoformat(timespec="seconds"),
-            "machine": platform.node(),
-        }
-        print(json.dumps(row, ensure_ascii=False), flush=True)
+    label = f"{embedder.name} {embedder.backend} on {embedder.device}"
+    timed_sizes(label, embedder.embed_queries, questions, args)
+    if args.library:
+        timed_sizes(f"{label}, sentence-transformers' encode", library_encode(embedder), questions, args)
     if args.profile is not None:
-        profile(embedder, questions, max(args.sizes), args.rounds, args.profile)
+        profile(embedder.embed_queries, questions, max(args.sizes), args.rounds, args.profile)
 
 
 if __name__ == "__main__":
