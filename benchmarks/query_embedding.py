@@ -43,14 +43,13 @@ def timed_calls(embed: Embed, questions: list[str], size: int, calls: int) -> li
 
 
 def library_encode(embedder: Embedder) -> Embed:
-    """sentence-transformers' `encode` of `embedder`'s model, as `embedder` runs it (torch backend)."""
-    import torch
-    from sentence_transformers import SentenceTransformer
-
-    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[embedder.choice.precision]
-    model = SentenceTransformer(str(embedder.folder), device=embedder.device).to(dtype)
+    """sentence-transformers' `encode` of the model `embedder` holds, on its device and in its dtype (torch
+    backend), as `benchmarks/embedding_speed.py` calls it."""
+    model = embedder._model
+    if model is None:
+        raise SystemExit("--library needs the torch backend (KOTAE_EMBEDDER_BACKEND=torch)")
     return lambda batch: model.encode(
-        batch, prompt=embedder.query_prompt, batch_size=len(batch), normalize_embeddings=True
+        batch, prompt_name=embedder.query_prompt_name, batch_size=len(batch), normalize_embeddings=True
     )
 
 

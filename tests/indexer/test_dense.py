@@ -107,11 +107,9 @@ def keys_of(results: list[list[tuple[int, float]]]) -> list[list[int]]:
     return [[key for key, _ in ranked] for ranked in results]
 
 
-def stored_vectors(index: DenseIndex) -> faiss.IndexFlatCodes | None:
-    """The full vectors an index keeps: Flat's, HNSW's, IVF-PQ's exact ones (None: codes only)."""
-    inner = faiss.downcast_index(index._exact.index if index._exact else index._index.index)
-    if isinstance(index.spec, IvfPqSpec):
-        return inner if index._exact else None
+def stored_vectors(index: DenseIndex) -> faiss.IndexFlatCodes:
+    """The full vectors an index keeps: IVF-PQ's exact ones, Flat's, HNSW's."""
+    inner = faiss.downcast_index((index._exact or index._index).index)
     return faiss.downcast_index(inner.storage) if isinstance(index.spec, HnswSpec) else inner
 
 
