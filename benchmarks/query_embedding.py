@@ -1,22 +1,26 @@
 """The query embedding alone, by batch size: `Embedder.embed_queries` of the configured embedder (as the
 server and the eval load it: `KOTAE_EMBEDDER`, `KOTAE_EMBEDDER_BACKEND`, `KOTAE_EMBEDDER_PRECISION`,
-`KOTAE_EMBEDDER_COMPILE`) on batches of consecutive questions, ROUNDS calls a size after WARMUP. A call
-whose time grows with the questions in it is bound by work per question; one that stays flat, by the call
-(its launches, copies and host work). Prints one JSON line per size. With `--library` (torch backend),
-each size again with sentence-transformers' own `encode` of the same model on the same device and dtype,
-all the questions of a call in one batch: what kotae's path adds to the library's. With `--profile PATH`
-(torch backend), torch's profiler over ROUNDS more calls of the largest size writes the operators that took
-most host and device time to PATH.
+`KOTAE_EMBEDDER_COMPILE`, `KOTAE_EMBEDDER_CUDA_GRAPHS`) on batches of consecutive questions, ROUNDS calls a
+size after WARMUP. A call whose time grows with the questions in it is bound by work per question; one that
+stays flat, by the call (its launches, copies and host work). Prints one JSON line per size. With
+`--busy-thread`, each size again beside a thread that runs Python without pause, as a server's event loop
+under load does: what the call's waits for the interpreter cost. With `--library` (torch backend), the same
+with sentence-transformers' own `encode` of the same model on the same device and dtype, all the questions of
+a call in one batch: what kotae's path adds to the library's. With `--profile PATH` (torch backend), torch's
+profiler over ROUNDS more calls of the largest size writes the operators that took most host and device
+time to PATH.
 
     python benchmarks/query_embedding.py ../shared/data/qa/jsquad-valid.jsonl --sizes 1 5 10 20 --library \\
-        --profile /tmp/query-embedding-profile.txt
+        --busy-thread --profile /tmp/query-embedding-profile.txt
 """
 
 import argparse
 import json
 import platform
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -53,8 +57,33 @@ def library_encode(embedder: Embedder) -> Embed:
     )
 
 
+@contextmanager
+def busy_python_thread() -> Iterator[None]:
+    """A thread running Python bytecode until the block ends."""
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            sum(range(1000))
+
+    thread = threading.Thread(target=spin, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
 def timed_sizes(label: str, embed: Embed, questions: list[str], args: argparse.Namespace) -> None:
-    """One JSON line per size of `args.sizes`."""
+    """One JSON line per size of `args.sizes`, then (`--busy-thread`) one per size beside a busy thread."""
+    timed_each_size(label, embed, questions, args)
+    if args.busy_thread:
+        with busy_python_thread():
+            timed_each_size(f"{label}, beside a busy Python thread", embed, questions, args)
+
+
+def timed_each_size(label: str, embed: Embed, questions: list[str], args: argparse.Namespace) -> None:
     for size in args.sizes:
         timed_calls(embed, questions, size, args.warmup)
         spent = sorted(timed_calls(embed, questions, size, args.rounds))
@@ -96,12 +125,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=100, help="timed calls a size")
     parser.add_argument("--warmup", type=int, default=10, help="untimed calls a size first")
     parser.add_argument("--library", action="store_true", help="sentence-transformers' encode too")
+    parser.add_argument(
+        "--busy-thread", action="store_true", help="each size beside a busy Python thread too"
+    )
     parser.add_argument("--profile", type=Path, help="where the profiler's tables go (torch backend)")
     args = parser.parse_args()
     settings = Settings()
     embedder = Embedder(ModelStore(settings.home).embedder(settings.embedder))
     questions = [item.question for item in load_dataset(args.questions)]
-    label = f"{embedder.name} {embedder.backend} on {embedder.device}"
+    graphs = " from CUDA graphs" if embedder.uses_query_graphs else ""
+    label = f"{embedder.name} {embedder.backend} on {embedder.device}{graphs}"
     timed_sizes(label, embedder.embed_queries, questions, args)
     if args.library:
         timed_sizes(f"{label}, sentence-transformers' encode", library_encode(embedder), questions, args)

@@ -1,6 +1,6 @@
 """Sentence embeddings for retrieval: a sentence-transformers folder, loaded offline, run by the backend the
 settings choose (OpenVINO on a CPU, PyTorch fp16 on CUDA by default) on length-sorted, token-budgeted
-batches."""
+batches; on CUDA, questions by replaying CUDA graphs."""
 
 import logging
 import threading
@@ -21,6 +21,7 @@ from kotae.indexer.embedding_backends import (
     openvino_model,
     resolve,
 )
+from kotae.indexer.query_graphs import QueryGraphs
 from kotae.models.store import ModelStore, model_hash
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class Embedder:
         cache_dir: Path | None = None,
         token_budget: int | None = None,
         compiled: bool | None = None,
+        cuda_graphs: bool | None = None,
     ) -> None:
         """`folder`: sentence-transformers (modules.json) or a plain encoder (config.json: mean pooling).
         `device`: None picks CUDA when torch sees a GPU, else CPU.
@@ -56,7 +58,8 @@ class Embedder:
         `cache_dir`: where converted models are kept (default: the folder holding `folder`, i.e. the
         model store for a pulled model). `token_budget`: rows × padded length per batch (default: the
         backend's, larger on CUDA). `compiled`: run the torch encoder through `torch.compile` (None: the
-        settings' `embedder_compile`)."""
+        settings' `embedder_compile`). `cuda_graphs`: embed questions on CUDA by replaying CUDA graphs
+        captured here (torch backend, not compiled; None: the settings' `embedder_cuda_graphs`)."""
         from sentence_transformers import SentenceTransformer
 
         if not any((folder / name).is_file() for name in ("modules.json", "config.json")):
@@ -66,8 +69,8 @@ class Embedder:
         """How manifests name the embedder: the store's model name, or the folder's name."""
         self.hash = model_hash(folder)
         """The model store's identity of the weights (its source file's sha256, or a fingerprint)."""
-        configured_backend, configured_precision, configured_compile = _configured(
-            backend, precision, compiled
+        configured_backend, configured_precision, configured_compile, configured_graphs = _configured(
+            backend, precision, compiled, cuda_graphs
         )
         choice = resolve(configured_backend, configured_precision, device, configured_compile)
         load_on = "cpu" if choice.backend == "openvino" else choice.device
@@ -89,6 +92,12 @@ class Embedder:
         self._token_budget = token_budget
         self._model = model if self.choice.backend == "torch" else None
         """The sentence-transformers model (torch backend only; OpenVINO runs its own copy)."""
+        self._query_graphs: QueryGraphs | None = None
+        if configured_graphs and self.choice.backend == "torch" and self.device.startswith("cuda"):
+            if self.choice.compiled:
+                log.info("the embedder is compiled: questions are embedded without CUDA graphs")
+            else:
+                self._query_graphs = QueryGraphs(model, self._features(self.query_prompt), self._pad_id)
         # The runtime's one-time set-up (a GPU's cuBLAS handles and kernel choice, compiled graphs) happens
         # here rather than in the first question's batch.
         self.embed_queries([WARM_UP_QUERY])
@@ -100,6 +109,11 @@ class Embedder:
     @property
     def device(self) -> str:
         return self.choice.device
+
+    @property
+    def uses_query_graphs(self) -> bool:
+        """Whether questions are embedded by replaying CUDA graphs."""
+        return self._query_graphs is not None
 
     @property
     def backend(self) -> str:
@@ -123,8 +137,17 @@ class Embedder:
         return self._encode(texts, self.passage_prompt, progress, token_budget, token_ids)
 
     def embed_queries(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
-        """One row per question, in input order (`batch_size` is not used, as for passages)."""
-        return self._encode(texts, self.query_prompt, False, None)
+        """One row per question, in input order (`batch_size` is not used, as for passages). On CUDA, a
+        batch that a captured graph holds is tokenized here and embedded by one replay."""
+        if self._query_graphs is None or not texts:
+            return self._encode(texts, self.query_prompt, False, None)
+        prompt = self.query_prompt or ""
+        with self._lock:
+            ids = self._tokenize([prompt + text for text in texts])
+            embedded = self._query_graphs.embed(ids)
+        if embedded is not None:
+            return embedded
+        return self._encode(texts, self.query_prompt, False, None, batching.TokenIds.of(ids))
 
     def passage_tokenizer(self) -> "TextTokenizer":
         """What tokenizes passages exactly as `embed_passages` does, for another process."""
@@ -151,9 +174,7 @@ class Embedder:
             inputs, tokenize = [prompt + text for text in texts] if prompt else list(texts), self._tokenize
         else:
             inputs, tokenize = range(len(texts)), lambda rows: [token_ids[row] for row in rows]
-        features: dict[str, Any] = {"modality": "text"}
-        if prompt and not self._pools_over_prompts:
-            features["prompt_length"] = self._prompt_length(prompt)
+        features = self._features(prompt)
         with (
             self._lock,
             tqdm(total=len(texts), desc="embedding", unit=" texts", disable=not progress) as bar,
@@ -171,6 +192,13 @@ class Embedder:
                 out[block.rows] = runner.run_block(block, features)
                 bar.update(block.count)
         return out
+
+    def _features(self, prompt: str | None) -> dict[str, Any]:
+        """What the modules take with every batch of texts behind `prompt`, beside the tokens."""
+        features: dict[str, Any] = {"modality": "text"}
+        if prompt and not self._pools_over_prompts:
+            features["prompt_length"] = self._prompt_length(prompt)
+        return features
 
     def _prompt_length(self, prompt: str) -> int:
         """The prompt's tokens at the start of every text, as sentence-transformers counts them: the
@@ -236,23 +264,31 @@ class TextTokenizer:
         return batching.TokenIds.of(self._tokenizer([self.prompt + text for text in texts]))
 
 
-def _configured(backend: str | None, precision: str | None, compiled: bool | None) -> tuple[str, str, bool]:
-    """The settings' backend, precision and compilation where the caller gave none ("auto" and no
-    compilation where kotae's settings cannot be read, as on a GPU machine that has only the embedding
-    dependencies)."""
-    if backend is not None and precision is not None and compiled is not None:
-        return backend, precision, compiled
+def _configured(
+    backend: str | None, precision: str | None, compiled: bool | None, cuda_graphs: bool | None
+) -> tuple[str, str, bool, bool]:
+    """The settings' backend, precision, compilation and CUDA graphs where the caller gave none ("auto", no
+    compilation and graphs where kotae's settings cannot be read, as on a GPU machine that has only the
+    embedding dependencies)."""
+    if backend is not None and precision is not None and compiled is not None and cuda_graphs is not None:
+        return backend, precision, compiled, cuda_graphs
     try:
         from kotae.core.config import get_settings
 
         settings = get_settings()
-        configured = settings.embedder_backend, settings.embedder_precision, settings.embedder_compile
+        configured = (
+            settings.embedder_backend,
+            settings.embedder_precision,
+            settings.embedder_compile,
+            settings.embedder_cuda_graphs,
+        )
     except ImportError:
-        configured = "auto", "auto", False
+        configured = "auto", "auto", False, True
     return (
         backend or configured[0],
         precision or configured[1],
         configured[2] if compiled is None else compiled,
+        configured[3] if cuda_graphs is None else cuda_graphs,
     )
 
 

@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     embedder_compile: bool = False
     """Run the embedder's encoder through `torch.compile` (torch backend): fused kernels, faster on CUDA;
     loading the embedder takes about a minute longer, since it compiles for every batch size then."""
+    embedder_cuda_graphs: bool = True
+    """Embed questions on CUDA by replaying CUDA graphs captured when the embedder loads (torch backend, not
+    compiled), one for each batch of up to 64 questions of up to 128 tokens: a batch is one replay where the
+    eager encoder makes a few hundred calls, each of which waits for the interpreter while the server's
+    other threads run Python. Larger batches and longer questions run eagerly."""
     index: Path | None = None
     """Index directory to serve as the `default` collection; unset means the embedded demo index under
     `home`."""
