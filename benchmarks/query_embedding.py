@@ -133,7 +133,11 @@ def main() -> None:
     settings = Settings()
     embedder = Embedder(ModelStore(settings.home).embedder(settings.embedder))
     questions = [item.question for item in load_dataset(args.questions)]
-    graphs = " from CUDA graphs" if embedder.uses_query_graphs else ""
+    graphs = ""
+    if embedder.query_graphs is not None:
+        captured = embedder.query_graphs
+        mib = captured.memory_bytes / 2**20
+        graphs = f" from CUDA graphs (captured in {captured.capture_s:.1f} s, {mib:.0f} MiB)"
     label = f"{embedder.name} {embedder.backend} on {embedder.device}{graphs}"
     timed_sizes(label, embedder.embed_queries, questions, args)
     if args.library:

@@ -97,7 +97,7 @@ class Embedder:
             if self.choice.compiled:
                 log.info("the embedder is compiled: questions are embedded without CUDA graphs")
             else:
-                self._query_graphs = QueryGraphs(model, self._features(self.query_prompt), self._pad_id)
+                self._query_graphs = self._capture_query_graphs(model)
         # The runtime's one-time set-up (a GPU's cuBLAS handles and kernel choice, compiled graphs) happens
         # here rather than in the first question's batch.
         self.embed_queries([WARM_UP_QUERY])
@@ -111,9 +111,9 @@ class Embedder:
         return self.choice.device
 
     @property
-    def uses_query_graphs(self) -> bool:
-        """Whether questions are embedded by replaying CUDA graphs."""
-        return self._query_graphs is not None
+    def query_graphs(self) -> QueryGraphs | None:
+        """The CUDA graphs that embed questions, when they do."""
+        return self._query_graphs
 
     @property
     def backend(self) -> str:
@@ -192,6 +192,15 @@ class Embedder:
                 out[block.rows] = runner.run_block(block, features)
                 bar.update(block.count)
         return out
+
+    def _capture_query_graphs(self, model: Any) -> QueryGraphs | None:
+        """The question batches' CUDA graphs; None (questions then run eagerly, logged) where this torch,
+        transformers or model cannot be captured."""
+        try:
+            return QueryGraphs(model, self._features(self.query_prompt), self._pad_id)
+        except Exception as error:
+            log.warning("questions are embedded without CUDA graphs: capturing them failed (%s)", error)
+            return None
 
     def _features(self, prompt: str | None) -> dict[str, Any]:
         """What the modules take with every batch of texts behind `prompt`, beside the tokens."""

@@ -35,9 +35,9 @@ def test_padded_inputs_hold_the_ids_then_the_mask_and_no_empty_row() -> None:
     )
 
 
-def test_graphs_are_on_by_default_and_only_on_cuda(embedder: Embedder) -> None:
+def test_graphs_are_on_by_default_and_only_on_cuda(tiny_e5: Path) -> None:
     assert Settings().embedder_cuda_graphs
-    assert not embedder.uses_query_graphs  # a CPU
+    assert Embedder(tiny_e5, device="cpu", backend="torch", precision="fp32").query_graphs is None
 
 
 cuda = pytest.mark.skipif(
@@ -49,7 +49,7 @@ cuda = pytest.mark.skipif(
 def test_graphs_embed_as_the_eager_encoder_does(tiny_e5: Path) -> None:
     graphed = Embedder(tiny_e5, device="cuda", backend="torch", precision="fp32", cuda_graphs=True)
     eager = Embedder(tiny_e5, device="cuda", backend="torch", precision="fp32", cuda_graphs=False)
-    assert graphed.uses_query_graphs and not eager.uses_query_graphs
+    assert graphed.query_graphs is not None and eager.query_graphs is None
     for questions in (QUESTIONS[:1], QUESTIONS, QUESTIONS * 20, ["長い質問" * 200]):
         np.testing.assert_allclose(
             graphed.embed_queries(questions), eager.embed_queries(questions), atol=1e-5
@@ -66,4 +66,12 @@ def test_a_compiled_embedder_captures_no_graphs(tiny_e5: Path, monkeypatch: pyte
     compiled = Embedder(
         tiny_e5, device="cuda", backend="torch", precision="fp32", compiled=True, cuda_graphs=True
     )
-    assert not compiled.uses_query_graphs
+    assert compiled.query_graphs is None
+
+
+def test_graphs_that_cannot_be_captured_leave_questions_to_the_eager_encoder(
+    tiny_e5: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cpu = Embedder(tiny_e5, device="cpu", backend="torch", precision="fp32")
+    assert cpu._capture_query_graphs(cpu._model) is None  # no CUDA device to capture on
+    assert "without CUDA graphs" in caplog.text
