@@ -20,6 +20,12 @@ def test_a_batch_takes_the_smallest_graph_that_holds_it() -> None:
     assert graph_shape(GRAPH_ROWS[-1], GRAPH_LENGTHS[-1]) == (GRAPH_ROWS[-1], GRAPH_LENGTHS[-1])
 
 
+def test_the_largest_graph_holds_a_served_batch_and_an_eval_batch() -> None:
+    from kotae.rag.pipeline import RETRIEVAL_BATCH
+
+    assert GRAPH_ROWS[-1] >= max(RETRIEVAL_BATCH, Settings().eval_retrieval_batch)
+
+
 def test_a_batch_no_graph_holds_runs_eagerly() -> None:
     assert graph_shape(GRAPH_ROWS[-1] + 1, 10) is None
     assert graph_shape(2, GRAPH_LENGTHS[-1] + 1) is None
