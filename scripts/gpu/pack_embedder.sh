@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Packs what the query embedder needs on the lent GPU machine without the vLLM kit (the wheels of
 # scripts/gpu/embedder-wheels.txt and jsquad-valid's questions) into parts .carry/e00, .carry/e01, …
-# (split_parts.sh): three calls instead of the kit's 25 when a lease is short. Each call carries one part;
+# (split_parts.sh): four calls instead of the kit's 25 when a lease is short. Each call carries one part;
 # scripts/gpu/embedder_only.sh unpacks them and runs. From the repository root:
 #   bash scripts/gpu/pack_embedder.sh
 set -euo pipefail
