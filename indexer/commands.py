@@ -176,7 +176,8 @@ def _embedder(name_or_path: str | None) -> "Embedder":
     with console.status("loading the embedder…"):
         from kotae.indexer.embedder import load_embedder
 
-        return load_embedder(name_or_path or settings.embedder, settings.home)
+        # Builds and updates embed passages only: no question graphs to capture.
+        return load_embedder(name_or_path or settings.embedder, settings.home, cuda_graphs=False)
 
 
 def _params(pairs: list[str]) -> dict[str, str]:

@@ -325,6 +325,7 @@ def load_embedder(
     backend: str | None = None,
     precision: str | None = None,
     compiled: bool | None = None,
+    cuda_graphs: bool | None = None,
 ) -> Embedder:
     """A sentence-transformers folder given by path, or a model of the store under `home` (the default
     embedder is pulled on first use: seconds). Converted models are kept in the store. The options are
@@ -337,4 +338,5 @@ def load_embedder(
         precision=precision,
         cache_dir=store.models_dir,
         compiled=compiled,
+        cuda_graphs=cuda_graphs,
     )

@@ -95,3 +95,12 @@ def test_build_a_collection_under_the_collections_root(
                 runner.invoke(index_app, build + wrong, catch_exceptions=False)
     finally:
         get_settings.cache_clear()
+
+
+def test_builds_and_updates_load_an_embedder_without_question_graphs(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kotae.indexer import commands, embedder
+
+    options: dict = {}
+    monkeypatch.setattr(embedder, "load_embedder", lambda *args, **kwargs: options.update(kwargs))
+    commands._embedder("some-embedder")
+    assert options["cuda_graphs"] is False
