@@ -8,9 +8,7 @@ set -u
 repo=$PWD R=$OUT/r
 mkdir -p "$R"
 stamp() { echo "[$(date +%T)] $*" >> "$R/progress.log"; }
-(cd /tmp/kotae-parts && sha256sum -c --quiet parts.sha256) >> "$R/progress.log" 2>&1 || exit 1
-rm -rf /tmp/kotae-stage && mkdir -p /tmp/kotae-stage
-cat /tmp/kotae-parts/part.* | tar -x -C /tmp/kotae-stage
+bash scripts/gpu/unpack_parts.sh >> "$R/progress.log" 2>&1 || exit 1
 python3 -m pip install -q --no-index --no-deps --target /tmp/embedder-site /tmp/kotae-stage/wheels/*.whl \
   > "$R/pip.log" 2>&1
 export PYTHONPATH=$repo:/tmp/embedder-site HF_HUB_OFFLINE=1 KOTAE_HOME=/tmp/kotae-home PYTHONUNBUFFERED=1

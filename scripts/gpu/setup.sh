@@ -4,8 +4,7 @@
 #   export PYTHONPATH=/tmp/site VLLM_USE_FLASHINFER_SAMPLER=0 HF_HUB_OFFLINE=1
 set -euo pipefail
 repo=$(pwd)
-cd /tmp/kotae-parts && sha256sum -c --quiet parts.sha256
-rm -rf /tmp/kotae-stage && mkdir -p /tmp/kotae-stage && cat part.* | tar -x -C /tmp/kotae-stage
+bash "$repo/scripts/gpu/unpack_parts.sh"
 mkdir -p /tmp/gpukit/kit && tar -x -C /tmp/gpukit/kit -f /tmp/kotae-stage/kit.tar
 bash /tmp/gpukit/kit/setup.sh
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site /tmp/kotae-stage/wheels/*.whl

@@ -4,8 +4,7 @@
 #   export PYTHONPATH=/tmp/site HF_HUB_OFFLINE=1 JAX_PLATFORMS=cpu
 set -euo pipefail
 repo=$(pwd)
-cd /tmp/kotae-parts && sha256sum -c --quiet parts.sha256
-rm -rf /tmp/kotae-stage && mkdir -p /tmp/kotae-stage && cat part.* | tar -x -C /tmp/kotae-stage
+bash "$repo/scripts/gpu/unpack_parts.sh"
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site /tmp/kotae-stage/wheels/*.whl
 python3 -m pip install -q --no-index --no-deps --no-build-isolation --target /tmp/site "$repo"
 mkdir -p "$repo/../shared" && rm -rf "$repo/../shared/data" && ln -s /tmp/kotae-stage/data "$repo/../shared/data"
