@@ -69,14 +69,23 @@ each_variant() {  # each_variant() RUN VARIANT...: `RUN LABEL` under each "LABEL
 stamp start
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader > "$R/gpu.txt"
 python3 -m kotae models pull > "$R/pull.log" 2>&1; stamp pulled
-[ -f "$KOTAE_INDEX/manifest.json" ] ||
-  python3 -m kotae index build "$DATA/jawiki-paragraphs.jsonl" --out "$KOTAE_INDEX" > "$R/index.log" 2>&1
-stamp indexed
+# The index build, the GPTQ quantization and the LoRA metadata tests each take a sliver of the card and a few
+# of the cores: they run side by side (about a minute sooner), before anything is timed.
+index_build=
+if [ ! -f "$KOTAE_INDEX/manifest.json" ]; then
+  python3 -m kotae index build "$DATA/jawiki-paragraphs.jsonl" --out "$KOTAE_INDEX" > "$R/index.log" 2>&1 &
+  index_build=$!
+fi
 if [ "${W4:-1}" = 1 ] && [ ! -f "$w4/config.json" ]; then
   KOTAE_QUANT_SITE=/tmp/site_q python3 -m kotae quantize --model "$KOTAE_HOME/models/gemma-3-270m" --out "$w4" \
     --calib "$DATA/jawiki-paragraphs.jsonl" > "$R/quantize.log" 2>&1
-  stamp quantized
+  stamp "quantized (exit $?)"
 fi
+# The plugin's tensors against vLLM 0.26's own, where pytest is installed.
+python3 -m pytest -q -p no:cacheprovider "$repo/tests/rag/test_lora_metadata.py" > "$R/lora-metadata-tests.log" 2>&1
+stamp "lora-metadata tests (exit $?)"
+[ -z "$index_build" ] || wait "$index_build"
+stamp "indexed (exit $?)"
 # What kotae will reserve for each workload, as its engines log it at start.
 python3 - "$KOTAE_HOME/models/gemma-3-270m" > "$R/memory-plan.txt" 2>&1 <<'PY'
 import sys
@@ -94,9 +103,6 @@ if [ "${METADATA:-1}" = 1 ]; then
   python3 "$repo/benchmarks/lora_metadata.py" --out "$R/lora-metadata.json" > "$R/lora-metadata.log" 2>&1
   stamp "lora-metadata (exit $?)"
 fi
-# The plugin's tensors against vLLM 0.26's own, where pytest is installed.
-python3 -m pytest -q -p no:cacheprovider "$repo/tests/rag/test_lora_metadata.py" > "$R/lora-metadata-tests.log" 2>&1
-stamp "lora-metadata tests (exit $?)"
 if [ "${COLD:-1}" = 1 ]; then
   rm -rf "$KOTAE_HOME/cache/vllm"  # the next engine start is the first one
   seed cold eval-adapter
