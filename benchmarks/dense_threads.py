@@ -98,9 +98,13 @@ def main() -> None:
                     for questions, threads in itertools.product(args.questions, args.threads):
                         faiss.omp_set_num_threads(threads)
                         spent = timed_searches(index, vectors[:questions], args.depth, args.rounds)
-                        setting = {"vectors": args.count, "questions": questions, "threads": threads}
-                        setting["busy_processes"] = busy
-                        setting["busy_thread_switch_ms"] = switch_ms
+                        setting = {
+                            "vectors": args.count,
+                            "questions": questions,
+                            "threads": threads,
+                            "busy_processes": busy,
+                            "busy_thread_switch_ms": switch_ms,
+                        }
                         print(json.dumps(row(setting, spent)), flush=True)
 
 
