@@ -2,7 +2,8 @@
 
 import math
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -16,6 +17,19 @@ from kotae.indexer.coarse import CoarseQuantizer
 from kotae.indexer.layout import IndexType
 
 _TRAINING_POINTS_PER_CLUSTER = 64
+
+
+@contextmanager
+def search_team(threads: int) -> Iterator[None]:
+    """faiss's OpenMP team for the calling thread's searches inside the block: at most `threads` (0: left
+    as it is). The team size is this thread's own (an OpenMP ICV), so other threads' searches keep theirs."""
+    before = faiss.omp_get_max_threads()
+    if threads:
+        faiss.omp_set_num_threads(min(threads, before))
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 class FlatSpec(BaseModel):
@@ -250,17 +264,10 @@ class DenseIndex:
         if self._gpu_resources:
             with self._gpu_lock:
                 return self._searched.search(vectors, k)
-        if len(vectors) > 1:
-            return self._searched.search(vectors, k)
         # faiss spreads a batch's queries over its OpenMP threads: one query gains nothing from them but
-        # the cost of waking them (docs/BENCHMARKS.md, Wikipedia scale). The thread count set here is this
-        # thread's own (an OpenMP ICV), so concurrent batch searches keep theirs.
-        threads = faiss.omp_get_max_threads()
-        faiss.omp_set_num_threads(1)
-        try:
+        # the cost of waking them (docs/BENCHMARKS.md, Wikipedia scale).
+        with search_team(1 if len(vectors) == 1 else 0):
             return self._searched.search(vectors, k)
-        finally:
-            faiss.omp_set_num_threads(threads)
 
     def _stored_vectors(self) -> tuple[np.ndarray, np.ndarray]:
         inner = faiss.downcast_index(self._index.index)

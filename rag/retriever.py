@@ -9,6 +9,7 @@ import numpy as np
 from kotae.core.config import FusionMethod, RetrievalMode, Settings
 from kotae.core.errors import KotaeError
 from kotae.core.passage import Hit
+from kotae.indexer.dense import search_team
 from kotae.indexer.embedder import Embedder
 from kotae.indexer.index import Index, IndexView, KeyRanking
 from kotae.indexer.thread_pools import shared_pool
@@ -152,7 +153,7 @@ class Retriever:
             if vectors is None:
                 with clock.stage("embed"):
                     vectors = self.embedder.embed_queries(list(questions))
-            with clock.stage("dense"):
+            with clock.stage("dense"), search_team(self.settings.search_threads):
                 dense = view.rank_dense(vectors, depth)
                 if excluded_titles is not None:
                     dense = _without_titles(view, dense, excluded_titles)

@@ -1,10 +1,11 @@
 """Marks `engine` every test that uses a fixture declared with `engine_marker.engine_fixture`; keeps absl's
 log handler off pytest's capture streams; gives each pytest-xdist worker whole packages, and orders the
 modules that share engines; keeps the tests' engines small in memory; the models that tests of several
-packages share."""
+packages share; faiss's thread count for the tests of its search team."""
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -103,6 +104,18 @@ def embedder(tiny_e5: Path) -> "Embedder":
     from kotae.indexer.embedder import Embedder
 
     return Embedder(tiny_e5)
+
+
+@pytest.fixture
+def faiss_threads() -> Iterator[int]:
+    """faiss's OpenMP threads in this thread set to 3 for the test (a team to cap on any machine), then
+    restored."""
+    import faiss
+
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(3)
+    yield 3
+    faiss.omp_set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

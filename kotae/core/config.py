@@ -93,6 +93,11 @@ class Settings(BaseSettings):
     rerank_depth: int = Field(50, ge=1, le=200)
     """Fused candidates per question that the reranker scores; any passages asked for beyond them follow
     in fused order."""
+    search_threads: int = Field(4, ge=0)
+    """Most threads faiss spreads one batch of questions' dense search over; 0: every core. A team waits
+    for its slowest thread, and beside an engine, a server and BM25 that hold cores, a team of every core
+    waits longest (docs/BENCHMARKS.md, session 46). Raise it for batch evals over a large IVF-PQ index on
+    an idle machine."""
     context_token_budget: int = Field(DEFAULT_CONTEXT_TOKEN_BUDGET, ge=64)
     """Prompt tokens the retrieved passages may take; the last passages are trimmed to fit."""
     abstain_min_cosine: float = Field(0.81, ge=0.0, le=1.0)

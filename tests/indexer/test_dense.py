@@ -1,6 +1,7 @@
 """faiss indexes: exact hits for each type, parameters, IVF-PQ re-ranking, removal and addition by key,
-save/load."""
+save/load, the search's OpenMP team."""
 
+import threading
 from pathlib import Path
 
 import faiss
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 from kotae.core.errors import InputError, KotaeError
-from kotae.indexer.dense import DenseIndex, HnswSpec, IvfPqSpec, dense_spec
+from kotae.indexer.dense import DenseIndex, HnswSpec, IvfPqSpec, dense_spec, search_team
 
 DIMENSION = 16
 IVFPQ = {"nbits": 4, "m": 4, "nprobe": 4}
@@ -52,6 +53,25 @@ def test_one_query_at_a_time_ranks_as_the_batch_and_keeps_faiss_threads(built: D
     one_by_one = [built.search(VECTORS[i : i + 1], 5)[0] for i in range(8)]
     assert keys_of(one_by_one) == keys_of(batch)
     assert faiss.omp_get_max_threads() == threads
+
+
+def test_a_search_team_caps_this_threads_faiss_threads_for_the_block_only(faiss_threads: int) -> None:
+    def seen_by_another_thread() -> int:
+        seen: list[int] = []
+        other = threading.Thread(target=lambda: seen.append(faiss.omp_get_max_threads()))
+        other.start()
+        other.join()
+        return seen[0]
+
+    elsewhere = seen_by_another_thread()
+    with search_team(2):
+        assert faiss.omp_get_max_threads() == 2
+        with search_team(8):  # a cap, never more than the block around it
+            assert faiss.omp_get_max_threads() == 2
+        assert seen_by_another_thread() == elsewhere, "other threads' searches keep their own team"
+    assert faiss.omp_get_max_threads() == faiss_threads
+    with search_team(0):
+        assert faiss.omp_get_max_threads() == faiss_threads
 
 
 def test_removal_and_addition_by_key(built: DenseIndex, tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 from jsonl_files import write_jsonl
@@ -253,6 +254,23 @@ def test_hybrid_ranks_bm25_while_the_questions_are_embedded(
     for retrieval, expected in zip(found, QUESTIONS.values(), strict=True):
         assert expected in [hit.passage.id for hit in retrieval.hits]
     assert set(times.ms) == {"embed", "dense", "tokenize", "bm25", "fuse", "read"}
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_batchs_dense_search_runs_on_at_most_search_threads(
+    index: Index, tiny: Embedder, monkeypatch: pytest.MonkeyPatch, threads: int, faiss_threads: int
+) -> None:
+    teams: list[int] = []
+    rank_dense = IndexView.rank_dense
+
+    def recorded(view: IndexView, vectors: np.ndarray, k: int, exhaustive: bool = False) -> list[KeyRanking]:
+        teams.append(faiss.omp_get_max_threads())
+        return rank_dense(view, vectors, k, exhaustive)
+
+    monkeypatch.setattr(IndexView, "rank_dense", recorded)
+    retriever = Retriever(index, tiny, Settings(retrieval="hybrid", search_threads=threads))
+    retriever.search_many(list(QUESTIONS), 3)
+    assert teams == [threads] and faiss.omp_get_max_threads() == faiss_threads
 
 
 def test_another_embedder_is_refused(index: Index, tiny: Embedder) -> None:
